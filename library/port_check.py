@@ -1,0 +1,263 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Ansible module: concurrent telnet-style TCP port checks from the managed host."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: port_check
+short_description: Check many TCP ports from the managed host at once (telnet HOST PORT, concurrently)
+description:
+  - Opens a TCP connection from the managed host to every target in I(targets), all at the
+    same time, and reports for each one whether the port is C(open), C(closed) (the host answered
+    with RST / ECONNREFUSED), C(filtered) (no answer before the timeout, or the managed host's own
+    firewall refused the SYN), C(unreachable) (EHOSTUNREACH / ENETUNREACH, for instance ARP got no
+    answer) or C(dns_error) (the name did not resolve).
+  - Reports the time to the verdict, the errno, the address actually used, and optionally sends a
+    string and waits for a regular expression in the answer (the banner).
+  - Each target has an I(expected_state) (default C(open)). The task fails when any target misses
+    its expectation; the result still lists every target.
+  - Input is validated before anything is sent; a bad target fails the task with a message that
+    names the field (for example C(targets[2].port)), and no connection is attempted.
+  - The module changes nothing on the host, so it runs in check mode too.
+version_added: "0.1.0"
+author:
+  - netcheck maintainers
+options:
+  targets:
+    description:
+      - The endpoints to check. All are checked concurrently in one invocation.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      host:
+        description:
+          - Host name, IPv4 address or IPv6 address (brackets and a C(%scope) are allowed).
+        type: str
+        required: true
+      port:
+        description: TCP port, 1 to 65535.
+        type: int
+        required: true
+      timeout:
+        description:
+          - Seconds to wait for the handshake, and again for I(expect). Defaults to the
+            module-level I(timeout).
+        type: float
+      send:
+        description:
+          - Text sent once connected (UTF-8), for instance C("QUIT\r\n").
+        type: str
+      expect:
+        description:
+          - Python regular expression searched in what the server sends (read until it matches,
+            the connection closes, 4096 bytes were read or I(timeout) passes). The target is not
+            C(ok) when it does not match.
+        type: str
+      expected_state:
+        description: The state this target must have for the task to pass.
+        type: str
+        choices: [open, closed, filtered, unreachable, dns_error]
+        default: open
+      family:
+        description: Address family used when a name resolves to both.
+        type: str
+        choices: [any, ipv4, ipv6]
+        default: any
+      name:
+        description: A label for this target, returned as C(detail.name) (for instance the inventory name).
+        type: str
+  timeout:
+    description: Default per-target timeout in seconds.
+    type: float
+    default: 3
+  max_workers:
+    description:
+      - How many targets are checked at the same moment at most. With the default, 256 filtered
+        targets take about one I(timeout), 512 about two.
+    type: int
+    default: 256
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads; it probes in check mode as well.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+extends_documentation_fragment:
+  - action_common_attributes
+notes:
+  - A C(filtered) verdict takes the whole timeout; C(closed) and C(unreachable) come as soon as
+    the kernel knows (an unanswered ARP takes about 3 seconds on Linux, so use a timeout above that
+    to tell C(unreachable) from C(filtered) on the local subnet).
+  - Only the first address a name resolves to is tried (set I(family) to choose between IPv4 and IPv6).
+seealso:
+  - module: ansible.builtin.wait_for
+    description: Waits for one port to reach a state; this module checks many ports once, concurrently.
+"""
+
+EXAMPLES = r"""
+- name: Check that ssh and the web server answer on every web host
+  port_check:
+    targets:
+      - {host: 10.0.1.20, port: 22}
+      - {host: web1.example.internal, port: 8080}
+      - {host: "2001:db8::20", port: 443}
+
+- name: A port that must stay closed, and one that a firewall must drop
+  port_check:
+    timeout: 2
+    targets:
+      - {host: db1.example.internal, port: 5432, expected_state: closed}
+      - {host: db1.example.internal, port: 3306, expected_state: filtered}
+
+- name: Send and expect, like typing into telnet (the SSH banner)
+  port_check:
+    targets:
+      - host: bastion.example.internal
+        port: 22
+        expect: '^SSH-2\.0-'
+      - host: smtp.example.internal
+        port: 25
+        send: "QUIT\r\n"
+        expect: '^220 '
+  register: ports
+
+- name: Show only the targets that failed
+  ansible.builtin.debug:
+    msg: "{{ ports.results | rejectattr('ok') | map(attribute='target') | list }}"
+"""
+
+RETURN = r"""
+results:
+  description: One entry per target, in the order of I(targets). Every probe of this project returns this shape.
+  returned: always (empty when the input was rejected)
+  type: list
+  elements: dict
+  contains:
+    target:
+      description: C(host:port) as given (IPv6 literals in brackets).
+      type: str
+      sample: "10.77.0.12:22"
+    kind:
+      description: The probe, always C(tcp) here.
+      type: str
+      sample: tcp
+    state:
+      description: The verdict; C(error) only when the probe itself failed or passed the global deadline.
+      type: str
+      sample: open
+      choices: [open, closed, filtered, unreachable, dns_error, error]
+    ok:
+      description: Whether the state is the expected one and I(expect), when given, matched.
+      type: bool
+      sample: true
+    timings:
+      description: >-
+        Milliseconds: C(resolve_ms) (name resolution), C(connect_ms) (the handshake, or until it
+        failed), C(expect_ms) (send and read, when asked) and C(total_ms) (time to verdict).
+      type: dict
+      sample: {"resolve_ms": 0.05, "connect_ms": 0.41, "total_ms": 0.52}
+    error:
+      description: Why the target is not as expected (or what went wrong), else null.
+      type: str
+      sample: "Connection refused (the host answered with RST: nothing listens there)"
+    detail:
+      description: Facts of the TCP probe.
+      type: dict
+      contains:
+        host: {description: The host as given., type: str}
+        port: {description: The port., type: int}
+        name: {description: The label given, or null., type: str}
+        expected_state: {description: The expected state., type: str}
+        address: {description: The address connected to (null when the name did not resolve)., type: str}
+        family: {description: C(ipv4) or C(ipv6)., type: str}
+        local_address: {description: The source address used (when connected)., type: str}
+        errno: {description: The errno of a failed connect (or the resolver's code), else null., type: int}
+        errno_name: {description: Its symbolic name, for instance C(ECONNREFUSED), C(EHOSTUNREACH), C(EAI_NONAME)., type: str}
+        banner: {description: What the server sent when I(expect) was given (at most 4096 bytes), else null., type: str}
+        expect: {description: The I(expect) pattern, or null., type: str}
+        expect_matched: {description: Whether I(expect) matched; null when there was nothing to expect., type: bool}
+      sample:
+        host: 10.77.0.12
+        port: 22
+        name: lab-h2
+        expected_state: open
+        address: 10.77.0.12
+        family: ipv4
+        local_address: 10.77.0.11
+        errno: null
+        errno_name: null
+        banner: "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7\r\n"
+        expect: "^SSH-2\\.0-"
+        expect_matched: true
+summary:
+  description: Counts over I(results).
+  returned: always
+  type: dict
+  sample: {"total": 3, "ok": 2, "failed": 1, "states": {"open": 2, "filtered": 1}}
+elapsed_ms:
+  description: Wall time of all the checks together, in milliseconds.
+  returned: always
+  type: float
+  sample: 3004.2
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.netcheck.probe import InputError, summarize
+from ansible.module_utils.netcheck.tcp import STATES, check_targets, parse_targets
+
+TARGET_OPTIONS = dict(
+    host=dict(type="str", required=True),
+    port=dict(type="int", required=True),
+    timeout=dict(type="float"),
+    send=dict(type="str"),
+    expect=dict(type="str"),
+    expected_state=dict(type="str", choices=list(STATES), default="open"),
+    family=dict(type="str", choices=["any", "ipv4", "ipv6"], default="any"),
+    name=dict(type="str"),
+)
+
+
+def failure_message(results, summary, shown=10):
+    missed = [r for r in results if not r["ok"]]
+    lines = ["%s: %s" % (r["target"], r["error"] or r["state"]) for r in missed[:shown]]
+    if len(missed) > shown:
+        lines.append("... and %d more" % (len(missed) - shown))
+    return "%d of %d targets missed their expectation: %s" % (summary["failed"], summary["total"], "; ".join(lines))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            targets=dict(type="list", elements="dict", required=True, options=TARGET_OPTIONS),
+            timeout=dict(type="float", default=3.0),
+            max_workers=dict(type="int", default=256),
+        ),
+        supports_check_mode=True,
+    )
+    start = time.monotonic()
+    empty = dict(results=[], summary=summarize([]), elapsed_ms=0.0, changed=False)
+    if module.params["max_workers"] < 1:
+        module.fail_json(msg="max_workers: %s must be at least 1" % module.params["max_workers"], **empty)
+    try:
+        targets = parse_targets(module.params["targets"], module.params["timeout"])
+    except InputError as exc:
+        module.fail_json(msg=str(exc), **empty)
+
+    results = check_targets(targets, module.params["max_workers"])
+    summary = summarize(results)
+    outcome = dict(results=results, summary=summary, changed=False,
+                   elapsed_ms=round((time.monotonic() - start) * 1000.0, 3))
+    if summary["failed"]:
+        module.fail_json(msg=failure_message(results, summary), **outcome)
+    module.exit_json(msg="%d targets as expected" % summary["total"], **outcome)
+
+
+if __name__ == "__main__":
+    main()
