@@ -1,0 +1,88 @@
+"""Integration helpers: the test lab's configuration, and ways to drive ansible and namespaces.
+
+Tests run the real modules with the real `ansible` over SSH (host key checking
+on) against lab hosts, and make faults for real with iptables inside a lab
+host's namespace. All traffic stays inside the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import LabConfig
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+LAB_HOSTS = 3
+
+
+def test_lab_config(name="nctest", subnet="10.77.1.0/24", subnet6="fd6e:6574:6368:1::/64"):
+    """The test suite's own lab: it coexists with the demo lab (nclab, 10.77.0.0/24)."""
+    return LabConfig(name=name, subnet=subnet, subnet6=subnet6)
+
+
+test_lab_config.__test__ = False  # a helper, not a test
+
+
+def netns(namespace, *argv, check=True):
+    """Run a command inside a lab host's network namespace."""
+    return subprocess.run(["ip", "netns", "exec", namespace, *argv], check=check,
+                          capture_output=True, text=True, timeout=30)
+
+
+@dataclass
+class AnsibleRun:
+    rc: int
+    stdout: str
+    stderr: str
+    tasks: list
+    stats: dict
+
+    def result(self, host, task=-1):
+        """The result dict of ``host`` in task number ``task`` (default: the last task)."""
+        return self.tasks[task]["hosts"][host]
+
+
+class Ansible:
+    """Runs `ansible` / `ansible-playbook` against the lab and reads results as JSON."""
+
+    def __init__(self, inventory):
+        self.inventory = str(inventory)
+
+    def _env(self, extra_env=None):
+        env = dict(os.environ)
+        env.update({
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "tests" / "plugins" / "callback"),
+            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+            "ANSIBLE_STDOUT_CALLBACK": "capture_json",
+            "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        })
+        env.update(extra_env or {})
+        return env
+
+    def _run(self, argv, extra_env=None, timeout=300):
+        proc = subprocess.run(argv, cwd=REPO, env=self._env(extra_env), capture_output=True,
+                              text=True, timeout=timeout)
+        try:
+            document = json.loads(proc.stdout[proc.stdout.index("{"):])
+        except ValueError:
+            raise AssertionError("ansible printed no JSON (rc %d)\nstdout: %s\nstderr: %s"
+                                 % (proc.returncode, proc.stdout, proc.stderr))
+        return AnsibleRun(proc.returncode, proc.stdout, proc.stderr, document["tasks"], document["stats"])
+
+    def module(self, host, module, args, check=False, verbosity=0, timeout=300):
+        """Run one module on one host (or pattern) over SSH; returns the AnsibleRun."""
+        argv = [str(BIN / "ansible"), host, "-i", self.inventory, "-m", module, "-a", json.dumps(args)]
+        argv += ["--check"] if check else []
+        argv += ["-" + "v" * verbosity] if verbosity else []
+        return self._run(argv, timeout=timeout)
+
+    def playbook(self, playbook, *extra_args, extra_env=None, timeout=600):
+        argv = [str(BIN / "ansible-playbook"), "-i", self.inventory, str(playbook), *extra_args]
+        return self._run(argv, extra_env=extra_env, timeout=timeout)
