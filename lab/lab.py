@@ -428,18 +428,30 @@ class Lab:
 
     # --- down -------------------------------------------------------------------
     @staticmethod
-    def _stop_pid(pid, grace_s=3.0):
+    def _gone(pid):
+        """True once pid has exited. A zombie counts as gone: this machine's init may not
+        reap it, and a web server started by this very process is our child until waited."""
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        try:
+            stat = Path("/proc/%d/stat" % pid).read_text()
+        except OSError:
+            return True
+        return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+    def _stop_pid(self, pid, grace_s=3.0):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if self._gone(pid):
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -452,6 +464,7 @@ class Lab:
             # every process inside the namespace is the lab's: sshd, its sessions, the web server
             for _ in range(3):
                 pids = [int(p) for p in run(["ip", "netns", "pids", ns], check=False).split()]
+                pids = [p for p in pids if not self._gone(p)]
                 if not pids:
                     break
                 for pid in pids:
