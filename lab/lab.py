@@ -411,7 +411,9 @@ class Lab:
                             "lab_name": cfg.name,
                             "lab_controller_ip": cfg.controller_ip,
                             "lab_unassigned_ip": cfg.unassigned_ip,
-                            # what check.yml checks in the lab: ssh and the web server of every lab host
+                            # what check.yml checks in the lab: every lab host answers ping,
+                            # and its ssh and web server answer
+                            "netcheck_icmp_group_targets": [{"group": "lab"}],
                             "netcheck_tcp_group_targets": [
                                 {"group": "lab", "port": 22, "expect": "^SSH-2\\.0-"},
                                 {"group": "lab", "port": cfg.web_port},

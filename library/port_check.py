@@ -209,7 +209,7 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.netcheck.probe import InputError, summarize
+from ansible.module_utils.netcheck.probe import InputError, failure_message, summarize
 from ansible.module_utils.netcheck.tcp import STATES, check_targets, parse_targets
 
 TARGET_OPTIONS = dict(
@@ -222,14 +222,6 @@ TARGET_OPTIONS = dict(
     family=dict(type="str", choices=["any", "ipv4", "ipv6"], default="any"),
     name=dict(type="str"),
 )
-
-
-def failure_message(results, summary, shown=10):
-    missed = [r for r in results if not r["ok"]]
-    lines = ["%s: %s" % (r["target"], r["error"] or r["state"]) for r in missed[:shown]]
-    if len(missed) > shown:
-        lines.append("... and %d more" % (len(missed) - shown))
-    return "%d of %d targets missed their expectation: %s" % (summary["failed"], summary["total"], "; ".join(lines))
 
 
 def main():

@@ -55,6 +55,15 @@ def summarize(results):
     return {"total": len(results), "ok": passed, "failed": len(results) - passed, "states": states}
 
 
+def failure_message(results, summary, shown=10):
+    """The task's message when targets missed their expectation: how many, and the first few why."""
+    missed = [r for r in results if not r["ok"]]
+    lines = ["%s: %s" % (r["target"], r["error"] or r["state"]) for r in missed[:shown]]
+    if len(missed) > shown:
+        lines.append("... and %d more" % (len(missed) - shown))
+    return "%d of %d targets missed their expectation: %s" % (summary["failed"], summary["total"], "; ".join(lines))
+
+
 def ms_since(start):
     """Milliseconds elapsed since ``start`` (a time.monotonic() value)."""
     return (time.monotonic() - start) * 1000.0
@@ -181,7 +190,7 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
 
 
 __all__ = [
-    "DEFAULT_MAX_WORKERS", "InputError", "RESULT_KEYS", "format_hostport", "ms_since",
+    "DEFAULT_MAX_WORKERS", "InputError", "failure_message", "RESULT_KEYS", "format_hostport", "ms_since",
     "probe_result", "run_concurrently", "summarize", "validate_host", "validate_port", "validate_regex",
     "validate_timeout",
 ]

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-# port_check keys a group spec may carry through to every target it expands to
-_TARGET_KEYS = ("port", "timeout", "send", "expect", "expected_state", "family")
+# Per layer: the keys a group spec must have, and the module target keys it may pass through.
+LAYERS = {
+    "tcp": {"required": ("port",), "keys": ("port", "timeout", "send", "expect", "expected_state", "family")},
+    "icmp": {"required": (), "keys": ("reachable",)},
+}
 
 
-def expand_group_targets(specs, groups, hostvars, source=None, include_self=False):
-    """Turn ``{group: G, port: P, ...}`` specs into one port_check target per host of G.
+def expand_group_targets(specs, groups, hostvars, source=None, include_self=False, layer="tcp"):
+    """Turn ``{group: G, ...}`` specs into one module target per host of G.
 
     Each target is addressed by the host variable named in the spec's
     ``address_var`` (default ``ansible_host``, falling back to the inventory
     name), and labelled with the inventory name. The source host skips itself
     unless ``include_self`` (or the spec's own ``include_self``) is true.
     """
+    rules = LAYERS[layer]
+    field = "netcheck_%s_group_targets" % layer
     targets = []
     for index, spec in enumerate(specs or []):
-        if not isinstance(spec, dict) or "group" not in spec or "port" not in spec:
-            raise ValueError("netcheck_tcp_group_targets[%d]: needs group and port, got %r" % (index, spec))
+        missing = [key for key in ("group",) + rules["required"] if not isinstance(spec, dict) or key not in spec]
+        if missing:
+            raise ValueError("%s[%d]: needs %s, got %r" % (field, index, " and ".join(missing), spec))
         if spec["group"] not in groups:
-            raise ValueError("netcheck_tcp_group_targets[%d].group: no group %r in the inventory"
-                             % (index, spec["group"]))
+            raise ValueError("%s[%d].group: no group %r in the inventory" % (field, index, spec["group"]))
         address_var = spec.get("address_var", "ansible_host")
         with_self = spec.get("include_self", include_self)
         for name in groups[spec["group"]]:
             if name == source and not with_self:
                 continue
-            target = {key: spec[key] for key in _TARGET_KEYS if spec.get(key) is not None}
+            target = {key: spec[key] for key in rules["keys"] if spec.get(key) is not None}
             target["host"] = str(hostvars[name].get(address_var) or name)
             target["name"] = name
             targets.append(target)
@@ -37,31 +42,64 @@ def _ms(value):
     return "-" if value is None else "%.1f ms" % value
 
 
-def tcp_summary(sources, hostvars, register="netcheck_tcp"):
-    """One line per (source host, target): who checked what, the state, the time to verdict."""
+def _label(result):
+    name = result.get("detail", {}).get("name")
+    return "%s (%s)" % (name, result["target"]) if name else result["target"]
+
+
+def _summary(sources, hostvars, register, layer, line):
     lines = []
     for source in sources:
         outcome = hostvars[source].get(register) or {}
         if outcome.get("skipped"):
-            lines.append("%s: no TCP targets" % source)
+            lines.append("%s: no %s targets" % (source, layer))
             continue
-        if "results" not in outcome:
-            lines.append("%s: TCP check did not run: %s" % (source, outcome.get("msg", "unknown error")))
+        if not outcome.get("results"):
+            lines.append("%s: %s check failed: %s" % (source, layer, outcome.get("msg", "it did not run")))
             continue
-        if not outcome["results"]:
-            lines.append("%s: TCP check failed: %s" % (source, outcome.get("msg")))
         for result in outcome["results"]:
-            detail = result.get("detail", {})
-            label = "%s (%s)" % (detail["name"], result["target"]) if detail.get("name") else result["target"]
-            line = "%s -> %-32s %-11s %-4s %9s" % (
-                source, label, result["state"], "ok" if result["ok"] else "FAIL",
-                _ms(result.get("timings", {}).get("total_ms")))
+            text = "%s -> %s" % (source, line(result))
             if not result["ok"] and result.get("error"):
-                line += "  " + result["error"]
-            elif detail.get("banner"):
-                line += "  " + detail["banner"].strip().splitlines()[0][:24]
-            lines.append(line)
+                text += "  " + result["error"]
+            lines.append(text)
     return lines
+
+
+def _tcp_line(result):
+    detail = result.get("detail", {})
+    text = "%-32s %-11s %-4s %9s" % (_label(result), result["state"], "ok" if result["ok"] else "FAIL",
+                                     _ms(result.get("timings", {}).get("total_ms")))
+    if result["ok"] and detail.get("banner"):
+        text += "  " + detail["banner"].strip().splitlines()[0][:24]
+    return text
+
+
+def _icmp_line(result):
+    detail = result.get("detail", {})
+    rtt = "-" if detail.get("rtt_avg_ms") is None else "%.2f/%.2f/%.2f ms" % (
+        detail["rtt_min_ms"], detail["rtt_avg_ms"], detail["rtt_max_ms"])
+    text = "%-32s %-11s %-4s %d/%d %5s%% loss  rtt %s  ttl %s" % (
+        _label(result), result["state"], "ok" if result["ok"] else "FAIL", detail.get("received", 0),
+        detail.get("sent", 0), "%g" % detail.get("loss_pct", 100.0), rtt, detail.get("ttl") or "-")
+    neighbour = detail.get("neighbour") or {}
+    route = detail.get("route") or {}
+    if neighbour.get("state"):
+        hop = "gw %s" % neighbour.get("ip") if neighbour.get("via_gateway") else "on-link"
+        text += "  %s %s %s %s" % (route.get("dev") or "-", hop, neighbour.get("mac") or "-", neighbour["state"])
+    return text
+
+
+# The summaries are one multi-line string: the YAML callback prints it as a block,
+# line by line, where a list of long strings would be folded at 80 columns.
+
+def tcp_summary(sources, hostvars, register="netcheck_tcp"):
+    """One line per (source host, TCP target): the state, ok/FAIL, the time to verdict."""
+    return "\n".join(_summary(sources, hostvars, register, "TCP", _tcp_line))
+
+
+def icmp_summary(sources, hostvars, register="netcheck_icmp"):
+    """One line per (source host, ICMP target): status, replies, loss, RTTs, TTL, next hop and its MAC."""
+    return "\n".join(_summary(sources, hostvars, register, "ICMP", _icmp_line))
 
 
 class FilterModule(object):
@@ -69,4 +107,5 @@ class FilterModule(object):
         return {
             "netcheck_group_targets": expand_group_targets,
             "netcheck_tcp_summary": tcp_summary,
+            "netcheck_icmp_summary": icmp_summary,
         }
