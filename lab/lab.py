@@ -473,8 +473,9 @@ class Lab:
                     self._stop_pid(pid, grace_s=1.0)
             run(["ip", "netns", "del", ns])
             self._changed("removed namespace %s" % ns)
+        # deleting the namespace destroys the veth pair, asynchronously: it may vanish under us
         if self._link_exists(cfg.veth_name(index)):
-            run(["ip", "link", "del", cfg.veth_name(index)])
+            run(["ip", "link", "del", cfg.veth_name(index)], check=False)
         # a web server that lost its namespace early would still be listed in its pidfile
         pid = self._pid_alive(cfg.host_dir(index) / "web.pid", "webserver.py")
         if pid:

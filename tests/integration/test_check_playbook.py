@@ -31,6 +31,21 @@ def test_check_yml_names_every_host_and_target(lab, hosts):
     assert "failed=0" in proc.stdout
 
 
+def test_check_yml_pings_every_host_and_names_the_mac_that_answered(lab, hosts):
+    proc = _run_check(lab)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for source in hosts:
+        for target in hosts:
+            if source is target:
+                continue
+            wanted = "%s -> %s (%s) " % (source.name, target.name, target.ip)
+            matching = [line for line in proc.stdout.splitlines() if wanted in line]
+            assert len(matching) == 1, "%s missing from the ICMP summary:\n%s" % (wanted, proc.stdout)
+            line = matching[0]
+            assert "3/3" in line and " 0% loss" in line and "ttl 64" in line
+            assert "eth0 on-link %s" % target.mac in line
+
+
 def test_check_yml_fails_and_says_why_when_a_target_is_down(lab, hosts, iptables_rules):
     victim = hosts[2]
     iptables_rules(victim.namespace, "INPUT", "-p", "tcp", "--dport", "8080", "-j", "REJECT",
