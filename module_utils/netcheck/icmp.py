@@ -188,8 +188,8 @@ def validate_thresholds(value, field):
 
 
 def build_result(target, record, method, warn, crit, elapsed_ms, route=None, neighbour=None):
-    rtts = [record.rtts[seq] for seq in sorted(record.rtts)]
-    received = len(rtts)
+    received = len(record.rtts)
+    rtts = [record.rtts[seq] for seq in sorted(record.rtts) if record.rtts[seq] is not None]
     sent = record.sent
     loss_pct = round(100.0 * (sent - received) / sent, 2) if sent else 100.0
     stats = rtt_stats(rtts)
@@ -351,7 +351,9 @@ def _echo_loop(targets, sockets, raw, count, interval, timeout, size, clock):
     by_address = {}
     for index, target in enumerate(targets):
         by_address.setdefault((target.family, _strip_scope(target.address)), []).append(index)
-    sent_at = {}  # (index, seq) -> send time; removed once answered or failed
+    # One echo per distinct address, shared by every target that names it: keyed by the
+    # first such target (the group's leader) and credited to all of them.
+    sent_at = {}  # (leader index, seq) -> send time; removed once answered or failed
     start = clock()
     rounds_sent = 0
     last_send = start
@@ -362,16 +364,20 @@ def _echo_loop(targets, sockets, raw, count, interval, timeout, size, clock):
         # send every round that is due: round n goes out at start + n * interval
         while rounds_sent < count and now >= start + rounds_sent * interval:
             seq = rounds_sent
-            for index, target in enumerate(targets):
+            for indexes in by_address.values():
+                target = targets[indexes[0]]
                 packet = echo_request(target.family, ident, seq, payload)
                 try:
                     sockets[target.family].sendto(packet, (target.address, 0))
-                    records[index].sent += 1
-                    sent_at[(index, seq)] = clock()
+                    sent_at[(indexes[0], seq)] = clock()
+                    failure = None
                 except OSError as exc:
+                    failure = {"seq": seq, "from": None, "type": None, "code": None,
+                               "message": "send failed: %s" % (exc.strerror or exc)}
+                for index in indexes:
                     records[index].sent += 1
-                    records[index].errors.append({"seq": seq, "from": None, "type": None, "code": None,
-                                                  "message": "send failed: %s" % (exc.strerror or exc)})
+                    if failure:
+                        records[index].errors.append(dict(failure))
             rounds_sent += 1
             last_send = clock()
             now = last_send
@@ -416,14 +422,18 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
         data = icmp[8:]
         if data[:len(cookie)] != cookie[:len(data)]:  # a short payload carries part of the cookie
             return
-        for index in by_address.get((family, source_address), []):
-            key = (index, seq)
-            if key in sent_at:
-                rtt = (received_at - sent_at.pop(key)) * 1000.0
-                if rtt <= timeout * 1000.0:
+        indexes = by_address.get((family, source_address), [])
+        if not indexes:
+            return
+        key = (indexes[0], seq)
+        if key in sent_at:
+            rtt = (received_at - sent_at.pop(key)) * 1000.0
+            if rtt <= timeout * 1000.0:
+                for index in indexes:
                     records[index].rtts[seq] = rtt
                     records[index].ttl = ttl if ttl is not None else _ttl_from(ancdata)
-            elif seq in records[index].rtts:
+        elif seq in records[indexes[0]].rtts:
+            for index in indexes:
                 records[index].duplicates += 1
         return
     name = ERROR_TYPES[family].get(kind)
@@ -435,13 +445,13 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
     destination, quoted_ident, seq = quoted
     if raw and quoted_ident != ident:
         return
-    for index in by_address.get((family, _strip_scope(destination)), []):
-        key = (index, seq)
-        if key in sent_at:
-            del sent_at[key]  # answered, with an error: no need to wait for it
-            message = name
-            if name == "destination unreachable":
-                message = UNREACH_CODES[family].get(code, "destination unreachable (code %d)" % code)
+    indexes = by_address.get((family, _strip_scope(destination)), [])
+    if indexes and (indexes[0], seq) in sent_at:
+        del sent_at[(indexes[0], seq)]  # answered, with an error: no need to wait for it
+        message = name
+        if name == "destination unreachable":
+            message = UNREACH_CODES[family].get(code, "destination unreachable (code %d)" % code)
+        for index in indexes:
             records[index].errors.append({"seq": seq, "from": source_address, "type": kind, "code": code,
                                           "message": message})
 
@@ -449,7 +459,7 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
 # --- the system ping binary -----------------------------------------------------------
 
 _REPLY = re.compile(r"^\d+ bytes from (?P<src>\S+?(?: \([^)]*\))?):? (?:icmp_)?seq=(?P<seq>\d+) "
-                    r"(?:ttl|hlim)=(?P<ttl>\d+) time=(?P<time>[\d.]+) ?ms(?P<dup> \(DUP!\))?")
+                    r"(?:ttl|hlim)=(?P<ttl>\d+)(?: time=(?P<time>\d+(?:\.\d+)?) ?ms)?(?P<dup> \(DUP!\))?")
 _FROM_ERROR = re.compile(r"^From (?P<src>\S+?)(?: \([^)]*\))?:? (?:icmp_)?seq=(?P<seq>\d+) (?P<msg>.+)$")
 _SUMMARY = re.compile(r"(?P<sent>\d+) packets transmitted, (?P<received>\d+) (?:packets )?received")
 
@@ -466,7 +476,8 @@ def parse_ping_output(text):
             if match.group("dup") or seq in record.rtts:
                 record.duplicates += 1
                 continue
-            record.rtts[seq] = float(match.group("time"))
+            # iputils prints no time for payloads under 16 bytes: a reply, RTT unknown
+            record.rtts[seq] = float(match.group("time")) if match.group("time") else None
             record.ttl = int(match.group("ttl"))
             continue
         match = _FROM_ERROR.match(line)

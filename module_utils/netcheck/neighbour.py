@@ -29,6 +29,9 @@ def default_run(argv):
 
 
 def _ip_json(run, argv):
+    if not shutil.which(argv[0]):
+        # checked here: ansible's run_command fails the whole task on a missing binary
+        return None, "%s: command not found" % argv[0]
     rc, out, err = run(argv)
     if rc != 0:
         return None, (err or out).strip() or "rc %d" % rc
@@ -52,7 +55,6 @@ def parse_proc_route(text, address):
         # the file holds little-endian hex words
         dest_i = struct.unpack("<I", bytes.fromhex(dest))[0]
         mask_i = struct.unpack("<I", bytes.fromhex(mask))[0]
-        dest_i, mask_i = socket.ntohl(dest_i), socket.ntohl(mask_i)
         if target & mask_i != dest_i:
             continue
         prefix = bin(mask_i).count("1")

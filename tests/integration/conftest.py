@@ -34,6 +34,18 @@ def hosts(lab):
 
 
 @pytest.fixture(scope="session")
+def src(hosts):
+    """The host the checks run from."""
+    return hosts[0]
+
+
+@pytest.fixture(scope="session")
+def dst(hosts):
+    """The host the checks aim at (faults are made inside it)."""
+    return hosts[1]
+
+
+@pytest.fixture(scope="session")
 def ansible(lab):
     return Ansible(lab.config.inventory_path)
 

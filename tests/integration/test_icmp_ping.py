@@ -11,16 +11,6 @@ import pytest
 from harness import REPO, netns
 
 
-@pytest.fixture(scope="module")
-def src(hosts):
-    return hosts[0]
-
-
-@pytest.fixture(scope="module")
-def dst(hosts):
-    return hosts[1]
-
-
 def ping(ansible, source, targets, **options):
     """Run icmp_ping on ``source``; returns (task result, results in target order)."""
     run = ansible.module(source.name, "icmp_ping", dict(targets=targets, **options))

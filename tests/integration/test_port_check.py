@@ -10,16 +10,6 @@ import pytest
 TIMEOUT = 2.0
 
 
-@pytest.fixture(scope="module")
-def src(hosts):
-    return hosts[0]
-
-
-@pytest.fixture(scope="module")
-def dst(hosts):
-    return hosts[1]
-
-
 def check(ansible, source, targets, **options):
     """Run port_check on ``source``; return (task result, results by target)."""
     run = ansible.module(source.name, "port_check", dict(targets=targets, **options))
