@@ -412,11 +412,15 @@ class Lab:
                             "lab_controller_ip": cfg.controller_ip,
                             "lab_unassigned_ip": cfg.unassigned_ip,
                             # what check.yml checks in the lab: every lab host answers ping,
-                            # and its ssh and web server answer
+                            # its ssh and web server answer, and the web server speaks HTTP
                             "netcheck_icmp_group_targets": [{"group": "lab"}],
                             "netcheck_tcp_group_targets": [
                                 {"group": "lab", "port": 22, "expect": "^SSH-2\\.0-"},
                                 {"group": "lab", "port": cfg.web_port},
+                            ],
+                            "netcheck_http_group_targets": [
+                                {"group": "lab", "port": cfg.web_port, "path": "/",
+                                 "expect_headers": {"x-lab-host": "^%s[0-9]+$" % cfg.name}},
                             ],
                         },
                     }

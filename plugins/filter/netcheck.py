@@ -6,7 +6,21 @@ from __future__ import annotations
 LAYERS = {
     "tcp": {"required": ("port",), "keys": ("port", "timeout", "send", "expect", "expected_state", "family")},
     "icmp": {"required": (), "keys": ("reachable",)},
+    "http": {"required": ("port",), "keys": ("method", "status_codes", "headers", "expect_headers",
+                                             "follow_redirects", "validate_certs", "ca_path", "timeout",
+                                             "body_regex")},
 }
+
+
+def _http_url(spec, host):
+    """``scheme://host:port/path`` for an http group spec (IPv6 literals in brackets)."""
+    scheme = spec.get("scheme", "http")
+    if scheme not in ("http", "https"):
+        raise ValueError("netcheck_http_group_targets: scheme %r is not http or https" % scheme)
+    path = spec.get("path", "/")
+    if not str(path).startswith("/"):
+        path = "/" + str(path)
+    return "%s://%s:%s%s" % (scheme, "[%s]" % host if ":" in host else host, spec["port"], path)
 
 
 def expand_group_targets(specs, groups, hostvars, source=None, include_self=False, layer="tcp"):
@@ -32,7 +46,11 @@ def expand_group_targets(specs, groups, hostvars, source=None, include_self=Fals
             if name == source and not with_self:
                 continue
             target = {key: spec[key] for key in rules["keys"] if spec.get(key) is not None}
-            target["host"] = str(hostvars[name].get(address_var) or name)
+            host = str(hostvars[name].get(address_var) or name)
+            if layer == "http":
+                target["url"] = _http_url(spec, host)
+            else:
+                target["host"] = host
             target["name"] = name
             targets.append(target)
     return targets
@@ -92,6 +110,21 @@ def _icmp_line(result):
 # The summaries are one multi-line string: the YAML callback prints it as a block,
 # line by line, where a list of long strings would be folded at 80 columns.
 
+def _http_line(result):
+    detail = result.get("detail", {})
+    status = "%s %s" % (detail.get("status"), detail.get("reason")) if detail.get("status") else result["state"]
+    text = "%-40s %-15s %-4s ttfb %9s  total %9s" % (
+        _label(result), status, "ok" if result["ok"] else "FAIL",
+        _ms(result.get("timings", {}).get("ttfb_ms")), _ms(result.get("timings", {}).get("total_ms")))
+    if detail.get("redirects"):
+        text += "  %d redirect(s)" % len(detail["redirects"])
+    tls = detail.get("tls") or {}
+    if tls.get("version"):
+        text += "  %s %s, cert %s days left" % (tls["version"], "verified" if tls.get("verified") else "UNVERIFIED",
+                                                tls.get("days_left"))
+    return text
+
+
 def tcp_summary(sources, hostvars, register="netcheck_tcp"):
     """One line per (source host, TCP target): the state, ok/FAIL, the time to verdict."""
     return "\n".join(_summary(sources, hostvars, register, "TCP", _tcp_line))
@@ -102,10 +135,16 @@ def icmp_summary(sources, hostvars, register="netcheck_icmp"):
     return "\n".join(_summary(sources, hostvars, register, "ICMP", _icmp_line))
 
 
+def http_summary(sources, hostvars, register="netcheck_http"):
+    """One line per (source host, URL): status, ok/FAIL, time to first byte, total, redirects, TLS."""
+    return "\n".join(_summary(sources, hostvars, register, "HTTP", _http_line))
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "netcheck_group_targets": expand_group_targets,
             "netcheck_tcp_summary": tcp_summary,
             "netcheck_icmp_summary": icmp_summary,
+            "netcheck_http_summary": http_summary,
         }

@@ -70,7 +70,8 @@ class Ansible:
         proc = subprocess.run(argv, cwd=REPO, env=self._env(extra_env), capture_output=True,
                               text=True, timeout=timeout)
         try:
-            document = json.loads(proc.stdout[proc.stdout.index("{"):])
+            # with -v the run logs first; the callback's document is the last thing printed
+            document = json.loads(proc.stdout[proc.stdout.rindex('{"tasks": '):])
         except ValueError:
             raise AssertionError("ansible printed no JSON (rc %d)\nstdout: %s\nstderr: %s"
                                  % (proc.returncode, proc.stdout, proc.stderr))

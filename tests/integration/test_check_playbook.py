@@ -46,6 +46,19 @@ def test_check_yml_pings_every_host_and_names_the_mac_that_answered(lab, hosts):
             assert "eth0 on-link %s" % target.mac in line
 
 
+def test_check_yml_fetches_every_web_server_over_http(lab, hosts):
+    proc = _run_check(lab)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for source in hosts:
+        for target in hosts:
+            if source is target:
+                continue
+            wanted = "%s -> %s (http://%s:8080/)" % (source.name, target.name, target.ip)
+            matching = [line for line in proc.stdout.splitlines() if wanted in line]
+            assert len(matching) == 1, "%s missing from the HTTP summary:\n%s" % (wanted, proc.stdout)
+            assert " 200 OK " in matching[0] and " ok " in matching[0] and "ttfb" in matching[0]
+
+
 def test_check_yml_fails_and_says_why_when_a_target_is_down(lab, hosts, iptables_rules):
     victim = hosts[2]
     iptables_rules(victim.namespace, "INPUT", "-p", "tcp", "--dport", "8080", "-j", "REJECT",
@@ -56,6 +69,10 @@ def test_check_yml_fails_and_says_why_when_a_target_is_down(lab, hosts, iptables
     failing = [line for line in proc.stdout.splitlines() if down in line]
     assert len(failing) == len(hosts) - 1
     assert all(" closed " in line and "FAIL" in line for line in failing)
+    http_down = "%s (http://%s:8080/)" % (victim.name, victim.ip)
+    failing = [line for line in proc.stdout.splitlines() if http_down in line]
+    assert len(failing) == len(hosts) - 1
+    assert all("FAIL" in line and "connect: connection refused" in line for line in failing)
     # the victim's own checks still pass: only the hosts that cannot reach it fail
     recap = {line.split()[0]: line for line in proc.stdout.splitlines() if " : ok=" in line}
     assert "failed=0" in recap[victim.name]

@@ -1,0 +1,469 @@
+# -*- coding: utf-8 -*-
+"""HTTP probe: ``curl -I`` for many URLs at once, with each phase timed separately.
+
+Stdlib only (http.client, ssl, socket). The phases are those Prometheus
+blackbox_exporter reports: ``resolve`` (DNS), ``connect`` (TCP handshake),
+``tls`` (TLS handshake), ``processing`` (request sent -> first byte of the
+answer) and ``transfer`` (the rest of the answer); ``ttfb_ms`` is the time from
+the start to the first byte and ``total_ms`` the whole check, redirects included.
+A check that fails names the phase where it stopped.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import select
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from urllib.parse import urljoin, urlsplit
+
+from .probe import (
+    DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, run_concurrently, validate_host, validate_regex,
+    validate_timeout,
+)
+
+KIND = "http"
+METHODS = ("HEAD", "GET")
+FOLLOW = ("none", "safe", "all")
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+MAX_BODY_BYTES = 1024 * 1024  # what GET reads for body_regex at most
+USER_AGENT = "netcheck-http_check/0.3"
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110 token)
+_BAD_VALUE = re.compile(r"[\r\n\0]")
+DEFAULTS = {"method": "HEAD", "status_codes": [200], "headers": {}, "expect_headers": {},
+            "follow_redirects": "safe", "validate_certs": True, "ca_path": None, "timeout": 5.0,
+            "body_regex": None}
+TARGET_KEYS = tuple(DEFAULTS) + ("url", "name")
+
+
+class HttpTarget(object):
+    __slots__ = TARGET_KEYS + ("context",)
+
+    def __init__(self, **values):
+        for key in self.__slots__:
+            setattr(self, key, values.get(key))
+
+
+# --- input ------------------------------------------------------------------
+
+def parse_url(url, field):
+    """(scheme, host, port, path with query) of an http(s) URL, or InputError naming the field."""
+    if not isinstance(url, str) or not url:
+        raise InputError("%s: a URL is required" % field)
+    if re.search(r"[\s\x00-\x1f\x7f]", url):
+        raise InputError("%s: %r contains whitespace or control characters" % (field, url))
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InputError("%s: %r is not a valid URL (%s)" % (field, url, exc))
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InputError("%s: unsupported scheme %r in %r (http or https)" % (field, parts.scheme, url))
+    if parts.username is not None or parts.password is not None:
+        raise InputError("%s: credentials in the URL are refused: send them in headers (Authorization)" % field)
+    if not parts.hostname:
+        raise InputError("%s: %r has no host" % (field, url))
+    host = validate_host(parts.hostname, field + " host")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return scheme, host, port or (443 if scheme == "https" else 80), path
+
+
+def validate_headers(headers, field):
+    if headers is None:
+        return {}
+    if not isinstance(headers, dict):
+        raise InputError("%s: expected a mapping of header names to values" % field)
+    clean = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise InputError("%s: %r is not a valid header name" % (field, name))
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise InputError("%s.%s: the value must be a string" % (field, name))
+        if _BAD_VALUE.search(str(value)):
+            # the value itself may be a secret: never echo it
+            raise InputError("%s.%s: the value contains CR, LF or NUL" % (field, name))
+        clean[name] = str(value)
+    return clean
+
+
+def validate_status_codes(codes, field):
+    if not isinstance(codes, (list, tuple)) or not codes:
+        raise InputError("%s: give at least one status code" % field)
+    for index, code in enumerate(codes):
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise InputError("%s[%d]: %r is not an HTTP status code (100-599)" % (field, index, code))
+    return list(codes)
+
+
+def validate_expect_headers(expect, field):
+    if expect is None:
+        return {}
+    if not isinstance(expect, dict):
+        raise InputError("%s: expected a mapping of header names to a regex (or null: must be absent)" % field)
+    compiled = {}
+    for name, pattern in expect.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise InputError("%s: %r is not a valid header name" % (field, name))
+        compiled[name.lower()] = None if pattern is None else validate_regex(pattern, "%s.%s" % (field, name))
+    return compiled
+
+
+def _context(validate_certs, ca_path, cache, lock):
+    """One SSLContext per (validate_certs, ca_path): building one loads the CA store."""
+    key = (validate_certs, ca_path)
+    with lock:
+        if key not in cache:
+            if validate_certs:
+                context = ssl.create_default_context(cafile=ca_path)
+            else:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            cache[key] = context
+        return cache[key]
+
+
+def parse_targets(raw_targets, defaults=None, field="urls"):
+    """Validate every URL and option (module-level defaults, per-URL overrides) before any request."""
+    if not isinstance(raw_targets, (list, tuple)) or not raw_targets:
+        raise InputError("%s: give at least one URL" % field)
+    base = dict(DEFAULTS)
+    base.update({k: v for k, v in (defaults or {}).items() if v is not None})
+    base_headers = validate_headers(base["headers"], "headers")
+    base_expect = base["expect_headers"]
+    contexts, lock = {}, threading.Lock()
+    targets = []
+    for index, raw in enumerate(raw_targets):
+        where = "%s[%d]" % (field, index)
+        if isinstance(raw, str):
+            raw = {"url": raw}
+        if not isinstance(raw, dict):
+            raise InputError("%s: expected a URL or a mapping with url, got %r" % (where, raw))
+        unknown = set(raw) - set(TARGET_KEYS)
+        if unknown:
+            raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(unknown))))
+        values = dict(base)
+        values.update({k: v for k, v in raw.items() if v is not None})
+        values["url"] = raw.get("url")
+        values["name"] = raw.get("name")
+        scheme = parse_url(values["url"], where + ".url")[0]
+        method = str(values["method"]).upper()
+        if method not in METHODS:
+            raise InputError("%s.method: %r is not one of %s" % (where, values["method"], ", ".join(METHODS)))
+        values["method"] = method
+        values["status_codes"] = validate_status_codes(values["status_codes"], where + ".status_codes")
+        headers = dict(base_headers)
+        headers.update(validate_headers(raw.get("headers"), where + ".headers"))
+        values["headers"] = headers
+        expect = dict(base_expect or {})
+        expect.update(raw.get("expect_headers") or {})
+        values["expect_headers"] = validate_expect_headers(expect, where + ".expect_headers")
+        if values["follow_redirects"] not in FOLLOW:
+            raise InputError("%s.follow_redirects: %r is not one of %s"
+                             % (where, values["follow_redirects"], ", ".join(FOLLOW)))
+        if not isinstance(values["validate_certs"], bool):
+            raise InputError("%s.validate_certs: must be true or false" % where)
+        values["timeout"] = validate_timeout(values["timeout"], where + ".timeout")
+        if values["body_regex"] is not None:
+            if method != "GET":
+                raise InputError("%s.body_regex: needs method GET (HEAD has no body)" % where)
+            values["body_regex"] = validate_regex(values["body_regex"], where + ".body_regex")
+        if values["ca_path"] is not None and not os.path.isfile(values["ca_path"]):
+            raise InputError("%s.ca_path: %r is not a file" % (where, values["ca_path"]))
+        if values["name"] is not None and not isinstance(values["name"], str):
+            raise InputError("%s.name: must be a string" % where)
+        target = HttpTarget(**values)
+        target.context = None
+        if scheme == "https" or values["follow_redirects"] != "none":
+            target.context = _context(values["validate_certs"], values["ca_path"], contexts, lock)
+        targets.append(target)
+    return targets
+
+
+# --- TLS facts ------------------------------------------------------------------
+
+def _name(rdns):
+    return ", ".join("%s=%s" % (key, value) for rdn in rdns or () for key, value in rdn)
+
+
+def certificate_facts(der, now=None):
+    """Subject, issuer, validity and SANs of a DER certificate (stdlib decoder), or {}."""
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if not der or decode is None:
+        return {}
+    handle, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(handle, "w") as pem:
+            pem.write(ssl.DER_cert_to_PEM_cert(der))
+        cert = decode(path)
+    except (ssl.SSLError, ValueError, OSError):
+        return {}
+    finally:
+        os.unlink(path)
+    not_after = ssl.cert_time_to_seconds(cert["notAfter"])
+    not_before = ssl.cert_time_to_seconds(cert["notBefore"])
+    now = time.time() if now is None else now
+    return {
+        "subject": _name(cert.get("subject")),
+        "issuer": _name(cert.get("issuer")),
+        "not_before": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_before)),
+        "not_after": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after)),
+        "days_left": int((not_after - now) // 86400),
+        "expired": not_after < now,
+        "san": ["%s:%s" % pair for pair in cert.get("subjectAltName", ())],
+        "serial": cert.get("serialNumber"),
+    }
+
+
+def _tls_facts(ssock, verified, verify_error=None):
+    cipher = ssock.cipher()
+    facts = {"version": ssock.version(), "cipher": cipher[0] if cipher else None, "verified": verified,
+             "verify_error": verify_error}
+    facts.update(certificate_facts(ssock.getpeercert(binary_form=True)))
+    return facts
+
+
+# --- one request -------------------------------------------------------------------
+
+class PhaseError(Exception):
+    """A check stopped in ``phase``; ``tls`` keeps what was learnt of the certificate, if anything."""
+
+    def __init__(self, phase, message, tls=None):
+        Exception.__init__(self, "%s: %s" % (phase, message))
+        self.phase = phase
+        self.message = message
+        self.tls = tls
+
+
+def _remaining(deadline, phase, timeout):
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise PhaseError(phase, "no answer within the %g s timeout" % timeout)
+    return left
+
+
+def _connect(host, port, timeout, deadline, timings, facts):
+    start = time.monotonic()
+    try:
+        family, socktype, proto, _, sockaddr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise PhaseError("resolve", "name resolution failed: %s" % exc.strerror)
+    timings["resolve_ms"] = ms_since(start)
+    facts["address"] = sockaddr[0]
+    sock = socket.socket(family, socktype, proto)
+    sock.settimeout(_remaining(deadline, "connect", timeout))
+    start = time.monotonic()
+    try:
+        sock.connect(sockaddr)
+    except socket.timeout:
+        sock.close()
+        raise PhaseError("connect", "no answer to the TCP handshake within %g s (filtered?)" % timeout)
+    except OSError as exc:
+        sock.close()
+        raise PhaseError("connect", (exc.strerror or str(exc)).lower())
+    timings["connect_ms"] = ms_since(start)
+    return sock
+
+
+def _handshake(sock, target, host, port, deadline, timings, facts):
+    timeout = target.timeout
+    sock.settimeout(_remaining(deadline, "tls", timeout))
+    start = time.monotonic()
+    try:
+        ssock = target.context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        tls = _unverified_facts(host, facts["address"], port, deadline, exc.verify_message)
+        raise PhaseError("tls", "certificate verification failed: %s" % (exc.verify_message or exc.reason), tls)
+    except socket.timeout:
+        sock.close()
+        raise PhaseError("tls", "no TLS handshake within %g s" % timeout)
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()
+        raise PhaseError("tls", "handshake failed: %s" % (getattr(exc, "reason", None) or exc))
+    timings["tls_ms"] = ms_since(start)
+    facts["tls"] = _tls_facts(ssock, verified=target.context.verify_mode == ssl.CERT_REQUIRED)
+    return ssock
+
+
+def _unverified_facts(host, address, port, deadline, verify_error):
+    """After a failed verification, look at the certificate anyway (to say e.g. how long ago it expired)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {"verified": False, "verify_error": verify_error}
+        with socket.create_connection((address, port), timeout=left) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as ssock:
+                return _tls_facts(ssock, verified=False, verify_error=verify_error)
+    except (OSError, ssl.SSLError):
+        return {"verified": False, "verify_error": verify_error}
+
+
+def request_once(url, target, deadline, timings, facts):
+    """One HTTP exchange; fills ``timings`` and ``facts`` as it goes (so that a PhaseError
+    leaves what was measured before it), and returns the body read."""
+    scheme, host, port, path = parse_url(url, "url")
+    sock = _connect(host, port, target.timeout, deadline, timings, facts)
+    try:
+        if scheme == "https":
+            sock = _handshake(sock, target, host, port, deadline, timings, facts)
+        conn = http.client.HTTPConnection(host, port, timeout=target.timeout)
+        conn.sock = sock
+        start = time.monotonic()
+        try:
+            conn.putrequest(target.method, path, skip_host=True, skip_accept_encoding=True)
+            headers = {"Host": _host_header(host, port, scheme), "User-Agent": USER_AGENT, "Accept": "*/*"}
+            headers.update(target.headers)
+            for name, value in headers.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+        except OSError as exc:
+            raise PhaseError("request", "sending the request failed: %s" % exc)
+        # processing: until the first byte of the answer can be read
+        pending = getattr(sock, "pending", lambda: 0)()
+        if not pending:
+            readable, _, _ = select.select([sock], [], [], _remaining(deadline, "processing", target.timeout))
+            if not readable:
+                raise PhaseError("processing", "no response within %g s after the request was sent" % target.timeout)
+        timings["processing_ms"] = ms_since(start)
+        first_byte = time.monotonic()
+        sock.settimeout(_remaining(deadline, "transfer", target.timeout))
+        try:
+            response = conn.getresponse()
+            body = b""
+            if target.method == "GET":
+                body = response.read(MAX_BODY_BYTES)
+        except socket.timeout:
+            raise PhaseError("transfer", "the answer stopped before it was complete (%g s timeout)" % target.timeout)
+        except (http.client.HTTPException, OSError) as exc:
+            raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc))
+        timings["transfer_ms"] = ms_since(first_byte)
+        facts.update({
+            "status": response.status,
+            "reason": response.reason,
+            "http_version": "HTTP/%s" % {9: "0.9", 10: "1.0", 11: "1.1"}.get(response.version, response.version),
+            "headers": _lower_headers(response.getheaders()),
+        })
+        return body
+    finally:
+        sock.close()
+
+
+def _host_header(host, port, scheme):
+    name = "[%s]" % host if ":" in host else host
+    default = 443 if scheme == "https" else 80
+    return name if port == default else "%s:%d" % (name, port)
+
+
+def _lower_headers(pairs):
+    headers = {}
+    for name, value in pairs:
+        key = name.lower()
+        headers[key] = headers[key] + ", " + value if key in headers else value
+    return headers
+
+
+# --- checks -------------------------------------------------------------------
+
+def evaluate(target, facts, body=b""):
+    """The expectations the answer misses, as readable strings."""
+    failed = []
+    if facts["status"] not in target.status_codes:
+        failed.append("status %s not in %s" % (facts["status"], target.status_codes))
+    for name, pattern in sorted(target.expect_headers.items()):
+        value = facts["headers"].get(name)
+        if pattern is None:
+            if value is not None:
+                failed.append("header %s present, expected absent" % name)
+        elif value is None:
+            failed.append("header %s missing" % name)
+        elif not pattern.search(value):
+            failed.append("header %s: %r does not match %r" % (name, value, pattern.pattern))
+    if target.body_regex is not None:
+        text = body.decode("utf-8", "replace")
+        if not target.body_regex.search(text):
+            failed.append("body does not match %r" % target.body_regex.pattern)
+    return failed
+
+
+def check_url(target):
+    """Check one HttpTarget, following redirects as asked; the shared result shape."""
+    start = time.monotonic()
+    url = target.url
+    chain = []
+    detail = {"url": target.url, "name": target.name, "method": target.method, "final_url": None,
+              "address": None, "status": None, "reason": None, "http_version": None, "headers": {},
+              "redirects": chain, "tls": None, "body_bytes": None, "failed_checks": [], "phase": None}
+    try:
+        while True:
+            deadline = time.monotonic() + target.timeout
+            timings, facts = {}, {"address": None, "tls": None}
+            try:
+                body = request_once(url, target, deadline, timings, facts)
+            except PhaseError as exc:
+                detail.update(facts)
+                detail["phase"] = exc.phase
+                detail["final_url"] = url
+                detail["tls"] = exc.tls or facts["tls"]
+                raise
+            location = facts["headers"].get("location")
+            if facts["status"] in REDIRECT_CODES and location:
+                next_url = urljoin(url, location)
+                chain.append({"url": url, "status": facts["status"], "location": next_url})
+                if target.follow_redirects == "none":
+                    break
+                if target.follow_redirects == "safe" and url.startswith("https:") and next_url.startswith("http:"):
+                    detail["phase"] = "redirect"
+                    raise PhaseError("redirect", "refused to follow %s from https to http "
+                                                 "(follow_redirects=safe)" % next_url)
+                if len(chain) > MAX_REDIRECTS:
+                    detail["phase"] = "redirect"
+                    raise PhaseError("redirect", "more than %d redirects" % MAX_REDIRECTS)
+                try:
+                    parse_url(next_url, "location")
+                except InputError as exc:
+                    detail["phase"] = "redirect"
+                    raise PhaseError("redirect", "cannot follow %s" % exc)
+                url = next_url
+                continue
+            break
+    except PhaseError as exc:
+        timings["total_ms"] = ms_since(start)
+        return probe_result(target.url, KIND, "failed", False, timings, str(exc), detail)
+    detail.update(facts)
+    detail["final_url"] = url
+    detail["body_bytes"] = len(body) if target.method == "GET" else None
+    detail["failed_checks"] = evaluate(target, facts, body)
+    timings["ttfb_ms"] = sum(timings.get(k, 0.0) for k in ("resolve_ms", "connect_ms", "tls_ms", "processing_ms"))
+    timings["total_ms"] = ms_since(start)
+    ok = not detail["failed_checks"]
+    return probe_result(target.url, KIND, "answered", ok, timings,
+                        None if ok else "; ".join(detail["failed_checks"]), detail)
+
+
+def _unfinished(target, reason):
+    return probe_result(target.url, KIND, "error", False, {}, reason,
+                        {"url": target.url, "name": target.name, "phase": None, "failed_checks": []})
+
+
+def check_urls(targets, max_workers=DEFAULT_MAX_WORKERS):
+    """Check every HttpTarget concurrently; results come back in the targets' order."""
+    deadline = max(t.timeout for t in targets) * (MAX_REDIRECTS + 2) + 5.0
+    return run_concurrently(check_url, targets, _unfinished, deadline, max_workers)
+
+
+__all__ = ["DEFAULTS", "FOLLOW", "METHODS", "HttpTarget", "InputError", "certificate_facts", "check_url",
+           "check_urls", "evaluate", "parse_targets", "parse_url", "validate_expect_headers", "validate_headers",
+           "validate_status_codes"]
