@@ -34,7 +34,8 @@ REDIRECT_CODES = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
 MAX_BODY_BYTES = 1024 * 1024  # what GET reads for body_regex at most
 USER_AGENT = "netcheck-http_check/0.3"
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110 token)
+# an HTTP header name (RFC 9110 token); \Z, not $, which would let a trailing newline through
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _BAD_VALUE = re.compile(r"[\r\n\0]")
 DEFAULTS = {"method": "HEAD", "status_codes": [200], "headers": {}, "expect_headers": {},
             "follow_redirects": "safe", "validate_certs": True, "ca_path": None, "timeout": 5.0,

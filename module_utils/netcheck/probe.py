@@ -73,8 +73,9 @@ def ms_since(start):
 
 # RFC 1123 host name: dot-separated labels of letters, digits and hyphens
 # (underscores are tolerated because real DNS zones contain them).
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
-_SCOPE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+# \Z, not $: "$" also matches before a trailing newline
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
+_SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")
 
 
 def format_hostport(host, port):

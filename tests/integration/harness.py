@@ -21,8 +21,15 @@ BIN = Path(sys.executable).parent
 LAB_HOSTS = 3
 
 
-def test_lab_config(name="nctest", subnet="10.77.1.0/24", subnet6="fd6e:6574:6368:1::/64"):
-    """The test suite's own lab: it coexists with the demo lab (nclab, 10.77.0.0/24)."""
+# Each test session gets its own lab (name and subnets from its pid), so that two
+# sessions on one machine never tear down each other's hosts; it coexists with the
+# demo lab (nclab, 10.77.0.0/24). NETCHECK_TEST_LAB_SLOT=N pins it.
+_SLOT = int(os.environ.get("NETCHECK_TEST_LAB_SLOT", 100 + os.getpid() % 150))
+
+
+def test_lab_config(name="nct%d" % _SLOT, subnet="10.77.%d.0/24" % _SLOT,
+                    subnet6="fd6e:6574:6368:%x::/64" % _SLOT):
+    """The test session's own lab."""
     return LabConfig(name=name, subnet=subnet, subnet6=subnet6)
 
 

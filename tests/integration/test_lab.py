@@ -95,15 +95,17 @@ def _leftovers(cfg):
 @pytest.mark.skipif(os.geteuid() != 0, reason="the namespace lab needs root")
 def test_up_reconciles_to_n_hosts_and_down_leaves_nothing(lab):
     # a second, separate lab: the session's lab must survive this test untouched
-    cfg = test_lab_config(name="ncdown", subnet="10.77.2.0/24", subnet6="fd6e:6574:6368:2::/64")
+    slot = 250 - os.getpid() % 3  # apart from the session labs' slots (100-249)
+    cfg = test_lab_config(name="ncdown%d" % slot, subnet="10.77.%d.0/24" % slot,
+                          subnet6="fd6e:6574:6368:%x::/64" % slot)
     other = Lab(cfg)
     session_before = sorted(lab.namespaces().values())
     try:
         other.up(2)
-        assert sorted(other.namespaces().values()) == ["ncdown1", "ncdown2"]
+        assert sorted(other.namespaces().values()) == [cfg.host_name(1), cfg.host_name(2)]
         assert other.up(1)  # shrinking is a change...
-        assert sorted(other.namespaces().values()) == ["ncdown1"]
-        assert "ncdown2" not in cfg.known_hosts_path.read_text() + cfg.inventory_path.read_text()
+        assert sorted(other.namespaces().values()) == [cfg.host_name(1)]
+        assert cfg.host_name(2) not in cfg.known_hosts_path.read_text() + cfg.inventory_path.read_text()
         assert not cfg.host_dir(2).exists()
     finally:
         other.down()
