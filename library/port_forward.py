@@ -1,0 +1,371 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Ansible module: iptables NAT port forwarding (REDIRECT / DNAT), idempotent, tagged, with rollback."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: port_forward
+short_description: Set up, list and tear down iptables NAT port forwards (80 -> 8080) safely
+description:
+  - Makes traffic that arrives on I(from_port) reach I(to_port) on this host (C(REDIRECT)) or
+    I(to_addr):I(to_port) on another host (C(DNAT), with C(MASQUERADE) so that the answer comes back
+    through this host), for instance the seed's
+    C(iptables -t nat -A PREROUTING -p tcp --dport 80 -j REDIRECT --to-port 8080).
+  - With I(local=true) the same forward also applies to connections made on the host itself to its
+    own addresses (nat C(OUTPUT) chain, restricted to C(--dst-type LOCAL)).
+  - Every rule written carries a comment with I(tag); C(state=absent) removes exactly our rules that
+    match the forwards given, and nothing else. C(state=listed) returns the nat chains with rule
+    numbers, ours marked, and changes nothing.
+  - Idempotent (rules are compared as parsed options, not text), atomic (one
+    C(iptables-restore --noflush) batch per family), and serialised by a lock on the host so that
+    concurrent runs never add a rule twice.
+  - The backend (C(nft) or C(legacy)) is the one that already holds the host's rules.
+  - Kernel settings that DNAT needs (C(net.ipv4.ip_forward), C(route_localnet) for 127.0.0.0/8 targets)
+    are checked and reported, and changed only with I(set_sysctl=true).
+  - With I(rollback_timeout), the nat table as it was is saved and restored automatically unless the
+    controller confirms within that many seconds (I(confirm)) that it still reaches the host.
+version_added: "0.4.0"
+author:
+  - netcheck maintainers
+options:
+  forwards:
+    description: The forwards to make present or absent. Required unless I(state=listed) or I(confirm).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      proto:
+        description: The protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+      from_port:
+        description: The port the traffic arrives on (1-65535).
+        type: int
+        required: true
+      to_port:
+        description: The port it goes to (default I(from_port), which needs I(to_addr)).
+        type: int
+      to_addr:
+        description: DNAT to this address (another host) instead of redirecting to this host.
+        type: str
+      in_interface:
+        description: Only traffic arriving on this interface (PREROUTING).
+        type: str
+      source:
+        description: Only traffic from this address or CIDR.
+        type: str
+      local:
+        description: Also forward connections made on this host to its own addresses (nat OUTPUT).
+        type: bool
+        default: false
+      family:
+        description: C(ipv4), C(ipv6) or C(both) (iptables and ip6tables).
+        type: str
+        choices: [ipv4, ipv6, both]
+        default: ipv4
+      masquerade:
+        description: With I(to_addr), masquerade the forwarded connections (default true) so that replies come back through this host.
+        type: bool
+  state:
+    description: C(present), C(absent), or C(listed) (read-only).
+    type: str
+    choices: [present, absent, listed]
+    default: present
+  tag:
+    description: "The comment marking our rules: letters, digits and C(_ . : -), no spaces or quotes."
+    type: str
+    default: netcheck-port-forward
+  backend:
+    description: C(auto) (where the host's rules already are), C(nft) or C(legacy).
+    type: str
+    choices: [auto, nft, legacy]
+    default: auto
+  persist:
+    description:
+      - Save the rules the way the distribution loads them at boot; C(netfilter-persistent save) when
+        it exists, else the whole ruleset to I(persist_path) (default C(/etc/iptables/rules.v4) /
+        C(.v6), or C(/etc/sysconfig/iptables)). Returned in C(persisted_to).
+    type: bool
+    default: false
+  persist_path:
+    description: Where to save the IPv4 rules with I(persist) (IPv6 rules get the same path with C(.v6) appended).
+    type: path
+  set_sysctl:
+    description: Set the kernel settings the forwards need (C(ip_forward), C(route_localnet)) when they are off.
+    type: bool
+    default: false
+  rollback_timeout:
+    description:
+      - Seconds after which the nat table as it was before this change is restored, unless a later task
+        confirms with I(confirm) (0 disables). Use a fresh connection to confirm (the C(reset_connection) meta task),
+        so that the confirmation proves that the controller can still reach the host.
+    type: int
+    default: 0
+  confirm:
+    description: A C(rollback.id) returned by an earlier run; cancels that rollback. Nothing else is done.
+    type: str
+  state_dir:
+    description: Where the lock, rollback backups and confirmations live on the host.
+    type: path
+    default: /run/netcheck
+attributes:
+  check_mode:
+    support: full
+    details: Says what it would add and remove (and shows the diff); changes nothing.
+  diff_mode:
+    support: full
+    details: The nat table (iptables-save) before and after.
+  platform:
+    platforms: linux
+extends_documentation_fragment:
+  - action_common_attributes
+notes:
+  - Needs root (iptables). Rules are not persistent across reboots unless I(persist=true).
+  - A REDIRECT in the nat OUTPUT chain (I(local)) sends the connection to 127.0.0.1, so it reaches a
+    listener bound to 0.0.0.0 or 127.0.0.1 only; use I(to_addr) with the host's address for a
+    listener bound to that address.
+seealso:
+  - module: ansible.builtin.iptables
+  - module: community.general.iptables_state
+"""
+
+EXAMPLES = r"""
+- name: Port 80 reaches the service on 8080 (only 80 is open in the security group)
+  port_forward:
+    forwards:
+      - {from_port: 80, to_port: 8080, local: true}
+
+- name: Forward 8443 to another host's 443, and let the kernel route it
+  port_forward:
+    forwards:
+      - {from_port: 8443, to_addr: 10.0.1.20, to_port: 443}
+    set_sysctl: true
+    persist: true
+
+- name: Change the rules with an automatic rollback unless we can still log in
+  port_forward:
+    forwards:
+      - {from_port: 80, to_port: 8080, in_interface: eth0}
+    rollback_timeout: 30
+  register: fwd
+
+- name: Prove the controller still reaches the host over a new connection
+  ansible.builtin.meta: reset_connection
+
+- name: Keep the change
+  port_forward:
+    confirm: "{{ fwd.rollback.id }}"
+  when: fwd.rollback
+
+- name: What is forwarded now (iptables -t nat -L --line-numbers)
+  port_forward:
+    state: listed
+  register: nat
+
+- name: Tear it down (only our rules)
+  port_forward:
+    state: absent
+    forwards:
+      - {from_port: 80, to_port: 8080, local: true}
+"""
+
+RETURN = r"""
+backend:
+  description: Per family, the backend used and why.
+  returned: unless confirming
+  type: dict
+  sample: {"ipv4": {"name": "nft", "reason": "no rules yet: using the default, nft"}}
+added:
+  description: The rules added (or that would be, in check mode), as iptables-save lines.
+  returned: unless confirming
+  type: list
+  elements: str
+  sample: ["-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment netcheck-port-forward -j REDIRECT --to-ports 8080"]
+removed:
+  description: The rules removed (or that would be), as iptables-save lines.
+  returned: unless confirming
+  type: list
+  elements: str
+  sample: []
+rules:
+  description: The nat table's rules after the run, per family, each {chain, number, rule, ours}.
+  returned: unless confirming
+  type: dict
+  sample: {"ipv4": [{"chain": "PREROUTING", "number": 1, "rule": "-A PREROUTING ...", "ours": true}]}
+sysctl:
+  description: The kernel settings the forwards need, each {needed, value, ok, changed}.
+  returned: unless confirming
+  type: dict
+  sample: {"net.ipv4.ip_forward": {"needed": "1", "value": "0", "ok": false, "changed": false}}
+persisted_to:
+  description: Where the rules were saved with I(persist) (null otherwise).
+  returned: unless confirming
+  type: str
+  sample: /etc/iptables/rules.v4
+rollback:
+  description: >-
+    With I(rollback_timeout) and a change, {id, deadline, timeout, backups}: confirm with
+    I(confirm=id) before the deadline or the old nat table comes back. Null otherwise.
+  returned: unless confirming
+  type: dict
+  sample: {"id": "1764064800-1a2b3c4d", "deadline": "2026-11-25T10:00:30Z", "timeout": 30, "backups": {"ipv4": "/run/netcheck/rollback-1764064800-1a2b3c4d-ipv4.nat"}}
+confirmed:
+  description: The rollback id confirmed (with I(confirm)).
+  returned: when confirming
+  type: str
+  sample: 1764064800-1a2b3c4d
+"""
+
+import os
+import subprocess
+import sys
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.netcheck.netfilter import (
+    BACKENDS, DEFAULT_TAG, InputError, Netfilter, NetfilterError, HostLock, apply_kernel_settings, arm_rollback,
+    batch_for, confirm_rollback, kernel_settings, listing, parse_forwards, parse_save, persist, plan, validate_tag,
+)
+
+FORWARD_OPTIONS = dict(
+    proto=dict(type="str", choices=["tcp", "udp"], default="tcp"),
+    from_port=dict(type="int", required=True),
+    to_port=dict(type="int"),
+    to_addr=dict(type="str"),
+    in_interface=dict(type="str"),
+    source=dict(type="str"),
+    local=dict(type="bool", default=False),
+    family=dict(type="str", choices=["ipv4", "ipv6", "both"], default="ipv4"),
+    masquerade=dict(type="bool"),
+)
+
+
+def simulate(before, adds, deletes):
+    """The iptables-save text after adding and deleting lines (for check mode's diff)."""
+    lines = [line for line in before.splitlines() if line not in deletes]
+    if "COMMIT" in lines:
+        at = len(lines) - 1 - lines[::-1].index("COMMIT")
+        lines[at:at] = adds
+    else:
+        lines = ["*nat"] + adds + ["COMMIT"]
+    return "\n".join(lines) + "\n"
+
+
+def _rules_only(text):
+    """iptables-save text without its timestamps and counters (which differ on every call)."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#")) + "\n"
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            forwards=dict(type="list", elements="dict", default=[], options=FORWARD_OPTIONS),
+            state=dict(type="str", choices=["present", "absent", "listed"], default="present"),
+            tag=dict(type="str", default=DEFAULT_TAG),
+            backend=dict(type="str", choices=list(BACKENDS), default="auto"),
+            persist=dict(type="bool", default=False),
+            persist_path=dict(type="path"),
+            set_sysctl=dict(type="bool", default=False),
+            rollback_timeout=dict(type="int", default=0),
+            confirm=dict(type="str"),
+            state_dir=dict(type="path", default="/run/netcheck"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def run(argv, data=None):
+        return module.run_command(argv, data=data, binary_data=data is not None)
+
+    def which(name):
+        return module.get_bin_path(name)
+
+    def spawn(argv):
+        # detached from the module and its ssh session: it must outlive both
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True)
+
+    try:
+        if params["confirm"]:
+            if not module.check_mode:
+                confirm_rollback(params["confirm"], params["state_dir"])
+            module.exit_json(changed=True, confirmed=params["confirm"])
+        tag = validate_tag(params["tag"])
+        forwards = parse_forwards(params["forwards"])
+        if params["state"] != "listed" and not forwards:
+            raise InputError("forwards: give at least one forward for state %s" % params["state"])
+        if not 0 <= params["rollback_timeout"] <= 3600:
+            raise InputError("rollback_timeout: %s must be between 0 and 3600 seconds" % params["rollback_timeout"])
+    except InputError as exc:
+        module.fail_json(msg=str(exc))
+    except NetfilterError as exc:
+        module.fail_json(msg=str(exc))
+
+    families = ["ipv4", "ipv6"] if params["state"] == "listed" else sorted(
+        {family for forward in forwards for family in forward.families()})
+    result = dict(changed=False, backend={}, added=[], removed=[], rules={}, sysctl={}, persisted_to=None,
+                  rollback=None)
+    diff = {"before": "", "after": ""}
+    try:
+        os.makedirs(params["state_dir"], mode=0o700, exist_ok=True)
+        with HostLock(params["state_dir"]):
+            netfilters, before, plans = {}, {}, {}
+            for family in families:
+                if family == "ipv6" and params["state"] == "listed" and not which("ip6tables"):
+                    continue
+                netfilter = Netfilter(family, run, which, params["backend"])
+                netfilters[family] = netfilter
+                result["backend"][family] = {"name": netfilter.backend, "reason": netfilter.backend_reason}
+                before[family] = netfilter.save()
+                if params["state"] != "listed":
+                    plans[family] = plan(parse_save(before[family]), forwards, family, tag, params["state"])
+            for family, (adds, deletes) in plans.items():
+                result["added"] += adds
+                result["removed"] += deletes
+            result["changed"] = bool(result["added"] or result["removed"])
+            if params["state"] == "present":
+                result["sysctl"] = kernel_settings(forwards)
+
+            if result["changed"] and not module.check_mode:
+                if params["rollback_timeout"]:
+                    result["rollback"] = arm_rollback(
+                        {f: netfilters[f] for f in plans}, before, params["state_dir"], params["rollback_timeout"],
+                        sys.executable, spawn)
+                for family, (adds, deletes) in plans.items():
+                    if adds or deletes:
+                        netfilters[family].restore(batch_for(adds, deletes))
+            if params["set_sysctl"] and result["sysctl"] and not all(f["ok"] for f in result["sysctl"].values()):
+                if not module.check_mode:
+                    apply_kernel_settings(result["sysctl"])
+                result["changed"] = True
+
+            after = {}
+            for family, netfilter in netfilters.items():
+                if module.check_mode or not result["changed"]:
+                    adds, deletes = plans.get(family, ([], []))
+                    after[family] = simulate(before[family], adds, deletes) if (adds or deletes) else before[family]
+                else:
+                    after[family] = netfilter.save()
+                result["rules"][family] = listing(parse_save(after[family]), tag)
+                diff["before"] += "# %s nat\n%s" % (family, _rules_only(before[family]))
+                diff["after"] += "# %s nat\n%s" % (family, _rules_only(after[family]))
+
+            if params["persist"] and params["state"] != "listed" and not module.check_mode:
+                places = []
+                for family, netfilter in netfilters.items():
+                    path = params["persist_path"]
+                    if path and family == "ipv6":
+                        path += ".v6"
+                    places.append(persist(netfilter, run, which, path))
+                result["persisted_to"] = ", ".join(places)
+    except NetfilterError as exc:
+        module.fail_json(msg=str(exc), **result)
+    if module._diff and params["state"] != "listed":
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
