@@ -84,10 +84,11 @@ class Ansible:
                                  % (proc.returncode, proc.stdout, proc.stderr))
         return AnsibleRun(proc.returncode, proc.stdout, proc.stderr, document["tasks"], document["stats"])
 
-    def module(self, host, module, args, check=False, verbosity=0, timeout=300):
+    def module(self, host, module, args, check=False, diff=False, verbosity=0, timeout=300):
         """Run one module on one host (or pattern) over SSH; returns the AnsibleRun."""
         argv = [str(BIN / "ansible"), host, "-i", self.inventory, "-m", module, "-a", json.dumps(args)]
         argv += ["--check"] if check else []
+        argv += ["--diff"] if diff else []
         argv += ["-" + "v" * verbosity] if verbosity else []
         return self._run(argv, timeout=timeout)
 

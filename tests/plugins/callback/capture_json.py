@@ -36,6 +36,8 @@ class CallbackModule(CallbackBase):
         if not self.tasks:  # ad-hoc runs announce no task start
             self.tasks.append({"task": result.task_name, "hosts": {}})
         data = json.loads(self._dump_results(result._result, indent=None))
+        if "diff" in result._result:  # _dump_results leaves the diff to v2_on_file_diff
+            data["diff"] = json.loads(json.dumps(result._result["diff"], default=str))
         data.update(status)
         self.tasks[-1]["hosts"][result._host.get_name()] = data
 

@@ -1,0 +1,197 @@
+"""port_forward over SSH against lab hosts: real iptables inside the namespaces, real traffic."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from harness import netns
+
+TAG = "netcheck-port-forward"
+FORWARD = {"from_port": 80, "to_port": 8080}
+
+
+def save(host, command="iptables-save", table=None):
+    """iptables-save of a lab host without its timestamp comments."""
+    argv = [command] + (["-t", table] if table else [])
+    return "\n".join(line for line in netns(host.namespace, *argv).stdout.splitlines() if not line.startswith("#"))
+
+
+def our_rules(host, command="iptables-save"):
+    return [line for line in save(host, command, "nat").splitlines() if "--comment %s" % TAG in line]
+
+
+@pytest.fixture
+def fw_host(hosts):
+    """The host whose NAT table the test changes; every nat and filter rule is flushed afterwards."""
+    host = hosts[0]
+    yield host
+    for command in ("iptables", "iptables-legacy"):
+        for table in ("nat", "filter"):
+            netns(host.namespace, command, "-w", "-t", table, "-F", check=False)
+
+
+def forward(ansible, host, check=False, **args):
+    run = ansible.module(host.name, "port_forward", args, check=check)
+    return run.result(host.name)
+
+
+def http_from(ansible, client, url, **options):
+    result = ansible.module(client.name, "http_check", {"urls": [{"url": url}], "timeout": 3, **options}).result(
+        client.name)
+    return result, result.get("results", [{}])[0]
+
+
+def test_present_adds_the_tagged_rule_and_port_80_reaches_8080_from_another_host(ansible, fw_host, hosts):
+    result = forward(ansible, fw_host, forwards=[FORWARD])
+    assert result["changed"] is True
+    assert our_rules(fw_host) == ["-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment %s "
+                                  "-j REDIRECT --to-ports 8080" % TAG]
+    assert result["added"] == our_rules(fw_host)
+    assert [r["ours"] for r in result["rules"]["ipv4"]] == [True]
+    _, answer = http_from(ansible, hosts[1], "http://%s:80/" % fw_host.ip)
+    assert answer["detail"]["status"] == 200
+    assert answer["detail"]["headers"]["x-lab-host"] == fw_host.name  # fw_host's 8080 server answered
+    again = forward(ansible, fw_host, forwards=[FORWARD])
+    assert again["changed"] is False and again["added"] == [] and len(our_rules(fw_host)) == 1
+
+
+def test_check_mode_changes_nothing_and_diff_shows_the_rule(ansible, fw_host):
+    before = save(fw_host)
+    run = ansible.module(fw_host.name, "port_forward", {"forwards": [FORWARD]}, check=True, diff=True)
+    result = run.result(fw_host.name)
+    assert result["changed"] is True and len(result["added"]) == 1
+    assert save(fw_host) == before
+    diff = result["diff"]
+    assert "--dport 80" not in diff["before"] and "--dport 80" in diff["after"]
+
+
+def test_foreign_rules_survive_present_and_absent_untouched(ansible, fw_host):
+    netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "2222",
+          "-j", "REDIRECT", "--to-ports", "22")
+    netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/24", "-j",
+          "RETURN")
+    netns(fw_host.namespace, "iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "REJECT")
+    # a rule that looks like ours but carries no tag is not ours either
+    netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "80",
+          "-j", "REDIRECT", "--to-ports", "8080")
+    foreign = save(fw_host)
+    assert forward(ansible, fw_host, forwards=[FORWARD])["changed"] is True
+    with_ours = save(fw_host)
+    assert [line for line in with_ours.splitlines() if TAG not in line] == foreign.splitlines()
+    result = forward(ansible, fw_host, state="absent", forwards=[FORWARD])
+    assert result["changed"] is True and len(result["removed"]) == 1
+    assert save(fw_host) == foreign
+    assert forward(ansible, fw_host, state="absent", forwards=[FORWARD])["changed"] is False
+
+
+def test_local_forward_reaches_8080_from_the_host_itself(ansible, fw_host):
+    forward(ansible, fw_host, forwards=[dict(FORWARD, local=True)])
+    fetch = ("import urllib.request; print(urllib.request.urlopen('http://%s:80/', timeout=3)"
+             ".headers['X-Lab-Host'])" % fw_host.ip)
+    assert netns(fw_host.namespace, "python3", "-c", fetch).stdout.strip() == fw_host.name
+    assert any(line.startswith("-A OUTPUT") and "--dst-type LOCAL" in line for line in our_rules(fw_host))
+
+
+def test_dnat_to_another_lab_host_works_end_to_end(ansible, fw_host, hosts):
+    target, client = hosts[1], hosts[2]
+    netns(fw_host.namespace, "sysctl", "-w", "net.ipv4.ip_forward=0")
+    spec = {"from_port": 8088, "to_addr": target.ip, "to_port": 8080}
+    checked = forward(ansible, fw_host, check=True, forwards=[spec])
+    assert checked["sysctl"]["net.ipv4.ip_forward"] == {"needed": "1", "value": "0", "ok": False, "changed": False}
+    result = forward(ansible, fw_host, forwards=[spec], set_sysctl=True)
+    assert result["sysctl"]["net.ipv4.ip_forward"]["changed"] is True
+    assert netns(fw_host.namespace, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
+    _, answer = http_from(ansible, client, "http://%s:8088/" % fw_host.ip)
+    assert answer["detail"]["status"] == 200
+    assert answer["detail"]["headers"]["x-lab-host"] == target.name  # the DNAT target answered
+    netns(fw_host.namespace, "sysctl", "-w", "net.ipv4.ip_forward=0")
+
+
+def test_ten_concurrent_runs_leave_exactly_one_rule(ansible, fw_host):
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda _: forward(ansible, fw_host, forwards=[FORWARD]), range(10)))
+    assert sum(r["changed"] for r in results) == 1
+    assert len(our_rules(fw_host)) == 1
+
+
+@pytest.mark.parametrize("backend", ["legacy", "nft"])
+def test_rules_go_to_the_backend_that_holds_the_hosts_rules(ansible, fw_host, backend):
+    other = "nft" if backend == "legacy" else "legacy"
+    netns(fw_host.namespace, "iptables-%s" % backend, "-w", "-t", "nat", "-A", "POSTROUTING", "-s",
+          "10.99.0.0/24", "-j", "RETURN")
+    result = forward(ansible, fw_host, forwards=[FORWARD])
+    assert result["backend"]["ipv4"]["name"] == backend
+    assert len(our_rules(fw_host, "iptables-%s-save" % backend)) == 1
+    assert our_rules(fw_host, "iptables-%s-save" % other) == []
+    forward(ansible, fw_host, state="absent", forwards=[FORWARD])
+    assert our_rules(fw_host, "iptables-%s-save" % backend) == []
+
+
+def _wait_until(condition, deadline_s):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def test_unconfirmed_change_is_rolled_back_and_a_confirmed_one_stays(ansible, fw_host, tmp_path):
+    state_dir = str(tmp_path / "state")
+    before = save(fw_host, table="nat")
+    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=2, state_dir=state_dir)
+    assert result["rollback"]["timeout"] == 2 and len(our_rules(fw_host)) == 1
+    # nobody confirms: the old table comes back by itself
+    assert _wait_until(lambda: our_rules(fw_host) == [], 10)
+    assert save(fw_host, table="nat") == before
+    # confirmed in time: it stays after the deadline
+    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=3, state_dir=state_dir)
+    confirm = ansible.module(fw_host.name, "port_forward", {"confirm": result["rollback"]["id"],
+                                                            "state_dir": state_dir}).result(fw_host.name)
+    assert confirm["confirmed"] == result["rollback"]["id"]
+    time.sleep(4)  # past the deadline: the watcher has had its chance to (wrongly) roll back
+    assert len(our_rules(fw_host)) == 1
+
+
+def test_listed_returns_numbered_rules_with_ours_marked_and_changes_nothing(ansible, fw_host):
+    netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "2222",
+          "-j", "REDIRECT", "--to-ports", "22")
+    forward(ansible, fw_host, forwards=[FORWARD])
+    before = save(fw_host)
+    result = forward(ansible, fw_host, state="listed")
+    assert result["changed"] is False and save(fw_host) == before
+    prerouting = [r for r in result["rules"]["ipv4"] if r["chain"] == "PREROUTING"]
+    assert [(r["number"], r["ours"]) for r in prerouting] == [(1, False), (2, True)]
+
+
+def test_persist_writes_the_rules_where_asked(ansible, fw_host, tmp_path):
+    path = tmp_path / "rules.v4"
+    result = forward(ansible, fw_host, forwards=[FORWARD], persist=True, persist_path=str(path))
+    assert result["persisted_to"] == str(path)
+    text = path.read_text()
+    assert "*nat" in text and "--comment %s" % TAG in text and "*filter" in text
+
+
+BAD_INPUT = [
+    ({"forwards": [{"from_port": 0, "to_port": 8080}]}, "forwards[0].from_port: 0 is not a port"),
+    ({"forwards": [{"from_port": 70000, "to_port": 8080}]}, "forwards[0].from_port: 70000 is not a port"),
+    ({"forwards": [{"to_port": 8080}]}, "from_port"),
+    ({"forwards": [FORWARD], "tag": "my tag"}, "tag: 'my tag'"),
+    ({"forwards": [FORWARD], "tag": "it's"}, "tag:"),
+    ({"forwards": [dict(FORWARD, in_interface="eth0;reboot")]}, "forwards[0].in_interface"),
+    ({"forwards": [dict(FORWARD, proto="icmp")]}, "proto"),
+    ({"forwards": [dict(FORWARD, to_addr="not-an-ip")]}, "forwards[0].to_addr"),
+]
+
+
+@pytest.mark.parametrize("bad, message", BAD_INPUT, ids=[m for _, m in BAD_INPUT])
+def test_bad_input_fails_clearly_and_leaves_the_tables_untouched(ansible, fw_host, bad, message):
+    before = save(fw_host)
+    result = forward(ansible, fw_host, **bad)
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert save(fw_host) == before
