@@ -22,7 +22,8 @@ description:
     I(body_regex) (GET). The task fails when any URL misses one; the result lists every URL with
     C(failed_checks) naming each expectation missed.
   - Header values given in I(headers) (Authorization, cookies) are never written to the output,
-    even with C(-vvv).
+    even with C(-vvv), and C(Authorization), C(Proxy-Authorization) and C(Cookie) are not sent on
+    to a redirect that leaves the origin (scheme, host and port) they were given for.
   - Input is validated before any request; a bad URL or option fails the task with a message naming
     the field, and nothing is sent.
 version_added: "0.3.0"
@@ -258,8 +259,8 @@ results:
           cipher: TLS_AES_256_GCM_SHA384
           verified: true
           verify_error: null
-          subject: "CN=10.77.0.12"
-          issuer: "CN=netcheck test CA"
+          subject: "commonName=10.77.0.12"
+          issuer: "commonName=netcheck test CA"
           not_before: "2026-11-24T10:00:00Z"
           not_after: "2027-11-25T10:00:00Z"
           days_left: 364

@@ -33,6 +33,7 @@ FOLLOW = ("none", "safe", "all")
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
 MAX_BODY_BYTES = 1024 * 1024  # what GET reads for body_regex at most
+SENSITIVE_HEADERS = ("authorization", "proxy-authorization", "cookie")
 USER_AGENT = "netcheck-http_check/0.3"
 # an HTTP header name (RFC 9110 token); \Z, not $, which would let a trailing newline through
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -57,25 +58,31 @@ def parse_url(url, field):
     """(scheme, host, port, path with query) of an http(s) URL, or InputError naming the field."""
     if not isinstance(url, str) or not url:
         raise InputError("%s: a URL is required" % field)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InputError("%s: %r is not a valid URL (%s)" % (field, url, exc))
+    # before anything that quotes the URL: it must not repeat a password
+    if "@" in parts.netloc:
+        raise InputError("%s: credentials in the URL are refused: send them in headers (Authorization)" % field)
     if re.search(r"[\s\x00-\x1f\x7f]", url):
         raise InputError("%s: %r contains whitespace or control characters" % (field, url))
     try:
-        parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise InputError("%s: %r is not a valid URL (%s)" % (field, url, exc))
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise InputError("%s: unsupported scheme %r in %r (http or https)" % (field, parts.scheme, url))
-    if parts.username is not None or parts.password is not None:
-        raise InputError("%s: credentials in the URL are refused: send them in headers (Authorization)" % field)
+    if port == 0:
+        raise InputError("%s: port 0 in %r is not a port (1-65535)" % (field, url))
     if not parts.hostname:
         raise InputError("%s: %r has no host" % (field, url))
     host = validate_host(parts.hostname, field + " host")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return scheme, host, port or (443 if scheme == "https" else 80), path
+    return scheme, host, port if port is not None else (443 if scheme == "https" else 80), path
 
 
 def validate_headers(headers, field):
@@ -89,11 +96,26 @@ def validate_headers(headers, field):
             raise InputError("%s: %r is not a valid header name" % (field, name))
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise InputError("%s.%s: the value must be a string" % (field, name))
+        # the value itself may be a secret: never echo it
         if _BAD_VALUE.search(str(value)):
-            # the value itself may be a secret: never echo it
             raise InputError("%s.%s: the value contains CR, LF or NUL" % (field, name))
+        try:
+            str(value).encode("latin-1")
+        except UnicodeEncodeError:
+            raise InputError("%s.%s: the value must be Latin-1 text (HTTP/1.1 header encoding)" % (field, name))
         clean[name] = str(value)
     return clean
+
+
+def merge_headers(*layers):
+    """Later layers win, whatever the case of the names (HTTP header names are case-insensitive)."""
+    merged = {}
+    for layer in layers:
+        for name, value in layer.items():
+            for existing in [key for key in merged if key.lower() == name.lower()]:
+                del merged[existing]
+            merged[name] = value
+    return merged
 
 
 def validate_status_codes(codes, field):
@@ -140,7 +162,7 @@ def parse_targets(raw_targets, defaults=None, field="urls"):
     base = dict(DEFAULTS)
     base.update({k: v for k, v in (defaults or {}).items() if v is not None})
     base_headers = validate_headers(base["headers"], "headers")
-    base_expect = base["expect_headers"]
+    base_expect = validate_expect_headers(base["expect_headers"], "expect_headers")
     contexts, lock = {}, threading.Lock()
     targets = []
     for index, raw in enumerate(raw_targets):
@@ -153,7 +175,7 @@ def parse_targets(raw_targets, defaults=None, field="urls"):
         if unknown:
             raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(unknown))))
         values = dict(base)
-        values.update({k: v for k, v in raw.items() if v is not None})
+        values.update({k: v for k, v in raw.items() if v is not None and k not in ("headers", "expect_headers")})
         values["url"] = raw.get("url")
         values["name"] = raw.get("name")
         scheme = parse_url(values["url"], where + ".url")[0]
@@ -162,12 +184,10 @@ def parse_targets(raw_targets, defaults=None, field="urls"):
             raise InputError("%s.method: %r is not one of %s" % (where, values["method"], ", ".join(METHODS)))
         values["method"] = method
         values["status_codes"] = validate_status_codes(values["status_codes"], where + ".status_codes")
-        headers = dict(base_headers)
-        headers.update(validate_headers(raw.get("headers"), where + ".headers"))
-        values["headers"] = headers
-        expect = dict(base_expect or {})
-        expect.update(raw.get("expect_headers") or {})
-        values["expect_headers"] = validate_expect_headers(expect, where + ".expect_headers")
+        values["headers"] = merge_headers(base_headers, validate_headers(raw.get("headers"), where + ".headers"))
+        expect = dict(base_expect)
+        expect.update(validate_expect_headers(raw.get("expect_headers"), where + ".expect_headers"))
+        values["expect_headers"] = expect
         if values["follow_redirects"] not in FOLLOW:
             raise InputError("%s.follow_redirects: %r is not one of %s"
                              % (where, values["follow_redirects"], ", ".join(FOLLOW)))
@@ -253,26 +273,36 @@ def _remaining(deadline, phase, timeout):
 
 
 def _connect(host, port, timeout, deadline, timings, facts):
+    """Connect to the first address of host that accepts (as curl and create_connection do)."""
     start = time.monotonic()
     try:
-        family, socktype, proto, _, sockaddr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise PhaseError("resolve", "name resolution failed: %s" % exc.strerror)
     timings["resolve_ms"] = ms_since(start)
-    facts["address"] = sockaddr[0]
-    sock = socket.socket(family, socktype, proto)
-    sock.settimeout(_remaining(deadline, "connect", timeout))
     start = time.monotonic()
-    try:
-        sock.connect(sockaddr)
-    except socket.timeout:
-        sock.close()
-        raise PhaseError("connect", "no answer to the TCP handshake within %g s (filtered?)" % timeout)
-    except OSError as exc:
-        sock.close()
-        raise PhaseError("connect", (exc.strerror or str(exc)).lower())
-    timings["connect_ms"] = ms_since(start)
-    return sock
+    error = None
+    for family, socktype, proto, _, sockaddr in infos:
+        facts["address"] = sockaddr[0]
+        sock = socket.socket(family, socktype, proto)
+        try:
+            sock.settimeout(_remaining(deadline, "connect", timeout))
+            sock.connect(sockaddr)
+        except socket.timeout:
+            sock.close()
+            error = PhaseError("connect", "no answer to the TCP handshake within %g s (filtered?)" % timeout)
+            break  # the deadline is spent
+        except PhaseError as exc:
+            sock.close()
+            error = exc
+            break
+        except OSError as exc:
+            sock.close()
+            error = PhaseError("connect", (exc.strerror or str(exc)).lower())
+            continue
+        timings["connect_ms"] = ms_since(start)
+        return sock
+    raise error
 
 
 def _handshake(sock, target, host, port, deadline, timings, facts):
@@ -312,7 +342,7 @@ def _unverified_facts(host, address, port, deadline, verify_error):
         return {"verified": False, "verify_error": verify_error}
 
 
-def request_once(url, target, deadline, timings, facts):
+def request_once(url, target, deadline, timings, facts, headers):
     """One HTTP exchange; fills ``timings`` and ``facts`` as it goes (so that a PhaseError
     leaves what was measured before it), and returns the body read."""
     scheme, host, port, path = parse_url(url, "url")
@@ -325,9 +355,8 @@ def request_once(url, target, deadline, timings, facts):
         start = time.monotonic()
         try:
             conn.putrequest(target.method, path, skip_host=True, skip_accept_encoding=True)
-            headers = {"Host": _host_header(host, port, scheme), "User-Agent": USER_AGENT, "Accept": "*/*"}
-            headers.update(target.headers)
-            for name, value in headers.items():
+            defaults = {"Host": _host_header(host, port, scheme), "User-Agent": USER_AGENT, "Accept": "*/*"}
+            for name, value in merge_headers(defaults, headers).items():
                 conn.putheader(name, value)
             conn.endheaders()
         except OSError as exc:
@@ -407,12 +436,13 @@ def check_url(target):
     detail = {"url": target.url, "name": target.name, "method": target.method, "final_url": None,
               "address": None, "status": None, "reason": None, "http_version": None, "headers": {},
               "redirects": chain, "tls": None, "body_bytes": None, "failed_checks": [], "phase": None}
+    headers = dict(target.headers)
     try:
         while True:
             deadline = time.monotonic() + target.timeout
             timings, facts = {}, {"address": None, "tls": None}
             try:
-                body = request_once(url, target, deadline, timings, facts)
+                body = request_once(url, target, deadline, timings, facts, headers)
             except PhaseError as exc:
                 detail.update(facts)
                 detail["phase"] = exc.phase
@@ -425,18 +455,25 @@ def check_url(target):
                 chain.append({"url": url, "status": facts["status"], "location": next_url})
                 if target.follow_redirects == "none":
                     break
-                if target.follow_redirects == "safe" and url.startswith("https:") and next_url.startswith("http:"):
+                # what a refused redirect still reports: the answer that asked for it
+                detail.update(facts)
+                detail["final_url"] = url
+                try:
+                    next_parts = parse_url(next_url, "location")
+                except InputError as exc:
+                    detail["phase"] = "redirect"
+                    raise PhaseError("redirect", "cannot follow %s" % exc)
+                current = parse_url(url, "url")
+                if target.follow_redirects == "safe" and current[0] == "https" and next_parts[0] == "http":
                     detail["phase"] = "redirect"
                     raise PhaseError("redirect", "refused to follow %s from https to http "
                                                  "(follow_redirects=safe)" % next_url)
                 if len(chain) > MAX_REDIRECTS:
                     detail["phase"] = "redirect"
                     raise PhaseError("redirect", "more than %d redirects" % MAX_REDIRECTS)
-                try:
-                    parse_url(next_url, "location")
-                except InputError as exc:
-                    detail["phase"] = "redirect"
-                    raise PhaseError("redirect", "cannot follow %s" % exc)
+                if current[:3] != next_parts[:3]:
+                    # credentials stay with the origin they were given for, as curl does
+                    headers = {k: v for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
                 url = next_url
                 continue
             break
