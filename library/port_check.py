@@ -181,6 +181,7 @@ results:
         banner: {description: What the server sent when I(expect) was given (at most 4096 bytes), else null., type: str}
         expect: {description: The I(expect) pattern, or null., type: str}
         expect_matched: {description: Whether I(expect) matched; null when there was nothing to expect., type: bool}
+        conversation_error: {description: Why sending or reading failed after the connection was made; null when it did not., type: str}
       sample:
         host: 10.77.0.12
         port: 22
@@ -194,6 +195,7 @@ results:
         banner: "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7\r\n"
         expect: "^SSH-2\\.0-"
         expect_matched: true
+        conversation_error: null
 summary:
   description: Counts over I(results).
   returned: always

@@ -136,7 +136,7 @@ def validate_timeout(value, field, maximum=3600.0):
 def validate_regex(value, field):
     try:
         return re.compile(value)
-    except (re.error, TypeError) as exc:
+    except (re.error, TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise InputError("%s: %r is not a valid regular expression (%s)" % (field, value, exc))
 
 

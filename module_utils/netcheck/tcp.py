@@ -27,7 +27,9 @@ DEFAULT_TIMEOUT = 3.0
 MAX_READ_BYTES = 4096
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
-_CLOSED = {errno.ECONNREFUSED, errno.ECONNRESET}
+# ECONNRESET is not here: on Linux a SYN answered by RST gives ECONNREFUSED; a reset
+# from connect() means the handshake completed and the server dropped us at once.
+_CLOSED = {errno.ECONNREFUSED}
 # The source host's own firewall (an OUTPUT DROP/REJECT rule) refuses the SYN at once.
 _LOCALLY_FILTERED = {errno.EPERM, errno.EACCES}
 _TIMED_OUT = {errno.ETIMEDOUT}
@@ -70,16 +72,16 @@ def parse_targets(raw_targets, default_timeout=DEFAULT_TIMEOUT, field="targets")
             raise InputError("%s: expected a mapping with host and port, got %r" % (where, raw))
         unknown = set(raw) - set(TcpTarget.__slots__)
         if unknown:
-            raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(unknown))))
+            raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(map(str, unknown)))))
         host = validate_host(raw.get("host"), where + ".host")
         port = validate_port(raw.get("port"), where + ".port")
         timeout = raw.get("timeout")
         timeout = default_timeout if timeout is None else validate_timeout(timeout, where + ".timeout")
         expected = raw.get("expected_state") or "open"
-        if expected not in STATES:
+        if not isinstance(expected, str) or expected not in STATES:
             raise InputError("%s.expected_state: %r is not one of %s" % (where, expected, ", ".join(STATES)))
         family = raw.get("family") or "any"
-        if family not in FAMILIES:
+        if not isinstance(family, str) or family not in FAMILIES:
             raise InputError("%s.family: %r is not one of %s" % (where, family, ", ".join(FAMILIES)))
         send = raw.get("send")
         if send is not None and not isinstance(send, str):
@@ -107,6 +109,7 @@ def _result(target, state, timings, error=None, **detail):
         "banner": None,
         "expect": target.expect.pattern if target.expect else None,
         "expect_matched": None,
+        "conversation_error": None,
     }
     facts.update(detail)
     ok = state == target.expected_state and facts["expect_matched"] is not False
@@ -186,8 +189,11 @@ def check_target(target):
         except OSError as exc:
             timings["connect_ms"] = ms_since(connect_start)
             timings["total_ms"] = ms_since(start)
-            state = _state_for_errno(exc.errno)
             facts.update(_errno_facts(exc.errno))
+            if exc.errno == errno.ECONNRESET:
+                facts["expect_matched"] = False if target.expect else None
+                return _result(target, "open", timings, "connected, then reset by the server at once", **facts)
+            state = _state_for_errno(exc.errno)
             if state is None:
                 return _result(target, "error", timings, "connect failed: %s" % exc, **facts)
             reason = exc.strerror or str(exc)
@@ -211,7 +217,10 @@ def check_target(target):
             facts["expect_matched"] = matched
         timings["total_ms"] = ms_since(start)
         error = None
-        if facts.get("expect_matched") is False:
+        if facts.get("conversation_error"):
+            error = "connected, but the conversation failed%s: %s" % (
+                " before %r was seen" % target.expect.pattern if target.expect else "", facts["conversation_error"])
+        elif facts.get("expect_matched") is False:
             error = "connected, but %r was not seen within %g s" % (target.expect.pattern, target.timeout)
         return _result(target, "open", timings, error, **facts)
     finally:

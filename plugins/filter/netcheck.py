@@ -56,6 +56,16 @@ def expand_group_targets(specs, groups, hostvars, source=None, include_self=Fals
     return targets
 
 
+def port_target(port, host, name=None):
+    """A port_check target for ``port`` on ``host`` (for maps over a list of ports)."""
+    return {"host": str(host), "port": int(port), "name": name}
+
+
+def port_url(port, host, scheme="http", path="/"):
+    """An http_check URL entry for ``port`` on ``host``."""
+    return {"url": _http_url({"port": port, "scheme": scheme, "path": path}, str(host))}
+
+
 def _ms(value):
     return "-" if value is None else "%.1f ms" % value
 
@@ -87,8 +97,9 @@ def _tcp_line(result):
     detail = result.get("detail", {})
     text = "%-32s %-11s %-4s %9s" % (_label(result), result["state"], "ok" if result["ok"] else "FAIL",
                                      _ms(result.get("timings", {}).get("total_ms")))
-    if result["ok"] and detail.get("banner"):
-        text += "  " + detail["banner"].strip().splitlines()[0][:24]
+    banner = (detail.get("banner") or "").strip()
+    if result["ok"] and banner:
+        text += "  " + banner.splitlines()[0][:24]
     return text
 
 
@@ -147,4 +158,6 @@ class FilterModule(object):
             "netcheck_tcp_summary": tcp_summary,
             "netcheck_icmp_summary": icmp_summary,
             "netcheck_http_summary": http_summary,
+            "netcheck_target": port_target,
+            "netcheck_http_url": port_url,
         }
