@@ -29,7 +29,7 @@ def fw_host(hosts):
     """The host whose NAT table the test changes; every nat and filter rule is flushed afterwards."""
     host = hosts[0]
     yield host
-    for command in ("iptables", "iptables-legacy"):
+    for command in ("iptables", "iptables-legacy", "ip6tables"):
         for table in ("nat", "filter"):
             netns(host.namespace, command, "-w", "-t", table, "-F", check=False)
 
@@ -195,3 +195,14 @@ def test_bad_input_fails_clearly_and_leaves_the_tables_untouched(ansible, fw_hos
     assert result["failed"] is True
     assert message in result["msg"]
     assert save(fw_host) == before
+
+
+def test_family_both_forwards_ipv4_and_ipv6(ansible, fw_host, hosts):
+    result = forward(ansible, fw_host, forwards=[dict(FORWARD, family="both")])
+    assert set(result["backend"]) == {"ipv4", "ipv6"} and len(result["added"]) == 2
+    assert len(our_rules(fw_host, "ip6tables-save")) == 1
+    for url in ("http://%s:80/" % fw_host.ip, "http://[%s]:80/" % fw_host.ip6):
+        _, answer = http_from(ansible, hosts[1], url)
+        assert answer["detail"]["status"] == 200 and answer["detail"]["headers"]["x-lab-host"] == fw_host.name
+    forward(ansible, fw_host, state="absent", forwards=[dict(FORWARD, family="both")])
+    assert our_rules(fw_host, "ip6tables-save") == [] and our_rules(fw_host) == []
