@@ -25,11 +25,14 @@ import hmac
 import ipaddress
 import secrets
 import socket
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+try:  # run as a script (python lab/X.py) or imported as lab.X
+    from httpbase import NoDnsHTTPServer, QuietHandler
+except ImportError:
+    from .httpbase import NoDnsHTTPServer, QuietHandler
 
 TOKEN_PATH = "/latest/api/token"
 METADATA_PREFIX = "/latest/meta-data/"
@@ -38,9 +41,8 @@ TOKEN_HEADER = "X-aws-ec2-metadata-token"
 MAX_TTL_S = 21600
 
 
-class ImdsHandler(BaseHTTPRequestHandler):
+class ImdsHandler(QuietHandler):
     server_version = "EC2ws"
-    protocol_version = "HTTP/1.1"
 
     def _send(self, status, body=b"", extra=None):
         self.send_response(status)
@@ -94,17 +96,9 @@ class ImdsHandler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET  # noqa: N815
 
-    def address_string(self):
-        return self.client_address[0]  # no reverse DNS
-
-    def log_message(self, fmt, *args):
-        sys.stderr.write("%s %s\n" % (self.client_address[0], fmt % args))
-        sys.stderr.flush()
 
 
-class ImdsServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class ImdsServer(NoDnsHTTPServer):
     clock = staticmethod(time.monotonic)  # tests replace it to expire tokens without waiting
 
     def __init__(self, address, metadata, fixed_token=None):
@@ -130,15 +124,7 @@ class ImdsServer(ThreadingHTTPServer):
             return any(hmac.compare_digest(token, known) and expiry > now
                        for known, expiry in self._tokens.items())
 
-    def handle_error(self, request, client_address):
-        sys.stderr.write("%s error: %s\n" % (client_address[0], sys.exc_info()[1]))
 
-    def server_bind(self):
-        # TCPServer.server_bind without HTTPServer's getfqdn()
-        self.socket.bind(self.server_address)
-        self.server_address = self.socket.getsockname()
-        self.server_name = self.server_address[0]
-        self.server_port = self.server_address[1]
 
 
 def make_server(bind, port, local_ipv4, instance_id, public_ipv4=None, token=None):

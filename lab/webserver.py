@@ -16,15 +16,17 @@ import argparse
 import json
 import socket
 import ssl
-import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+try:  # run as a script (python lab/X.py) or imported as lab.X
+    from httpbase import NoDnsHTTPServer, QuietHandler
+except ImportError:
+    from .httpbase import NoDnsHTTPServer, QuietHandler
 
-class LabHandler(BaseHTTPRequestHandler):
+
+class LabHandler(QuietHandler):
     server_version = "netcheck-lab/1"
-    protocol_version = "HTTP/1.1"
 
     def _route(self):
         """(status, extra headers) for the request path."""
@@ -69,17 +71,9 @@ class LabHandler(BaseHTTPRequestHandler):
     def do_HEAD(self):  # noqa: N802
         self._answer(False)
 
-    def address_string(self):
-        return self.client_address[0]  # no reverse DNS
-
-    def log_message(self, fmt, *args):
-        sys.stderr.write("%s %s\n" % (self.client_address[0], fmt % args))
 
 
-class LabServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024  # tests open hundreds of connections at once
+class LabServer(NoDnsHTTPServer):
     tls_context = None
     auth = None
 
@@ -90,18 +84,7 @@ class LabServer(ThreadingHTTPServer):
             conn = self.tls_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, address
 
-    def handle_error(self, request, client_address):
-        sys.stderr.write("%s error: %s\n" % (client_address[0], sys.exc_info()[1]))
 
-    def server_bind(self):
-        if self.address_family == socket.AF_INET6:
-            # one socket for IPv4 and IPv6, as most real services do
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        # TCPServer.server_bind without HTTPServer's getfqdn()
-        self.socket.bind(self.server_address)
-        self.server_address = self.socket.getsockname()
-        self.server_name = self.server_address[0]
-        self.server_port = self.server_address[1]
 
 
 def serve_silently(bind, port):

@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import socket
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+try:  # run as a script (python lab/X.py) or imported as lab.X
+    from httpbase import NoDnsHTTPServer, QuietHandler
+except ImportError:
+    from .httpbase import NoDnsHTTPServer, QuietHandler
 
 
 def client_ip(address):
@@ -28,9 +31,8 @@ def client_ip(address):
     return str(ip)
 
 
-class EchoHandler(BaseHTTPRequestHandler):
+class EchoHandler(QuietHandler):
     server_version = "netcheck-whatismyip/1"
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         if urlsplit(self.path).path == "/":
@@ -46,30 +48,14 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET  # noqa: N815
 
-    def address_string(self):
-        return self.client_address[0]  # no reverse DNS
-
-    def log_message(self, fmt, *args):
-        sys.stderr.write("%s %s\n" % (self.client_address[0], fmt % args))
-        sys.stderr.flush()
 
 
-class EchoServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class EchoServer(NoDnsHTTPServer):
 
     def __init__(self, address):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, EchoHandler)
 
-    def server_bind(self):
-        if self.address_family == socket.AF_INET6 and self.server_address[0] == "::":
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        # TCPServer.server_bind without HTTPServer's getfqdn()
-        self.socket.bind(self.server_address)
-        self.server_address = self.socket.getsockname()
-        self.server_name = self.server_address[0]
-        self.server_port = self.server_address[1]
 
     @property
     def url(self):

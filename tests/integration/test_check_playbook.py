@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from harness import BIN, REPO
 
 
@@ -15,48 +17,44 @@ def _run_check(lab, *extra):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_check_yml_names_every_host_and_target(lab, hosts):
+@pytest.fixture(scope="module")
+def green_run(lab):
+    """One check.yml run against the healthy lab, shared by the tests that read its summary."""
     proc = _run_check(lab)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if " -> " in line]
-    for source in hosts:
-        for target in hosts:
-            if source is target:
-                continue
-            for port in (22, 8080):
-                wanted = "%s -> %s (%s:%d)" % (source.name, target.name, target.ip, port)
-                matching = [line for line in lines if wanted in line]
-                assert len(matching) == 1, "%s missing from the summary:\n%s" % (wanted, proc.stdout)
-                assert " open " in matching[0] and " ok " in matching[0]
-    assert "failed=0" in proc.stdout
+    return proc.stdout
 
 
-def test_check_yml_pings_every_host_and_names_the_mac_that_answered(lab, hosts):
-    proc = _run_check(lab)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    for source in hosts:
-        for target in hosts:
-            if source is target:
-                continue
-            wanted = "%s -> %s (%s) " % (source.name, target.name, target.ip)
-            matching = [line for line in proc.stdout.splitlines() if wanted in line]
-            assert len(matching) == 1, "%s missing from the ICMP summary:\n%s" % (wanted, proc.stdout)
-            line = matching[0]
-            assert "3/3" in line and " 0% loss" in line and "ttl 64" in line
-            assert "eth0 on-link %s" % target.mac in line
+def _pairs(hosts):
+    return [(source, target) for source in hosts for target in hosts if source is not target]
 
 
-def test_check_yml_fetches_every_web_server_over_http(lab, hosts):
-    proc = _run_check(lab)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    for source in hosts:
-        for target in hosts:
-            if source is target:
-                continue
-            wanted = "%s -> %s (http://%s:8080/)" % (source.name, target.name, target.ip)
-            matching = [line for line in proc.stdout.splitlines() if wanted in line]
-            assert len(matching) == 1, "%s missing from the HTTP summary:\n%s" % (wanted, proc.stdout)
-            assert " 200 OK " in matching[0] and " ok " in matching[0] and "ttfb" in matching[0]
+def _summary_line(output, wanted):
+    """The one summary line that contains ``wanted``."""
+    matching = [line for line in output.splitlines() if wanted in line]
+    assert len(matching) == 1, "%r is not once in the summary:\n%s" % (wanted, output)
+    return matching[0]
+
+
+def test_check_yml_names_every_host_and_target(green_run, hosts):
+    for source, target in _pairs(hosts):
+        for port in (22, 8080):
+            line = _summary_line(green_run, "%s -> %s (%s:%d)" % (source.name, target.name, target.ip, port))
+            assert " open " in line and " ok " in line
+    assert "failed=0" in green_run
+
+
+def test_check_yml_pings_every_host_and_names_the_mac_that_answered(green_run, hosts):
+    for source, target in _pairs(hosts):
+        line = _summary_line(green_run, "%s -> %s (%s) " % (source.name, target.name, target.ip))
+        assert "3/3" in line and " 0% loss" in line and "ttl 64" in line
+        assert "eth0 on-link %s" % target.mac in line
+
+
+def test_check_yml_fetches_every_web_server_over_http(green_run, hosts):
+    for source, target in _pairs(hosts):
+        line = _summary_line(green_run, "%s -> %s (http://%s:8080/)" % (source.name, target.name, target.ip))
+        assert " 200 OK " in line and " ok " in line and "ttfb" in line
 
 
 def test_check_yml_fails_and_says_why_when_a_target_is_down(lab, hosts, iptables_rules):

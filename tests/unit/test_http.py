@@ -22,6 +22,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
+from loopback import needs_ipv6  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
@@ -196,35 +197,6 @@ def start_server():
     _stop(servers)
 
 
-@pytest.fixture
-def silent_port():
-    """A port on 127.0.0.1 that completes TCP handshakes (backlog) and never answers."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
-
-
-@pytest.fixture
-def refused_port():
-    """A port on 127.0.0.1 nothing listens on: bound to get a free one, then closed."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
-def _has_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 # --- parse_url -------------------------------------------------------------------------------
@@ -854,8 +826,8 @@ def test_safe_refuses_an_https_to_http_redirect_whatever_the_scheme_case(tls_web
     assert result["state"] == "failed"
 
 
-def test_a_closed_port_fails_in_connect_with_connection_refused(refused_port):
-    url = "http://127.0.0.1:%d/" % refused_port
+def test_a_closed_port_fails_in_connect_with_connection_refused(closed_port):
+    url = "http://127.0.0.1:%d/" % closed_port
     result = check_url(target(url))
     assert tuple(result) == RESULT_KEYS
     assert (result["state"], result["ok"], result["error"]) == ("failed", False, "connect: connection refused")
@@ -864,9 +836,9 @@ def test_a_closed_port_fails_in_connect_with_connection_refused(refused_port):
     assert set(result["timings"]) == {"resolve_ms", "total_ms"}
 
 
-def test_a_silent_server_fails_in_processing_after_the_timeout(silent_port):
+def test_a_silent_server_fails_in_processing_after_the_timeout(listening_port):
     start = time.monotonic()
-    result = check_url(target("http://127.0.0.1:%d/" % silent_port, timeout=0.5))
+    result = check_url(target("http://127.0.0.1:%d/" % listening_port, timeout=0.5))
     elapsed = time.monotonic() - start
     assert (result["state"], result["ok"], result["detail"]["phase"]) == ("failed", False, "processing")
     assert result["error"] == "processing: no response within 0.5 s after the request was sent"
@@ -901,7 +873,7 @@ def test_the_authorization_header_is_not_forwarded_to_another_origin(web, start_
     assert other.recorded and "Authorization" not in other.recorded[-1][2]
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no ::1 on this host")
+@needs_ipv6
 def test_a_bracketed_ipv6_url_is_checked_over_ipv6(start_server):
     server = start_server("web6", bind="::1", handler=RecordingHandler)
     result = check_url(target(server.base + "/"))
@@ -931,8 +903,8 @@ def test_check_urls_runs_fifty_slow_urls_at_once_and_keeps_their_order(web):
     assert all(r["timings"]["processing_ms"] >= 190 for r in results)
 
 
-def test_check_urls_keeps_the_order_of_mixed_outcomes_and_the_result_shape(web, refused_port):
-    urls = [web.base + "/", "http://127.0.0.1:%d/" % refused_port, web.base + "/missing", web.base + "/redirect/1"]
+def test_check_urls_keeps_the_order_of_mixed_outcomes_and_the_result_shape(web, closed_port):
+    urls = [web.base + "/", "http://127.0.0.1:%d/" % closed_port, web.base + "/missing", web.base + "/redirect/1"]
     results = check_urls(parse_targets(urls), max_workers=2)
     assert [r["target"] for r in results] == urls
     assert [(r["state"], r["ok"]) for r in results] == [

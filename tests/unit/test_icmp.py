@@ -17,6 +17,7 @@ import struct  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
+from loopback import has_ipv6_loopback  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -968,14 +969,6 @@ def test_ping_argv_rounds_the_timeout_up_to_whole_seconds_of_at_least_one(timeou
 
 # --- real echoes, loopback only -------------------------------------------------------------------
 
-def _ipv6_loopback():
-    try:
-        with socket.socket(V6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
 
 def _sysctl(path, default):
     try:
@@ -1013,7 +1006,7 @@ def _assert_all_answered(results, count, method):
 
 @needs_raw
 def test_raw_pings_to_loopback_addresses_all_come_back_quickly():
-    hosts = LOOPBACK_V4 + (["::1"] if _ipv6_loopback() else [])
+    hosts = LOOPBACK_V4 + (["::1"] if has_ipv6_loopback() else [])
     count, interval, timeout = 3, 0.05, 0.5
     start = time.monotonic()
     results, used, notes = ping_targets(parse_targets(hosts), count=count, interval=interval, timeout=timeout,

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+from loopback import needs_ipv6
 
 from netcheck import listener
 from netcheck.listener import LISTENER_MARKER, ListenerError, pid_file_path, start, status, stop
@@ -19,16 +20,7 @@ from netcheck.probe import InputError
 LOOPBACK = "127.0.0.1"
 
 
-def _ipv6_loopback_available():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
-
-needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback_available(), reason="no IPv6 loopback (::1) on this machine")
 
 
 def wait_for(condition, timeout=5.0):

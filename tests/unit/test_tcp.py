@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from loopback import needs_ipv6
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -28,18 +29,7 @@ from netcheck.tcp import (
 OPTION_NAMES = list(TcpTarget.__slots__)
 
 
-def _ipv6_loopback_available():
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
-
-needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback_available(), reason="no IPv6 loopback (::1) on this machine")
 
 
 # --- a tiny threaded server on 127.0.0.1 ----------------------------------------------
