@@ -91,8 +91,9 @@ extends_documentation_fragment:
   - action_common_attributes
 notes:
   - A C(filtered) verdict takes the whole timeout; C(closed) and C(unreachable) come as soon as
-    the kernel knows (an unanswered ARP takes about 3 seconds on Linux, so use a timeout above that
-    to tell C(unreachable) from C(filtered) on the local subnet).
+    the kernel knows. On the local subnet, a timeout whose ARP request is still unanswered (Linux
+    gives up only after about 3 seconds) is reported C(unreachable), not C(filtered), because nobody
+    holds that address (IPv4, read from C(/proc/net/arp)).
   - Only the first address a name resolves to is tried (set I(family) to choose between IPv4 and IPv6).
 seealso:
   - module: ansible.builtin.wait_for

@@ -14,6 +14,7 @@ import errno
 import socket
 import time
 
+from .neighbour import parse_proc_arp
 from .probe import (
     DEFAULT_MAX_WORKERS, InputError, format_hostport, ms_since, probe_result,
     run_concurrently, validate_host, validate_port, validate_regex, validate_timeout,
@@ -183,6 +184,11 @@ def check_target(target):
             sock.connect(sockaddr)
         except socket.timeout:
             timings["connect_ms"] = timings["total_ms"] = ms_since(start)
+            if _arp_unanswered(family, sockaddr[0]):
+                # on-link and ARP got no answer yet: nobody holds the address, nothing filtered
+                return _result(target, "unreachable", timings,
+                               "no ARP answer for %s within %g s (no host has this address)"
+                               % (sockaddr[0], target.timeout), **facts)
             return _result(target, "filtered", timings,
                            "no answer within %g s (SYN dropped on the way or by the target)" % target.timeout,
                            **facts)
@@ -225,6 +231,18 @@ def check_target(target):
         return _result(target, "open", timings, error, **facts)
     finally:
         sock.close()
+
+
+def _arp_unanswered(family, address, path="/proc/net/arp"):
+    """Whether the kernel is still waiting for (or gave up on) an ARP answer for an IPv4 address."""
+    if family != socket.AF_INET:
+        return False
+    try:
+        with open(path) as handle:
+            entry = parse_proc_arp(handle.read(), address)
+    except OSError:
+        return False
+    return bool(entry) and entry["state"] == "INCOMPLETE"
 
 
 def _unfinished(target, reason):

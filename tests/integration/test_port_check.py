@@ -59,6 +59,17 @@ def test_unassigned_lab_address_is_unreachable(ansible, lab, src):
     assert 1000 < entry["timings"]["total_ms"] < 5500
 
 
+def test_unassigned_address_is_unreachable_even_before_arp_gives_up(ansible, lab, src):
+    # a timeout shorter than the ~3 s ARP takes to fail: the unanswered ARP entry tells
+    # "nobody has this address" apart from "a firewall drops the SYN"
+    address = str(lab.config.network.network_address + 249)
+    result, (entry,) = check(ansible, src, [{"host": address, "port": 22, "timeout": 1}])
+    assert result["failed"] is True  # expected open
+    assert entry["state"] == "unreachable" and entry["detail"]["errno"] is None
+    assert entry["error"].startswith("no ARP answer for %s" % address)
+    assert 900 <= entry["timings"]["total_ms"] <= 1500
+
+
 def test_send_expect_reads_the_sshd_banner(ansible, src, dst):
     result, (entry,) = check(ansible, src, [{"host": dst.ip, "port": 22, "expect": r"^SSH-2\.0-"}])
     assert not result.get("failed"), result["msg"]

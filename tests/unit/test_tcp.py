@@ -689,3 +689,16 @@ def test_check_targets_with_one_worker_still_checks_every_target(listening_port,
     targets = parse_targets([{"host": "127.0.0.1", "port": p} for p in (listening_port, closed_port) * 3])
     results = check_targets(targets, max_workers=1)
     assert [r["state"] for r in results] == ["open", "closed"] * 3
+
+
+def test_a_timeout_with_an_unanswered_arp_entry_means_nobody_has_the_address(tmp_path):
+    from netcheck.tcp import _arp_unanswered
+    arp = tmp_path / "arp"
+    arp.write_text("IP address       HW type     Flags       HW address            Mask     Device\n"
+                   "10.77.0.249      0x1         0x0         00:00:00:00:00:00     *        eth0\n"
+                   "10.77.0.12       0x1         0x2         4e:37:94:f1:b2:7c     *        eth0\n")
+    assert _arp_unanswered(socket.AF_INET, "10.77.0.249", str(arp)) is True
+    assert _arp_unanswered(socket.AF_INET, "10.77.0.12", str(arp)) is False  # answered: a firewall dropped it
+    assert _arp_unanswered(socket.AF_INET, "10.0.0.1", str(arp)) is False  # off-link: no entry at all
+    assert _arp_unanswered(socket.AF_INET6, "10.77.0.249", str(arp)) is False
+    assert _arp_unanswered(socket.AF_INET, "10.77.0.249", str(tmp_path / "missing")) is False
