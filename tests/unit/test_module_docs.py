@@ -355,3 +355,16 @@ def test_ansible_doc_renders_the_module():
     assert "port_check" in done.stdout
     assert "expected_state" in done.stdout
 
+
+
+ALL_MODULES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "library").glob("*.py"))
+
+
+@pytest.mark.parametrize("name", ALL_MODULES)
+def test_every_module_documentation_renders_with_ansible_doc(name):
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-M", "library", name],
+                          cwd=repo, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, ANSIBLE_CONFIG=str(repo / "ansible.cfg")))
+    assert proc.returncode == 0 and "ERROR" not in proc.stderr, proc.stderr
+    assert "EXAMPLES" in proc.stdout and "RETURN VALUES" in proc.stdout
