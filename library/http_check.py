@@ -16,7 +16,7 @@ description:
   - Phases are timed separately, as Prometheus blackbox_exporter does; C(resolve) (DNS),
     C(connect) (TCP handshake), C(tls) (TLS handshake), C(processing) (request sent to first byte)
     and C(transfer) (the rest of the answer). A check that fails names the phase where it stopped,
-    for instance C(processing: no response within 5 s after the request was sent).
+    for instance C(processing) when no response came within the timeout after the request was sent.
   - Each URL has expectations, with module-level defaults that a URL may override; the status must
     be in I(status_codes), the headers must match I(expect_headers), the body must match
     I(body_regex) (GET). The task fails when any URL misses one; the result lists every URL with
