@@ -368,3 +368,45 @@ def test_every_module_documentation_renders_with_ansible_doc(name):
                           env=dict(os.environ, ANSIBLE_CONFIG=str(repo / "ansible.cfg")))
     assert proc.returncode == 0 and "ERROR" not in proc.stderr, proc.stderr
     assert "EXAMPLES" in proc.stdout and "RETURN VALUES" in proc.stdout
+
+
+def _documented_detail(module_name):
+    import ast
+
+    import yaml
+    source = (Path(__file__).resolve().parents[2] / "library" / (module_name + ".py")).read_text()
+    assigns = {node.targets[0].id: node.value.value for node in ast.parse(source).body
+               if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+               and node.targets[0].id == "RETURN"}
+    results = yaml.safe_load(assigns["RETURN"])["results"]["contains"]
+    return set(results), set(results["detail"]["contains"])
+
+
+def test_icmp_ping_return_documents_exactly_what_the_probe_returns():
+    from netcheck.icmp import parse_targets as icmp_targets, ping_targets
+    from netcheck.neighbour import next_hop
+    results, _, _ = ping_targets(icmp_targets(["127.0.0.1"]), count=1, interval=0.01, timeout=0.5,
+                                 neighbours=next_hop)
+    top, detail = _documented_detail("icmp_ping")
+    assert set(results[0]) == top
+    assert set(results[0]["detail"]) == detail
+
+
+def test_http_check_return_documents_exactly_what_the_probe_returns():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from lab.webserver import LabHandler, LabServer
+    from netcheck.http import check_url, parse_targets as http_targets
+    server = LabServer(("127.0.0.1", 0), LabHandler)
+    server.lab_name, server.auth = "docs", None
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        (target,) = http_targets(["http://127.0.0.1:%d/" % server.server_address[1]])
+        result = check_url(target)
+    finally:
+        server.shutdown()
+        server.server_close()
+    top, detail = _documented_detail("http_check")
+    assert result["ok"] is True
+    assert set(result) == top
+    assert set(result["detail"]) == detail
