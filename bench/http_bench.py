@@ -1,0 +1,60 @@
+"""100 URLs that each take 50 ms to answer: one http_check invocation against one URL after another.
+
+Run: .venv/bin/python bench/http_bench.py [--urls 100] [--delay-ms 50]
+
+Loopback only: the lab's own web server (lab/webserver.py, its /delay endpoint) on
+127.0.0.1. Every number printed is measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "module_utils"))
+sys.path.insert(0, str(REPO))
+
+from lab.webserver import LabHandler, LabServer  # noqa: E402
+from netcheck.http import check_url, check_urls, parse_targets  # noqa: E402
+
+
+class SilentHandler(LabHandler):
+    def log_message(self, fmt, *args):
+        pass  # 200 lines of access log would bury the result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--urls", type=int, default=100)
+    parser.add_argument("--delay-ms", type=int, default=50)
+    args = parser.parse_args()
+    if not 1 <= args.urls <= 1000 or not 0 <= args.delay_ms <= 1000:
+        raise SystemExit("--urls 1..1000, --delay-ms 0..1000")
+    server = LabServer(("127.0.0.1", 0), SilentHandler)
+    server.lab_name, server.auth = "bench", None
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    base = "http://127.0.0.1:%d" % server.server_address[1]
+    targets = parse_targets(["%s/delay?ms=%d&n=%d" % (base, args.delay_ms, n) for n in range(args.urls)])
+
+    start = time.perf_counter()
+    results = check_urls(targets)
+    concurrent_s = time.perf_counter() - start
+    start = time.perf_counter()
+    sequential = [check_url(t) for t in targets]
+    sequential_s = time.perf_counter() - start
+    server.shutdown()
+    bad = [r for r in results + sequential if not r["ok"]]
+    if bad:
+        raise SystemExit("unexpected results: %s" % bad[:2])
+    print("HTTP benchmark: %d URLs on 127.0.0.1, each answering after %d ms" % (args.urls, args.delay_ms))
+    print("  http_check probe, one invocation: %8.3f s" % concurrent_s)
+    print("  one URL after another:            %8.3f s" % sequential_s)
+    print("  ratio sequential/concurrent:      %8.1f x" % (sequential_s / concurrent_s))
+
+
+if __name__ == "__main__":
+    main()
