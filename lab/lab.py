@@ -51,6 +51,27 @@ def run(argv, check=True, capture=True):
     return proc.stdout or ""
 
 
+def wait_for_ports(addresses, deadline_s=20.0):
+    """Poll every (address, port) until it accepts a connection, within one bounded deadline.
+
+    A lab service is up when its port answers, not when its process has started.
+    """
+    pending = list(addresses)
+    deadline = time.monotonic() + deadline_s
+    while pending:
+        still = []
+        for address in pending:
+            try:
+                socket.create_connection(address, timeout=0.5).close()
+            except OSError:
+                still.append(address)
+        pending = still
+        if pending and time.monotonic() > deadline:
+            raise LabError("nothing answers on %s within %g s" % (pending, deadline_s))
+        if pending:
+            time.sleep(0.05)
+
+
 @dataclass
 class LabConfig:
     """Everything that names or places the lab. Two labs with different names coexist."""
@@ -367,22 +388,8 @@ class Lab:
         pidfile.write_text("%d\n" % proc.pid)
         self._changed("web server :%d in %s" % (cfg.web_port, ns))
 
-    def _wait_for_services(self, hosts, deadline_s=20.0):
-        """Poll every sshd and web port until it accepts, within one bounded deadline."""
-        pending = [(h.ip, port) for h in hosts for port in (22, self.config.web_port)]
-        deadline = time.monotonic() + deadline_s
-        while pending:
-            still = []
-            for address in pending:
-                try:
-                    socket.create_connection(address, timeout=0.5).close()
-                except OSError:
-                    still.append(address)
-            pending = still
-            if pending and time.monotonic() > deadline:
-                raise LabError("lab services did not come up within %gs: %s" % (deadline_s, pending))
-            if pending:
-                time.sleep(0.1)
+    def _wait_for_services(self, hosts):
+        wait_for_ports([(h.ip, port) for h in hosts for port in (22, self.config.web_port)])
 
     def _known_hosts(self, hosts):
         lines = []

@@ -286,7 +286,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.netcheck.http import FOLLOW, METHODS, check_urls, parse_targets
-from ansible.module_utils.netcheck.probe import InputError, failure_message, summarize
+from ansible.module_utils.netcheck.probe import InputError, failure_message, outcome
 
 URL_OPTIONS = dict(
     url=dict(type="str", required=True),
@@ -324,21 +324,17 @@ def main():
     )
     params = module.params
     start = time.monotonic()
-    empty = dict(results=[], summary=summarize([]), elapsed_ms=0.0, changed=False)
     if params["max_workers"] < 1:
-        module.fail_json(msg="max_workers: %s must be at least 1" % params["max_workers"], **empty)
+        module.fail_json(msg="max_workers: %s must be at least 1" % params["max_workers"], **outcome([], start))
     try:
         targets = parse_targets(params["urls"], {key: params[key] for key in DEFAULT_KEYS})
     except InputError as exc:
-        module.fail_json(msg=str(exc), **empty)
+        module.fail_json(msg=str(exc), **outcome([], start))
 
-    results = check_urls(targets, params["max_workers"])
-    summary = summarize(results)
-    outcome = dict(results=results, summary=summary, changed=False,
-                   elapsed_ms=round((time.monotonic() - start) * 1000.0, 3))
-    if summary["failed"]:
-        module.fail_json(msg=failure_message(results, summary), **outcome)
-    module.exit_json(msg="%d URLs as expected" % summary["total"], **outcome)
+    result = outcome(check_urls(targets, params["max_workers"]), start)
+    if result["summary"]["failed"]:
+        module.fail_json(msg=failure_message(result["results"], result["summary"]), **result)
+    module.exit_json(msg="%d URLs as expected" % result["summary"]["total"], **result)
 
 
 if __name__ == "__main__":

@@ -266,7 +266,7 @@ from ansible.module_utils.netcheck.icmp import (
     METHODS, InputError, MethodUnavailable, parse_targets, ping_targets, validate_options, validate_thresholds,
 )
 from ansible.module_utils.netcheck.neighbour import next_hop
-from ansible.module_utils.netcheck.probe import failure_message, summarize
+from ansible.module_utils.netcheck.probe import failure_message, outcome
 
 THRESHOLDS = dict(rtt_ms=dict(type="float"), loss_pct=dict(type="float"))
 
@@ -292,7 +292,7 @@ def main():
     )
     params = module.params
     start = time.monotonic()
-    empty = dict(results=[], summary=summarize([]), method=None, method_notes=[], elapsed_ms=0.0, changed=False)
+    empty = dict(method=None, method_notes=[])
     try:
         count, interval, timeout, size = validate_options(params["count"], params["interval"], params["timeout"],
                                                           params["size"])
@@ -300,7 +300,7 @@ def main():
         crit = validate_thresholds(params["crit"], "crit")
         targets = parse_targets(params["targets"])
     except InputError as exc:
-        module.fail_json(msg=str(exc), **empty)
+        module.fail_json(msg=str(exc), **outcome([], start, **empty))
 
     def run(argv):
         return module.run_command(argv)
@@ -311,13 +311,11 @@ def main():
                                               run=run, which=lambda name: module.get_bin_path(name),
                                               neighbours=lookup)
     except MethodUnavailable as exc:
-        module.fail_json(msg=str(exc), **empty)
-    summary = summarize(results)
-    outcome = dict(results=results, summary=summary, method=method, method_notes=notes, changed=False,
-                   elapsed_ms=round((time.monotonic() - start) * 1000.0, 3))
-    if summary["failed"]:
-        module.fail_json(msg=failure_message(results, summary), **outcome)
-    module.exit_json(msg="%d targets as expected (method %s)" % (summary["total"], method), **outcome)
+        module.fail_json(msg=str(exc), **outcome([], start, **empty))
+    result = outcome(results, start, method=method, method_notes=notes)
+    if result["summary"]["failed"]:
+        module.fail_json(msg=failure_message(results, result["summary"]), **result)
+    module.exit_json(msg="%d targets as expected (method %s)" % (result["summary"]["total"], method), **result)
 
 
 if __name__ == "__main__":

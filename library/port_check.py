@@ -212,7 +212,7 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.netcheck.probe import InputError, failure_message, summarize
+from ansible.module_utils.netcheck.probe import InputError, failure_message, outcome
 from ansible.module_utils.netcheck.tcp import STATES, check_targets, parse_targets
 
 TARGET_OPTIONS = dict(
@@ -237,21 +237,18 @@ def main():
         supports_check_mode=True,
     )
     start = time.monotonic()
-    empty = dict(results=[], summary=summarize([]), elapsed_ms=0.0, changed=False)
     if module.params["max_workers"] < 1:
-        module.fail_json(msg="max_workers: %s must be at least 1" % module.params["max_workers"], **empty)
+        module.fail_json(msg="max_workers: %s must be at least 1" % module.params["max_workers"],
+                         **outcome([], start))
     try:
         targets = parse_targets(module.params["targets"], module.params["timeout"])
     except InputError as exc:
-        module.fail_json(msg=str(exc), **empty)
+        module.fail_json(msg=str(exc), **outcome([], start))
 
-    results = check_targets(targets, module.params["max_workers"])
-    summary = summarize(results)
-    outcome = dict(results=results, summary=summary, changed=False,
-                   elapsed_ms=round((time.monotonic() - start) * 1000.0, 3))
-    if summary["failed"]:
-        module.fail_json(msg=failure_message(results, summary), **outcome)
-    module.exit_json(msg="%d targets as expected" % summary["total"], **outcome)
+    result = outcome(check_targets(targets, module.params["max_workers"]), start)
+    if result["summary"]["failed"]:
+        module.fail_json(msg=failure_message(result["results"], result["summary"]), **result)
+    module.exit_json(msg="%d targets as expected" % result["summary"]["total"], **result)
 
 
 if __name__ == "__main__":

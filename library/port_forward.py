@@ -298,9 +298,7 @@ def main():
             raise InputError("forwards: give at least one forward for state %s" % params["state"])
         if not 0 <= params["rollback_timeout"] <= 3600:
             raise InputError("rollback_timeout: %s must be between 0 and 3600 seconds" % params["rollback_timeout"])
-    except InputError as exc:
-        module.fail_json(msg=str(exc))
-    except NetfilterError as exc:
+    except (InputError, NetfilterError) as exc:  # NetfilterError: confirming a rollback
         module.fail_json(msg=str(exc))
 
     families = ["ipv4", "ipv6"] if params["state"] == "listed" else sorted(

@@ -26,10 +26,12 @@ import math
 import os
 import re
 import select
+import shutil
 import socket
 import struct
 import time
 
+from .neighbour import default_run
 from .probe import (
     InputError, ms_since, probe_result, run_concurrently, validate_host, validate_timeout,
 )
@@ -556,8 +558,6 @@ def ping_targets(targets, count=3, interval=0.2, timeout=1.0, size=56, method="a
     lookups); ``which(name)`` finds binaries; ``neighbours(address) -> (route,
     neighbour)`` is called per target after the echoes (None: not looked up).
     """
-    import shutil  # local: only needed here
-    from .neighbour import default_run
     run = run or default_run
     which = which or shutil.which
     used, notes = choose_method(method, sorted({t.family for t in targets}), which)

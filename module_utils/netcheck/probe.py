@@ -64,6 +64,18 @@ def failure_message(results, summary, shown=10):
     return "%d of %d targets missed their expectation: %s" % (summary["failed"], summary["total"], "; ".join(lines))
 
 
+def outcome(results, start, **extra):
+    """What a probing module returns: every result, their summary, the wall time; never a change.
+
+    ``results`` may be empty (input rejected before anything was sent); ``start`` is the
+    module's time.monotonic() at its beginning.
+    """
+    facts = dict(results=results, summary=summarize(results), changed=False,
+                 elapsed_ms=round(ms_since(start), 3))
+    facts.update(extra)
+    return facts
+
+
 def ms_since(start):
     """Milliseconds elapsed since ``start`` (a time.monotonic() value)."""
     return (time.monotonic() - start) * 1000.0
@@ -191,7 +203,7 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
 
 
 __all__ = [
-    "DEFAULT_MAX_WORKERS", "InputError", "failure_message", "RESULT_KEYS", "format_hostport", "ms_since",
+    "DEFAULT_MAX_WORKERS", "InputError", "failure_message", "outcome", "RESULT_KEYS", "format_hostport", "ms_since",
     "probe_result", "run_concurrently", "summarize", "validate_host", "validate_port", "validate_regex",
     "validate_timeout",
 ]

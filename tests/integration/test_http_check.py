@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from cryptography import x509
@@ -16,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from harness import REPO
+from lab import wait_for_ports
 
 SECRET = "Bearer s3cr3t-token-4711"
 TLS_PORT, EXPIRED_PORT, SILENT_PORT = 8443, 8444, 8081
@@ -69,18 +68,6 @@ def pki(tmp_path_factory, dst):
     }
 
 
-def _wait_for_port(address, port, deadline_s=10.0):
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            socket.create_connection((address, port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError("nothing listens on %s:%d after %g s" % (address, port, deadline_s))
-            time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def servers(dst, pki):
     """HTTPS (valid and expired certificates) and a silent server, inside dst's namespace."""
@@ -95,8 +82,7 @@ def servers(dst, pki):
     procs = [subprocess.Popen(["ip", "netns", "exec", dst.namespace, sys.executable] + spec,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for spec in specs]
     try:
-        for port in (TLS_PORT, EXPIRED_PORT, SILENT_PORT):
-            _wait_for_port(dst.ip, port)
+        wait_for_ports([(dst.ip, port) for port in (TLS_PORT, EXPIRED_PORT, SILENT_PORT)], deadline_s=10)
         yield
     finally:
         for proc in procs:
