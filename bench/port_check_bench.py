@@ -106,7 +106,7 @@ def via_ansible(raw):
     """One `ansible localhost -m port_check` invocation with every target (local connection)."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
     argv = [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-            "-e", "ansible_python_interpreter=%s" % sys.executable, "-m", "port_check",
+            "-e", "ansible_python_interpreter=%s" % sys.executable, "-m", "netcheck.netcheck.port_check",
             "-a", json.dumps({"targets": raw, "timeout": 2})]
     seconds, proc = timed(lambda: subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
                                                  timeout=300))

@@ -145,7 +145,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: curl -I every front end, and the API with a token
-  http_check:
+  netcheck.netcheck.http_check:
     urls:
       - url: https://www.example.internal/
       - url: http://10.0.1.20:8080/health
@@ -161,13 +161,13 @@ EXAMPLES = r"""
   register: web
 
 - name: A page that must be gone, and a redirect that must stay a redirect
-  http_check:
+  netcheck.netcheck.http_check:
     urls:
       - {url: "http://10.0.1.20:8080/old", status_codes: [404]}
       - {url: "http://www.example.internal/", follow_redirects: none, status_codes: [301]}
 
 - name: Internal TLS with our own CA
-  http_check:
+  netcheck.netcheck.http_check:
     ca_path: /etc/pki/internal-ca.pem
     urls:
       - url: https://vault.example.internal:8200/v1/sys/health
@@ -285,8 +285,8 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.netcheck.http import FOLLOW, METHODS, check_urls, parse_targets
-from ansible.module_utils.netcheck.probe import InputError, failure_message, outcome
+from ..module_utils.netcheck.http import FOLLOW, METHODS, check_urls, parse_targets
+from ..module_utils.netcheck.probe import InputError, failure_message, outcome
 
 URL_OPTIONS = dict(
     url=dict(type="str", required=True),

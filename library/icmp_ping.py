@@ -120,7 +120,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Ping the database and the gateway from every web host
-  icmp_ping:
+  netcheck.netcheck.icmp_ping:
     targets:
       - host: 10.0.1.20
       - host: db1.example.internal
@@ -132,7 +132,7 @@ EXAMPLES = r"""
   register: ping
 
 - name: A host that must not answer ICMP (a firewall drops it)
-  icmp_ping:
+  netcheck.netcheck.icmp_ping:
     targets:
       - {host: 10.0.9.9, reachable: false}
     count: 2
@@ -262,11 +262,11 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.netcheck.icmp import (
+from ..module_utils.netcheck.icmp import (
     METHODS, InputError, MethodUnavailable, parse_targets, ping_targets, validate_options, validate_thresholds,
 )
-from ansible.module_utils.netcheck.neighbour import next_hop
-from ansible.module_utils.netcheck.probe import failure_message, outcome
+from ..module_utils.netcheck.neighbour import next_hop
+from ..module_utils.netcheck.probe import failure_message, outcome
 
 THRESHOLDS = dict(rtt_ms=dict(type="float"), loss_pct=dict(type="float"))
 

@@ -102,21 +102,21 @@ seealso:
 
 EXAMPLES = r"""
 - name: Check that ssh and the web server answer on every web host
-  port_check:
+  netcheck.netcheck.port_check:
     targets:
       - {host: 10.0.1.20, port: 22}
       - {host: web1.example.internal, port: 8080}
       - {host: "2001:db8::20", port: 443}
 
 - name: A port that must stay closed, and one that a firewall must drop
-  port_check:
+  netcheck.netcheck.port_check:
     timeout: 2
     targets:
       - {host: db1.example.internal, port: 5432, expected_state: closed}
       - {host: db1.example.internal, port: 3306, expected_state: filtered}
 
 - name: Send and expect, like typing into telnet (the SSH banner)
-  port_check:
+  netcheck.netcheck.port_check:
     targets:
       - host: bastion.example.internal
         port: 22
@@ -212,8 +212,8 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.netcheck.probe import InputError, failure_message, outcome
-from ansible.module_utils.netcheck.tcp import STATES, check_targets, parse_targets
+from ..module_utils.netcheck.probe import InputError, failure_message, outcome
+from ..module_utils.netcheck.tcp import STATES, check_targets, parse_targets
 
 TARGET_OPTIONS = dict(
     host=dict(type="str", required=True),

@@ -134,19 +134,19 @@ seealso:
 
 EXAMPLES = r"""
 - name: Port 80 reaches the service on 8080 (only 80 is open in the security group)
-  port_forward:
+  netcheck.netcheck.port_forward:
     forwards:
       - {from_port: 80, to_port: 8080, local: true}
 
 - name: Forward 8443 to another host's 443, and let the kernel route it
-  port_forward:
+  netcheck.netcheck.port_forward:
     forwards:
       - {from_port: 8443, to_addr: 10.0.1.20, to_port: 443}
     set_sysctl: true
     persist: true
 
 - name: Change the rules with an automatic rollback unless we can still log in
-  port_forward:
+  netcheck.netcheck.port_forward:
     forwards:
       - {from_port: 80, to_port: 8080, in_interface: eth0}
     rollback_timeout: 30
@@ -156,17 +156,17 @@ EXAMPLES = r"""
   ansible.builtin.meta: reset_connection
 
 - name: Keep the change
-  port_forward:
+  netcheck.netcheck.port_forward:
     confirm: "{{ fwd.rollback.id }}"
   when: fwd.rollback
 
 - name: What is forwarded now (iptables -t nat -L --line-numbers)
-  port_forward:
+  netcheck.netcheck.port_forward:
     state: listed
   register: nat
 
 - name: Tear it down (only our rules)
-  port_forward:
+  netcheck.netcheck.port_forward:
     state: absent
     forwards:
       - {from_port: 80, to_port: 8080, local: true}
@@ -224,7 +224,7 @@ import subprocess
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.netcheck.netfilter import (
+from ..module_utils.netcheck.netfilter import (
     BACKENDS, DEFAULT_TAG, InputError, Netfilter, NetfilterError, HostLock, apply_kernel_settings, arm_rollback,
     batch_for, confirm_rollback, kernel_settings, listing, parse_forwards, parse_save, persist, plan, validate_tag,
 )

@@ -94,7 +94,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Public IP of an EC2 instance, from its metadata service (nothing else is asked)
-  public_ip:
+  netcheck.netcheck.public_ip:
   register: pub
 
 - name: Show it, with the private address and the instance
@@ -102,13 +102,13 @@ EXAMPLES = r"""
     msg: "{{ pub.public_ip }} ({{ pub.source }}), private {{ pub.local_ip }}, {{ pub.instance_id }}"
 
 - name: Off EC2 - ask a what-is-my-IP service only
-  public_ip:
+  netcheck.netcheck.public_ip:
     imds: false
     url: https://checkip.amazonaws.com/
     url_timeout: 5
 
 - name: EC2 first; instances without a public IPv4 (and hosts off EC2) ask the URL
-  public_ip:
+  netcheck.netcheck.public_ip:
     imds_timeout: 0.5
     url: https://wgetip.com/
   register: pub
@@ -196,8 +196,8 @@ import time
 from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.netcheck.http import parse_url
-from ansible.module_utils.netcheck.probe import InputError, ms_since, validate_timeout
+from ..module_utils.netcheck.http import parse_url
+from ..module_utils.netcheck.probe import InputError, ms_since, validate_timeout
 from ansible.module_utils.urls import open_url
 
 TOKEN_PATH = "/latest/api/token"

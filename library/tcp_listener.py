@@ -99,27 +99,27 @@ seealso:
 
 EXAMPLES = r"""
 - name: Answer on port 8080 for ten minutes, before the real service is deployed
-  tcp_listener:
+  netcheck.netcheck.tcp_listener:
     port: 8080
     duration: 600
   become: true
   delegate_to: app1.example.internal
 
 - name: Prove that the load balancer forwards port 80 to app1:8080
-  port_check:
+  netcheck.netcheck.port_check:
     targets:
       - host: lb1.example.internal
         port: 80
         expect: 'netcheck listener on port 8080'
 
 - name: Echo everything back on IPv4 and IPv6, for five minutes
-  tcp_listener:
+  netcheck.netcheck.tcp_listener:
     port: 9000
     bind: "::"
     mode: echo
 
 - name: A custom reply, on one address only
-  tcp_listener:
+  netcheck.netcheck.tcp_listener:
     port: 2525
     bind: 10.0.1.20
     reply: "220 {bind}:{port} netcheck test\r\n"
@@ -127,7 +127,7 @@ EXAMPLES = r"""
   register: listener
 
 - name: Stop it without waiting for the duration
-  tcp_listener:
+  netcheck.netcheck.tcp_listener:
     port: 2525
     bind: 10.0.1.20
     state: stopped
@@ -174,11 +174,11 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.netcheck.listener import (
+from ..module_utils.netcheck.listener import (
     DEFAULT_DURATION, DEFAULT_MODE, DEFAULT_STATE_DIR, MODES, ListenerError, start, status, stop,
     validate_listener, validate_state_dir,
 )
-from ansible.module_utils.netcheck.probe import InputError
+from ..module_utils.netcheck.probe import InputError
 
 RETURNED = ("running", "pid", "port", "bind", "mode", "expires_at")
 

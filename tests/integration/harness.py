@@ -85,7 +85,10 @@ class Ansible:
         return AnsibleRun(proc.returncode, proc.stdout, proc.stderr, document["tasks"], document["stats"])
 
     def module(self, host, module, args, check=False, diff=False, verbosity=0, timeout=300):
-        """Run one module on one host (or pattern) over SSH; returns the AnsibleRun."""
+        """Run one module on one host (or pattern) over SSH; returns the AnsibleRun.
+
+        A short name (``port_check``) means this collection's module (``netcheck.netcheck.port_check``)."""
+        module = module if "." in module else "netcheck.netcheck." + module
         argv = [str(BIN / "ansible"), host, "-i", self.inventory, "-m", module, "-a", json.dumps(args)]
         argv += ["--check"] if check else []
         argv += ["--diff"] if diff else []

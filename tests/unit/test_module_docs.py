@@ -29,25 +29,10 @@ MODULE_FILE = REPO_ROOT / "library" / "port_check.py"
 
 @pytest.fixture(scope="module")
 def port_check():
-    """library/port_check.py imported, with the repo's module_utils visible as
-    ``ansible.module_utils.netcheck`` (as Ansible makes it on the managed host)."""
-    import ansible.module_utils as ansible_module_utils
-
-    extra = str(REPO_ROOT / "module_utils")
-    added = extra not in ansible_module_utils.__path__
-    if added:
-        ansible_module_utils.__path__.append(extra)
-    try:
-        spec = importlib.util.spec_from_file_location("port_check_under_test", MODULE_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        if added:
-            ansible_module_utils.__path__.remove(extra)
-        for name in [n for n in sys.modules if n == "ansible.module_utils.netcheck"
-                     or n.startswith("ansible.module_utils.netcheck.")]:
-            del sys.modules[name]
+    """library/port_check.py imported as the collection module netcheck.netcheck.port_check
+    (its relative imports reach module_utils/ as they do when Ansible runs it)."""
+    from collection_loader import load_module
+    return load_module("port_check")
 
 
 class _Exit(Exception):
@@ -171,7 +156,7 @@ def test_documentation_is_yaml_describing_port_check(documentation):
 def test_examples_are_yaml_tasks_whose_targets_the_module_accepts():
     tasks = yaml.safe_load(_module_constant("EXAMPLES"))
     assert isinstance(tasks, list) and tasks
-    uses = [task["port_check"] for task in tasks if "port_check" in task]
+    uses = [task["netcheck.netcheck.port_check"] for task in tasks if "netcheck.netcheck.port_check" in task]
     assert len(uses) >= 3
     for args in uses:
         targets = parse_targets(args["targets"], float(args.get("timeout", 3)))  # raises on a bad example
@@ -345,7 +330,7 @@ def _ansible_doc():
 
 def _run_ansible_doc(*args):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    return subprocess.run([_ansible_doc(), "-M", "library", *args, "port_check"], cwd=str(REPO_ROOT), env=env,
+    return subprocess.run([_ansible_doc(), *args, "netcheck.netcheck.port_check"], cwd=str(REPO_ROOT), env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -363,7 +348,7 @@ ALL_MODULES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "lib
 @pytest.mark.parametrize("name", ALL_MODULES)
 def test_every_module_documentation_renders_with_ansible_doc(name):
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-M", "library", name],
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "netcheck.netcheck." + name],
                           cwd=repo, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, ANSIBLE_CONFIG=str(repo / "ansible.cfg")))
     assert proc.returncode == 0 and "ERROR" not in proc.stderr, proc.stderr
