@@ -67,6 +67,9 @@ CODES = {
     "PORT_FILTERED": ("transport", "the SYN went unanswered: a firewall drops it (or the listener's accept "
                                    "queue is full)"),
     "PORT_REJECTED": ("transport", "the SYN was answered with an ICMP unreachable: a firewall REJECT rule"),
+    # set on the controller (plugin_utils/run.py): the target's own listener shows the full queue
+    "ACCEPT_QUEUE_FULL": ("transport", "the SYN went unanswered while the target's listener has its accept "
+                                       "queue full: the service does not accept connections fast enough"),
     "PORT_OPEN": ("transport", "the port accepts connections although it is expected not to: a firewall "
                                "rule is missing"),
     "PORT_UNREACHABLE": ("transport", "the port was expected to be unreachable but answered otherwise"),

@@ -1,0 +1,264 @@
+# -*- coding: utf-8 -*-
+"""Action plugin of netcheck.netcheck.net_diagnose: expands inventory groups into targets.
+
+On the controller, before the module runs on the source host, these options (which never
+reach the host) become module ``targets``:
+
+``mesh``           every host of a group (or a list of hosts) on the same ports and URLs, ping
+                   included: ``{hosts: [...] | group: G, ports: [...], urls: [{port, scheme, path,
+                   ...}], icmp: auto, address_var: ansible_host, include_self: false}``
+``group_targets``  the role's per-layer group specs, as before: ``{icmp: [...], tcp: [...],
+                   http: [...]}`` (``{group, port, address_var, include_self, expected|expected_state...}``)
+``extra_targets``  explicit per-layer targets: ``{icmp: [{host, reachable, name}], tcp: [{host,
+                   port, ...}], http: [{url, ...}]}``
+``layers``         the layers to check (``icmp``, ``tcp``, ``http``, ``limits``; default all)
+
+Everything aimed at the same host is merged into one target (ports by number, URLs by URL),
+so each pair is diagnosed once with all its evidence. With no target left and ``limits``
+asked, conn_limits runs alone.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+ALL_LAYERS = ("icmp", "tcp", "http", "limits")
+CONTROLLER_OPTIONS = ("mesh", "group_targets", "extra_targets", "layers")
+MESH_KEYS = ("hosts", "group", "ports", "urls", "icmp", "address_var", "include_self")
+PORT_KEYS = ("port", "expected", "timeout", "send", "expect", "name")
+URL_KEYS = ("name", "method", "status_codes", "headers", "expect_headers", "follow_redirects", "validate_certs",
+            "ca_path", "timeout", "body_regex")
+# icmp modes, weakest first: a stronger expectation given anywhere wins
+ICMP_STRENGTH = {"skip": 0, "auto": 1, "reachable": 2, "unreachable": 2}
+
+
+class ExpansionError(ValueError):
+    """Bad controller-side input; the message names the field."""
+
+
+def _http_url(scheme, host, port, path):
+    if scheme not in ("http", "https"):
+        raise ExpansionError("scheme %r is not http or https" % scheme)
+    path = str(path or "/")
+    if not path.startswith("/"):
+        path = "/" + path
+    return "%s://%s:%s%s" % (scheme, "[%s]" % host if ":" in host else host, port, path)
+
+
+class TargetSet(object):
+    """Targets merged by name: ports by number, URLs by URL, the strongest icmp mode."""
+
+    def __init__(self):
+        self.targets = {}
+        self.order = []
+
+    def get(self, name, host):
+        if name not in self.targets:
+            self.targets[name] = {"name": name, "host": host, "icmp": "skip", "ports": {}, "urls": {}}
+            self.order.append(name)
+        return self.targets[name]
+
+    def icmp(self, target, mode):
+        if ICMP_STRENGTH[mode] >= ICMP_STRENGTH[target["icmp"]]:
+            target["icmp"] = mode
+
+    def port(self, target, spec, field):
+        if not isinstance(spec, dict):
+            spec = {"port": spec}
+        spec = dict(spec)
+        if "expected_state" in spec:  # the port_check spelling
+            spec.setdefault("expected", spec.pop("expected_state"))
+        spec.pop("family", None)
+        unknown = set(spec) - set(PORT_KEYS)
+        if unknown:
+            raise ExpansionError("%s: unknown key(s) %s" % (field, ", ".join(sorted(unknown))))
+        if "port" not in spec:
+            raise ExpansionError("%s: needs port" % field)
+        merged = target["ports"].setdefault(int(spec["port"]), {})
+        merged.update({k: v for k, v in spec.items() if v is not None})
+
+    def url(self, target, spec):
+        merged = target["urls"].setdefault(spec["url"], {})
+        merged.update({k: v for k, v in spec.items() if v is not None})
+
+    def as_module_targets(self, layers):
+        out = []
+        for name in self.order:
+            target = self.targets[name]
+            entry = {"name": target["name"], "host": target["host"],
+                     "icmp": target["icmp"] if "icmp" in layers else "skip",
+                     "ports": [target["ports"][p] for p in sorted(target["ports"])] if "tcp" in layers else [],
+                     "urls": list(target["urls"].values()) if "http" in layers else []}
+            if entry["icmp"] == "skip" and not entry["ports"] and not entry["urls"]:
+                continue  # nothing of this target is in the layers asked
+            out.append(entry)
+        return out
+
+
+def _hosts_of(spec, groups, field):
+    """The inventory names of a spec: its group when named, else its list of hosts."""
+    if not spec.get("group") and spec.get("hosts") is not None:
+        if not isinstance(spec["hosts"], (list, tuple)):
+            raise ExpansionError("%s.hosts: expected a list of inventory names" % field)
+        return list(spec["hosts"])
+    group = spec.get("group")
+    if group not in groups:
+        raise ExpansionError("%s.group: no group %r in the inventory" % (field, group))
+    return list(groups[group])
+
+
+def _address(hostvars, name, address_var):
+    facts = hostvars[name] if name in hostvars else {}
+    return str(facts.get(address_var) or facts.get("ansible_host") or name)
+
+
+def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra_targets=None,
+                  targets=None, include_self=False):
+    """The module targets of one source host, and the ports its own listeners are checked on."""
+    found = TargetSet()
+    limit_ports = set()
+    if mesh and (mesh.get("hosts") is not None or mesh.get("group")):
+        unknown = set(mesh) - set(MESH_KEYS)
+        if unknown:
+            raise ExpansionError("mesh: unknown key(s) %s" % ", ".join(sorted(unknown)))
+        address_var = mesh.get("address_var") or "ansible_host"
+        with_self = mesh.get("include_self", include_self)
+        icmp = mesh.get("icmp") or "auto"
+        if icmp not in ICMP_STRENGTH:
+            raise ExpansionError("mesh.icmp: %r is not one of %s" % (icmp, ", ".join(ICMP_STRENGTH)))
+        for name in _hosts_of(mesh, groups, "mesh"):
+            if name == source and not with_self:
+                continue
+            host = _address(hostvars, name, address_var)
+            target = found.get(name, host)
+            found.icmp(target, icmp)
+            for index, port in enumerate(mesh.get("ports") or []):
+                found.port(target, port, "mesh.ports[%d]" % index)
+            for index, url in enumerate(mesh.get("urls") or []):
+                found.url(target, _url_spec(url, host, "mesh.urls[%d]" % index))
+        limit_ports.update(int(p["port"] if isinstance(p, dict) else p) for p in mesh.get("ports") or [])
+        limit_ports.update(int(u["port"]) for u in mesh.get("urls") or [])
+
+    for layer in ("icmp", "tcp", "http"):
+        for index, spec in enumerate((group_targets or {}).get(layer) or []):
+            field = "netcheck_%s_group_targets[%d]" % (layer, index)
+            if not isinstance(spec, dict) or "group" not in spec:
+                raise ExpansionError("%s: needs group, got %r" % (field, spec))
+            if layer != "icmp" and "port" not in spec:
+                raise ExpansionError("%s: needs port, got %r" % (field, spec))
+            address_var = spec.get("address_var") or "ansible_host"
+            with_self = spec.get("include_self", include_self)
+            for name in _hosts_of(spec, groups, field):
+                if name == source and not with_self:
+                    continue
+                host = _address(hostvars, name, address_var)
+                target = found.get(name, host)
+                if layer == "icmp":
+                    found.icmp(target, "reachable" if spec.get("reachable", True) else "unreachable")
+                elif layer == "tcp":
+                    found.port(target, {k: v for k, v in spec.items()
+                                        if k not in ("group", "address_var", "include_self")}, field)
+                else:
+                    found.url(target, _url_spec(spec, host, field))
+            if layer != "icmp":
+                limit_ports.add(int(spec["port"]))
+
+    for layer in ("icmp", "tcp", "http"):
+        for index, spec in enumerate((extra_targets or {}).get(layer) or []):
+            field = "netcheck_%s_targets[%d]" % (layer, index)
+            if layer == "http":
+                spec = {"url": spec} if isinstance(spec, str) else dict(spec)
+                host = urlsplit(str(spec.get("url"))).hostname
+                if not host:
+                    raise ExpansionError("%s.url: %r has no host" % (field, spec.get("url")))
+                found.url(found.get(host, host), spec)
+                continue
+            spec = {"host": spec} if isinstance(spec, str) else dict(spec)
+            if not spec.get("host"):
+                raise ExpansionError("%s: needs host, got %r" % (field, spec))
+            host = str(spec.pop("host"))
+            target = found.get(str(spec.get("name") or host), host)
+            if layer == "icmp":
+                found.icmp(target, "reachable" if spec.get("reachable", True) else "unreachable")
+            else:
+                spec.pop("name", None)
+                found.port(target, spec, field)
+
+    explicit = []
+    for index, spec in enumerate(targets or []):
+        if not isinstance(spec, dict) or not spec.get("host"):
+            raise ExpansionError("netcheck_targets[%d]: needs host, got %r" % (index, spec))
+        explicit.append(spec)
+    return found, explicit, sorted(limit_ports)
+
+
+def _url_spec(spec, host, field):
+    spec = dict(spec)
+    if "url" in spec:
+        return spec
+    if "port" not in spec:
+        raise ExpansionError("%s: needs port (or url)" % field)
+    try:
+        url = _http_url(spec.get("scheme", "http"), host, spec["port"], spec.get("path", "/"))
+    except ExpansionError as exc:
+        raise ExpansionError("%s.%s" % (field, exc))
+    entry = {k: v for k, v in spec.items() if k in URL_KEYS and v is not None}
+    entry["url"] = url
+    return entry
+
+
+def module_targets(found, explicit, layers):
+    return found.as_module_targets(layers) + explicit
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset()  # checked by the module (after expansion)
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        args = dict(self._task.args)
+        controller = {key: args.pop(key, None) for key in CONTROLLER_OPTIONS}
+        layers = controller["layers"]
+        layers = list(ALL_LAYERS) if layers is None else list(layers)
+        bad = [layer for layer in layers if layer not in ALL_LAYERS]
+        if bad:
+            raise AnsibleActionFail("layers: %s not among %s" % (", ".join(bad), ", ".join(ALL_LAYERS)))
+        try:
+            found, explicit, limit_ports = build_targets(
+                task_vars.get("inventory_hostname"), task_vars.get("groups", {}), task_vars.get("hostvars", {}),
+                controller["mesh"], controller["group_targets"], controller["extra_targets"], args.get("targets"))
+        except (ExpansionError, ValueError, TypeError, KeyError) as exc:
+            raise AnsibleActionFail(str(exc))
+        args["targets"] = module_targets(found, explicit, layers)
+        if "limits" in layers:
+            args.setdefault("limits", True)
+            if not args.get("limit_ports"):
+                args["limit_ports"] = limit_ports
+        else:
+            args["limits"] = False
+        if not args["targets"]:
+            if args.get("limits"):
+                limits = self._execute_module(module_name="netcheck.netcheck.conn_limits",
+                                              module_args={"ports": args.get("limit_ports") or []},
+                                              task_vars=task_vars)
+                if limits.get("failed"):
+                    result.update(limits)
+                    return result
+                limits["warnings"] = limits.pop("limit_warnings", [])
+                limits.pop("changed", None)
+                limits.pop("invocation", None)
+                limits.pop("_ansible_parsed", None)
+                result.update(results=[], summary={"total": 0, "ok": 0, "failed": 0, "by_code": {}},
+                              limits=limits, arp_cache=None, elapsed_ms=None, changed=False,
+                              msg="no targets in the layers asked; limits only")
+                return result
+            result.update(skipped=True, results=[], msg="no targets in the layers asked (%s)" % ", ".join(layers))
+            return result
+        result.update(self._execute_module(module_name="netcheck.netcheck.net_diagnose", module_args=args,
+                                           task_vars=task_vars))
+        return result

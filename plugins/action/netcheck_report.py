@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+"""Action plugin netcheck.netcheck.netcheck_report: the answer of a check run, on the controller.
+
+Run once (on localhost) after every source host ran net_diagnose. Reads each source's
+registered result from hostvars in Python (no Jinja loop over hostvars), builds the run model
+(plugin_utils/run.py), prints the matrix, the failing pairs and the totals, writes the reports
+(plugin_utils/reports.write_all, when that package is installed; else report.json alone) and
+fails when any pair missed its expectation or any source could not run, unless
+``fail_on_mismatch`` is false.
+
+Options: ``sources`` (inventory names, required), ``register`` (the variable net_diagnose was
+registered as; default netcheck_diagnose), ``address_var`` (default ansible_host),
+``report_dir`` (the parent of the run's directory; default reports/ beside the playbook; empty
+string: write nothing), ``report_options`` (passed to write_all), ``fail_on_mismatch`` (default
+true), ``started`` (the run's start, ISO 8601 UTC), ``playbook`` (its name).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+from ansible.release import __version__ as ansible_core_version
+from ansible.utils.display import Display
+
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import build_run, render, run_failed
+
+try:
+    from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import write_all
+except ImportError:  # the report writers are optional
+    write_all = None
+
+display = Display()
+VALID = frozenset(("sources", "register", "address_var", "report_dir", "report_options", "fail_on_mismatch",
+                   "started", "playbook"))
+
+
+def _utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _collection_version():
+    galaxy = os.path.join(os.path.dirname(__file__), "..", "..", "galaxy.yml")
+    try:
+        with open(galaxy) as handle:
+            for line in handle:
+                if line.startswith("version:"):
+                    return line.split(":", 1)[1].strip().strip("'\"")
+    except OSError:
+        pass
+    return None
+
+
+def _plain(value):
+    """Registered results may hold Ansible's own str/dict subclasses: make them plain JSON data."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def write_reports(run, run_dir, options):
+    """Write the run's reports into run_dir; returns {format: path}."""
+    os.makedirs(run_dir, exist_ok=True)
+    if write_all is not None:
+        return write_all(run, run_dir, options or {})
+    path = os.path.join(run_dir, "report.json")
+    with open(path, "w") as handle:
+        json.dump(run, handle, indent=2, sort_keys=True)
+    return {"json": path}
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = VALID
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        args = self._task.args
+        sources = args.get("sources")
+        if not isinstance(sources, (list, tuple)):
+            raise AnsibleActionFail("sources: a list of inventory host names is required")
+        register = args.get("register") or "netcheck_diagnose"
+        address_var = args.get("address_var") or "ansible_host"
+        hostvars = task_vars.get("hostvars", {})
+        gathered = []
+        for name in sources:
+            facts = hostvars[name] if name in hostvars else {}
+            outcome = facts.get(register)
+            gathered.append({"name": name, "address": str(facts.get(address_var) or facts.get("ansible_host") or name),
+                             "outcome": _plain(outcome) if outcome else None})
+        meta = {"started": args.get("started") or None, "finished": _utc_now(),
+                "inventory": list(task_vars.get("ansible_inventory_sources") or []),
+                "ansible_core": ansible_core_version, "netcheck_version": _collection_version(),
+                "playbook": args.get("playbook") or None}
+        run = build_run(gathered, meta)
+        for line in render(run):
+            display.display(line)
+
+        report_dir = args.get("report_dir")
+        if report_dir is None:
+            report_dir = os.path.join(task_vars.get("playbook_dir") or ".", "reports")
+        written = {}
+        if report_dir:
+            stamp = (meta["started"] or meta["finished"]).replace(":", "").replace("-", "")
+            run_dir = os.path.join(report_dir, stamp)
+            try:
+                written = write_reports(run, run_dir, args.get("report_options") or {})
+            except (OSError, ValueError) as exc:
+                display.warning("netcheck: reports not written to %s: %s" % (run_dir, exc))
+            else:
+                for kind, path in sorted(written.items()):
+                    display.display("report %s: %s" % (kind, path))
+        result.update(changed=False, run=run, reports=written, totals=run["totals"])
+        if run_failed(run) and boolean(args.get("fail_on_mismatch", True), strict=False):
+            totals = run["totals"]
+            result.update(failed=True, msg="%d of %d pairs missed their expectation, %d sources could not run"
+                                           % (totals["failed"], totals["pairs"], totals["sources_not_run"]))
+        return result

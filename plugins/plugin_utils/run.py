@@ -1,0 +1,202 @@
+# -*- coding: utf-8 -*-
+"""The run model of a check (what report.json holds) and the answer on the terminal.
+
+Controller side. :func:`build_run` turns each source host's ``net_diagnose`` result (or its
+absence: a host that could not be reached) into the run model of CONTRACT.md; :func:`render`
+prints the matrix (sources x targets, one short cell per pair), one line per failing pair with
+its hint and evidence, the asymmetric pairs, the sources that could not run, and the totals;
+:func:`run_failed` is the exit-code contract (any pair missing its expectation, or any source
+that could not run).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+# One short cell per code, so that 32 targets fit on a terminal line; OK is a dot.
+CELLS = {
+    "OK": ".", "DNS_FAILED": "DNS", "NO_ROUTE": "RTE", "GATEWAY_UNREACHABLE": "GW", "NEIGHBOUR_FAILED": "ARP",
+    "NEIGHBOUR_TABLE_FULL": "NTF", "NEIGHBOUR_MISMATCH": "MAC", "ICMP_UNREACHABLE": "ICU", "ICMP_FILTERED": "ICF",
+    "ICMP_ANSWERED": "ICA", "PORT_CLOSED": "CLS", "PORT_FILTERED": "FLT", "PORT_REJECTED": "REJ",
+    "PORT_OPEN": "OPN", "PORT_UNREACHABLE": "PUN", "ACCEPT_QUEUE_FULL": "AQF", "TLS_FAILED": "TLS",
+    "HTTP_STATUS": "STS", "HTTP_TIMEOUT": "HTO", "WRONG_SERVICE": "SVC", "PROBE_ERROR": "ERR",
+    "NOT_CHECKED": "N/C",
+}
+NO_PAIR = ""          # this source does not check this target (itself, or not in its targets)
+NOT_RUN = "!"         # the source could not run at all
+ACCEPT_QUEUE_HINT = ("the SYN went unanswered while the target's listener has its accept queue full: "
+                     "the service does not accept connections fast enough (raise its backlog, its workers, "
+                     "or its Max open files)")
+
+
+def source_entry(name, address, outcome):
+    """The run model's source record from a registered net_diagnose result (None: never ran)."""
+    entry = {"name": name, "address": address, "status": "ran", "error": None, "elapsed_ms": None, "limits": None}
+    if not outcome:
+        entry.update(status="unreachable", error="no result: the host was not reached (SSH) or the play stopped")
+    elif outcome.get("unreachable"):
+        entry.update(status="unreachable", error=str(outcome.get("msg") or "unreachable over SSH").strip())
+    elif outcome.get("skipped"):
+        entry.update(error=outcome.get("msg"))
+    elif outcome.get("failed") and not outcome.get("results"):
+        entry.update(status="failed", error=str(outcome.get("msg") or "the check failed before probing"))
+    if outcome and entry["status"] == "ran":
+        entry["elapsed_ms"] = outcome.get("elapsed_ms")
+        entry["limits"] = outcome.get("limits")
+    return entry
+
+
+def build_run(sources, meta=None):
+    """The run model from ``sources``: [{"name", "address", "outcome": registered result or None}]."""
+    run = {"schema_version": SCHEMA_VERSION, "meta": dict(meta or {}), "sources": [], "targets": [], "pairs": [],
+           "asymmetric": [], "totals": {}}
+    targets = {}
+    for source in sources:
+        entry = source_entry(source["name"], source.get("address"), source.get("outcome"))
+        run["sources"].append(entry)
+        if entry["status"] != "ran":
+            continue
+        for result in source["outcome"].get("results") or []:
+            pair = dict(result)
+            pair["source"] = entry["name"]
+            pair.setdefault("expected", None)
+            pair.update(explain=None, capture=None, baseline=None)
+            run["pairs"].append(pair)
+            targets.setdefault(pair["target"], pair.get("address"))
+    # targets: every source first (inventory order), then the other targets as first seen
+    names = [s["name"] for s in run["sources"]]
+    for name in names:
+        if name in targets:
+            run["targets"].append({"name": name, "address": targets.pop(name)})
+    run["targets"].extend({"name": name, "address": address} for name, address in targets.items())
+    apply_accept_queues(run)
+    run["asymmetric"] = asymmetric_pairs(run["pairs"])
+    run["totals"] = totals(run)
+    return run
+
+
+def _full_listeners(limits, port):
+    return [entry for entry in (limits or {}).get("listeners") or []
+            if entry.get("port") == port and entry.get("queue_full")]
+
+
+def apply_accept_queues(run):
+    """A port that times out while the target's own listener has a full accept queue: say so.
+
+    The source cannot see the target's queue; the target's own limits (from its run as a source)
+    can. Such a pair's code becomes ACCEPT_QUEUE_FULL, its former code a note.
+    """
+    limits = {s["name"]: s["limits"] for s in run["sources"] if s.get("limits")}
+    for pair in run["pairs"]:
+        verdict = pair["verdict"]
+        if verdict["code"] != "PORT_FILTERED" or pair["target"] not in limits:
+            continue
+        for result in (pair.get("layers") or {}).get("tcp") or []:
+            if result["state"] != "filtered":
+                continue
+            full = _full_listeners(limits[pair["target"]], result["detail"].get("port"))
+            if not full:
+                continue
+            listener = full[0]
+            owners = ", ".join("pid %s %s (%s of %s open files)" % (
+                p.get("pid"), p.get("comm"), p.get("open_fds"), (p.get("max_open_files") or {}).get("soft"))
+                for p in listener.get("processes") or []) or "process unknown"
+            verdict["notes"].append({"code": verdict["code"], "hint": verdict["hint"]})
+            verdict.update(code="ACCEPT_QUEUE_FULL", hint=ACCEPT_QUEUE_HINT, first_failing_layer="transport")
+            verdict["evidence"].insert(0, "%s port %s: accept queue %s, backlog %s (%s); ListenOverflows %s" % (
+                pair["target"], listener["port"], listener["accept_queue"], listener["backlog"], owners,
+                (limits[pair["target"]].get("netstat") or {}).get("ListenOverflows")))
+            break
+
+
+def asymmetric_pairs(pairs):
+    """[[A, B]] where A reaches B as expected but B does not reach A."""
+    outcome = {(p["source"], p["target"]): p["ok"] for p in pairs}
+    found = []
+    for (source, target), ok in sorted(outcome.items()):
+        back = outcome.get((target, source))
+        if ok and back is False:
+            found.append([source, target])
+    return found
+
+
+def totals(run):
+    by_code = {}
+    for pair in run["pairs"]:
+        code = pair["verdict"]["code"]
+        by_code[code] = by_code.get(code, 0) + 1
+    passed = sum(1 for pair in run["pairs"] if pair["ok"])
+    return {"pairs": len(run["pairs"]), "ok": passed, "failed": len(run["pairs"]) - passed,
+            "sources_not_run": sum(1 for s in run["sources"] if s["status"] != "ran"), "by_code": by_code}
+
+
+def run_failed(run):
+    """The exit-code contract: a pair that missed its expectation, or a source that could not run."""
+    return bool(run["totals"]["failed"] or run["totals"]["sources_not_run"])
+
+
+# --- the terminal ----------------------------------------------------------------------------
+
+def cell(code):
+    return CELLS.get(code, code[:3])
+
+
+def render_matrix(run):
+    """Sources down, targets across (numbered, with a legend), one short cell per pair."""
+    targets = [t["name"] for t in run["targets"]]
+    by_pair = {(p["source"], p["target"]): p for p in run["pairs"]}
+    width = max([len(s["name"]) for s in run["sources"]] + [6])
+    lines = ["matrix (rows: sources, columns: targets; . = OK, ! = source could not run, blank = not checked)"]
+    lines.append("%-*s %s" % (width, "", "".join("%4d" % (i + 1) for i in range(len(targets)))))
+    for source in run["sources"]:
+        cells = []
+        for target in targets:
+            if source["status"] != "ran":
+                mark = NOT_RUN
+            else:
+                pair = by_pair.get((source["name"], target))
+                mark = cell(pair["verdict"]["code"]) if pair else NO_PAIR
+            cells.append("%4s" % mark)
+        lines.append("%-*s %s" % (width, source["name"], "".join(cells)))
+    lines.append("targets: " + "  ".join("%d=%s" % (i + 1, name) for i, name in enumerate(targets)))
+    used = sorted({cell(p["verdict"]["code"]) + "=" + p["verdict"]["code"] for p in run["pairs"]
+                   if p["verdict"]["code"] != "OK"})
+    if used:
+        lines.append("codes: " + "  ".join(used))
+    return lines
+
+
+def render_failures(run):
+    lines = []
+    for pair in run["pairs"]:
+        if pair["ok"]:
+            continue
+        verdict = pair["verdict"]
+        lines.append("FAIL %s -> %s (%s): %s [%s] %s" % (pair["source"], pair["target"], pair.get("address") or "-",
+                                                        verdict["code"], verdict["first_failing_layer"],
+                                                        verdict["hint"]))
+        for fact in verdict["evidence"][:4]:
+            lines.append("     %s" % fact)
+    for source in run["sources"]:
+        if source["status"] != "ran":
+            lines.append("NOT RUN %s (%s): %s: %s" % (source["name"], source.get("address") or "-", source["status"],
+                                                      source["error"]))
+    for source, target in run["asymmetric"]:
+        lines.append("ASYMMETRIC %s reaches %s, but %s does not reach %s" % (source, target, target, source))
+    return lines
+
+
+def render_totals(run):
+    t = run["totals"]
+    codes = ", ".join("%s %d" % (code, count) for code, count in sorted(t["by_code"].items()))
+    return ["totals: %d pairs, %d ok, %d failed, %d sources not run (%s)" % (
+        t["pairs"], t["ok"], t["failed"], t["sources_not_run"], codes or "no pairs")]
+
+
+def render(run):
+    """The whole answer as text lines."""
+    return render_matrix(run) + [""] + render_failures(run) + render_totals(run)
+
+
+__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "asymmetric_pairs", "build_run", "cell", "render",
+           "render_failures", "render_matrix", "render_totals", "run_failed", "source_entry", "totals"]
