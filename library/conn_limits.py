@@ -9,11 +9,11 @@ DOCUMENTATION = r"""
 module: conn_limits
 short_description: Read the connection limits of the managed host and of the processes listening on given ports
 description:
-  - Reads, from C(/proc) and the kernel's sock_diag (what C(ss) uses), without running any command -
+  - Reads, from C(/proc), C(ip -s ntable) and the kernel's sock_diag (what C(ss) uses) -
     C(fs.file-max), C(fs.nr_open), C(fs.file-nr); the limits of the process running the check (Python's
     C(resource) and C(/proc/self/limits)); C(net.core.somaxconn) and C(net.ipv4.ip_local_port_range);
     the IPv4 and IPv6 neighbour tables' entries against their C(gc_thresh1/2/3) and their overflow count
-    (C(table_fulls)); socket counts (C(/proc/net/sockstat), TCP inuse/orphan/tw); listen queue
+    (C(table_fulls); from C(ip -s ntable), which works in any network namespace); socket counts (C(/proc/net/sockstat), TCP inuse/orphan/tw); listen queue
     overflows and drops (C(/proc/net/netstat) ListenOverflows/ListenDrops).
   - For each port in I(ports), every LISTEN socket on it with its accept queue now and its backlog, and
     the processes holding it, each with its own C(Max open files) (from C(/proc/PID/limits)) and its
@@ -142,7 +142,7 @@ def main():
     for index, port in enumerate(module.params["ports"]):
         if not 1 <= port <= 65535:
             module.fail_json(msg="ports[%d]: %s is not a port (1-65535)" % (index, port))
-    facts = gather(module.params["ports"])
+    facts = gather(module.params["ports"], run=module.run_command)
     # "warnings" is a reserved key of module results (Ansible prints and removes it)
     facts["limit_warnings"] = facts.pop("warnings")
     module.exit_json(changed=False, **facts)

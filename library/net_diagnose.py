@@ -339,7 +339,10 @@ limits:
   type: dict
   sample: null
 arp_cache:
-  description: The neighbour table's size and overflow count (C(/proc/net/stat/arp_cache)) before and after the checks.
+  description:
+    - The IPv4 neighbour table's size and overflow count before and after the checks (C(ip -s ntable), which
+      works in any network namespace, else C(/proc/net/stat/arp_cache)). A rise of table_fulls during the
+      run turns a failed neighbour into C(NEIGHBOUR_TABLE_FULL).
   returned: always
   type: dict
   sample: {"before": {"entries": 11, "table_fulls": 0}, "after": {"entries": 12, "table_fulls": 0}}
@@ -457,7 +460,7 @@ def main():
     pairs, meta = diagnose_targets(parsed, icmp_options=_without_nones(params["icmp"]), run=module.run_command,
                                    arp_probe_enabled=params["arp_probe"], arp_timeout=params["arp_timeout"],
                                    max_workers=params["max_workers"])
-    limits = gather_limits(params["limit_ports"]) if params["limits"] else None
+    limits = gather_limits(params["limit_ports"], run=module.run_command) if params["limits"] else None
     summary = summarize_pairs(pairs)
     result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], changed=False,
                   elapsed_ms=round(ms_since(start), 3))

@@ -31,7 +31,7 @@ import time
 from . import http as http_probe
 from . import icmp as icmp_probe
 from . import tcp as tcp_probe
-from .limits import parse_arp_cache_stat
+from .limits import parse_arp_cache_stat, read_ntables
 from .neighbour import default_run, next_hop
 from .probe import (
     InputError, ms_since, probe_result, run_concurrently, validate_host, validate_port, validate_regex,
@@ -189,7 +189,12 @@ def _parse_ports(raw_ports, field, default_timeout):
 
 # --- the neighbour layer ------------------------------------------------------------
 
-def read_arp_cache_stat(path=ARP_CACHE_STAT):
+def read_arp_cache_stat(path=ARP_CACHE_STAT, run=None):
+    """{"entries", "table_fulls"} of the IPv4 neighbour table: ``ip ntable`` (any namespace), else /proc."""
+    if run is not None:
+        tables = read_ntables(run)
+        if tables and tables.get("ipv4"):
+            return {"entries": tables["ipv4"]["entries"], "table_fulls": tables["ipv4"]["table_fulls"]}
     try:
         with open(path) as handle:
             return parse_arp_cache_stat(handle.read())
@@ -633,7 +638,7 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
     icmp_options = dict(icmp_options or {})
     if arp_probe_enabled is None:
         arp_probe_enabled = hasattr(os, "geteuid") and os.geteuid() == 0
-    table_before = read_arp_cache_stat(arp_cache_path)
+    table_before = read_arp_cache_stat(arp_cache_path, run if arp_cache_path == ARP_CACHE_STAT else None)
 
     resolved = run_concurrently(lambda t: _resolve(t.host), targets, lambda t, reason: (None, reason), 30.0,
                                 max_workers)
@@ -697,7 +702,7 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
 
     hops = run_concurrently(neighbour_of, range(len(targets)), lambda i, reason: None, 30.0, max_workers)
     wire = _wire_probes(hops, arp_probe_enabled, arp_timeout, max_workers)
-    table_after = read_arp_cache_stat(arp_cache_path)
+    table_after = read_arp_cache_stat(arp_cache_path, run if arp_cache_path == ARP_CACHE_STAT else None)
     table = {"before": table_before, "after": table_after}
 
     pairs = []

@@ -132,6 +132,43 @@ def parse_arp_cache_stat(text):
     return totals
 
 
+def parse_ntable_json(text):
+    """``ip -s -j ntable show``: per family the table's entries, gc_thresh1/2/3 and table_fulls.
+
+    The kernel's neighbour tables are shared by every network namespace; ``ip ntable`` shows
+    their counters from any namespace, where /proc/net/stat/arp_cache exists only in the first.
+    """
+    import json
+    try:
+        data = json.loads(text or "[]")
+    except ValueError:
+        return None
+    tables = {}
+    for entry in data if isinstance(data, list) else []:
+        if entry.get("dev") is not None or entry.get("name") not in ("arp_cache", "ndisc_cache"):
+            continue
+        family = "ipv4" if entry["name"] == "arp_cache" else "ipv6"
+        tables[family] = {"entries": entry.get("entries"), "table_fulls": entry.get("table_fulls"),
+                          "gc_thresh1": entry.get("thresh1"), "gc_thresh2": entry.get("thresh2"),
+                          "gc_thresh3": entry.get("thresh3")}
+    return tables or None
+
+
+def read_ntables(run=None):
+    """The neighbour tables' counters via ``ip -s -j ntable show`` (None when ip cannot tell)."""
+    import shutil
+    import subprocess
+    if not shutil.which("ip"):
+        return None
+    argv = ["ip", "-s", "-j", "ntable", "show"]
+    if run is None:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        rc, out = proc.returncode, proc.stdout
+    else:
+        rc, out, _ = run(argv)
+    return parse_ntable_json(out) if rc == 0 else None
+
+
 def _hex_address(text, family):
     """/proc/net/tcp{,6} ``ADDR:PORT`` (host-order 32-bit words in hex) -> (address, port)."""
     address, port = text.split(":")
@@ -245,7 +282,11 @@ def kernel_limits(proc=PROC):
     }
 
 
-def neighbour_limits(proc=PROC):
+def neighbour_limits(proc=PROC, run=None):
+    """Per family: entries, table_fulls and gc_thresh1/2/3 (``ip ntable``, else /proc)."""
+    tables = read_ntables(run) if proc == PROC else None
+    if tables:
+        return tables
     tables = {}
     for family, stat, directory in (("ipv4", "arp_cache", "ipv4"), ("ipv6", "ndisc_cache", "ipv6")):
         counters = parse_arp_cache_stat(_read("%s/net/stat/%s" % (proc, stat))) or {}
@@ -359,12 +400,12 @@ def warnings_for(facts):
     return warnings
 
 
-def gather(ports=(), proc=PROC):
+def gather(ports=(), proc=PROC, run=None):
     """Every fact above for this host now; ``ports``: the listening ports to look at."""
     facts = {
         "kernel": kernel_limits(proc),
         "process": process_limits(proc=proc),
-        "neighbour": neighbour_limits(proc),
+        "neighbour": neighbour_limits(proc, run),
         "sockstat": {"ipv4": parse_sockstat(_read(proc + "/net/sockstat")),
                      "ipv6": parse_sockstat(_read(proc + "/net/sockstat6"))},
         "netstat": parse_netstat(_read(proc + "/net/netstat")),
@@ -376,5 +417,5 @@ def gather(ports=(), proc=PROC):
 
 __all__ = ["gather", "kernel_limits", "listen_backlog_request", "listen_backlogs", "listener_facts", "listeners",
            "parse_listen_backlogs", "neighbour_limits", "parse_arp_cache_stat",
-           "parse_file_nr", "parse_netstat", "parse_port_range", "parse_proc_limits", "parse_proc_net_tcp",
+           "parse_file_nr", "parse_netstat", "parse_ntable_json", "read_ntables", "parse_port_range", "parse_proc_limits", "parse_proc_net_tcp",
            "parse_sockstat", "process_limits", "socket_owners", "warnings_for"]

@@ -1,0 +1,292 @@
+"""diagnose.verdict with crafted layer results: every code, its layer, its hint, and `checked`."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from netcheck import diagnose
+from netcheck.diagnose import CODES, checked_layers, verdict
+from netcheck.probe import InputError, probe_result
+
+
+def neighbour(state="reachable", mac="aa:aa:aa:aa:aa:01", wire=None, via_gateway=False, dev="eth0", fulls=None):
+    route = {"dev": dev, "gateway": "10.0.0.1" if via_gateway else None, "src": "10.0.0.11", "type": "unicast",
+             "source": "ip route get", "error": None if dev else "RTNETLINK answers: Network is unreachable"}
+    kernel = {"ip": "10.0.0.1" if via_gateway else "10.0.0.12", "state": state.upper() if state else None,
+              "mac": mac, "dev": dev, "via_gateway": via_gateway, "error": None}
+    if state == "local":
+        kernel["state"] = "LOCAL"
+    table = None
+    if fulls is not None:
+        table = {"before": {"entries": 1024, "table_fulls": 0}, "after": {"entries": 1024, "table_fulls": fulls}}
+    return diagnose.neighbour_result("10.0.0.12", route, kernel, None if wire is None else {"macs": wire}, table)
+
+
+def icmp(received=3, sent=3, errors=()):
+    detail = {"received": received, "sent": sent, "rtt_avg_ms": 0.1 if received else None,
+              "icmp_errors": list(errors)}
+    return probe_result("10.0.0.12", "icmp", "ok" if received else "unreachable", bool(received),
+                        {"total_ms": 400.0}, None, detail)
+
+
+def tcp(port=22, state="open", expect_matched=None, err=None, **detail):
+    facts = {"port": port, "expect_matched": expect_matched, "errno": err, "banner": None, "expect": None,
+             "conversation_error": None}
+    facts.update(detail)
+    return probe_result("10.0.0.12:%d" % port, "tcp", state, state == "open", {"total_ms": 1.0}, None, facts)
+
+
+def http(state="answered", status=200, phase=None, failed_checks=(), error=None, tls=None):
+    detail = {"status": status if state == "answered" else None, "reason": "OK", "phase": phase,
+              "failed_checks": list(failed_checks), "tls": tls}
+    return probe_result("http://10.0.0.12:8080/", "http", state, state == "answered" and not failed_checks,
+                        {"total_ms": 2.0}, error, detail)
+
+
+def layers(nb=None, ic=None, tcps=(), https=()):
+    return {"neighbour": nb, "icmp": ic, "tcp": list(tcps), "http": list(https)}
+
+
+def expected(icmp_mode="auto", ports=None, urls=()):
+    return {"icmp": icmp_mode, "ports": ports or {}, "urls": list(urls)}
+
+
+def judge(lay, exp=None, resolve_error=None):
+    ok, checked, result = verdict(lay, exp or expected(), resolve_error)
+    assert result["hint"], "every verdict has a hint"
+    assert result["first_failing_layer"] == ("none" if result["code"] in ("OK", "NOT_CHECKED") else
+                                             CODES[result["code"]][0])
+    return ok, checked, result
+
+
+def test_every_layer_answering_is_ok_with_all_four_layers_checked():
+    ok, checked, result = judge(layers(neighbour(wire=["aa:aa:aa:aa:aa:01"]), icmp(), [tcp()], [http()]),
+                                expected(ports={"22": "open"}, urls=["u"]))
+    assert ok and result["code"] == "OK"
+    assert checked == ["link", "network", "transport", "application"]
+    assert result["evidence"]
+
+
+def test_nothing_checked_is_never_ok():
+    ok, checked, result = judge(layers())
+    assert not ok and checked == [] and result["code"] == "NOT_CHECKED"
+
+
+def test_icmp_dropped_while_a_port_answers_is_ok_with_a_note():
+    ok, _, result = judge(layers(neighbour(), icmp(received=0), [tcp()]), expected(ports={"22": "open"}))
+    assert ok and result["code"] == "OK"
+    assert [n["code"] for n in result["notes"]] == ["ICMP_FILTERED"]
+
+
+def test_icmp_dropped_when_icmp_is_expected_is_a_failure():
+    ok, _, result = judge(layers(neighbour(), icmp(received=0), [tcp()]), expected("reachable", {"22": "open"}))
+    assert not ok and result["code"] == "ICMP_FILTERED" and result["first_failing_layer"] == "network"
+
+
+def test_icmp_admin_prohibited_is_icmp_unreachable_with_type_and_code():
+    error = {"seq": 0, "from": "10.0.0.12", "type": 3, "code": 13, "message": "communication administratively prohibited"}
+    ok, _, result = judge(layers(neighbour(), icmp(received=0, errors=[error])), expected("reachable"))
+    assert not ok and result["code"] == "ICMP_UNREACHABLE"
+    assert "type 3 code 13" in result["evidence"][0]
+
+
+def test_no_arp_answer_on_link_is_neighbour_failed_at_the_link_layer():
+    ok, checked, result = judge(layers(neighbour("failed", mac=None), icmp(received=0), [tcp(state="unreachable",
+                                                                                              err=errno.EHOSTUNREACH)]),
+                                expected(ports={"22": "open"}))
+    assert not ok and result["code"] == "NEIGHBOUR_FAILED" and result["first_failing_layer"] == "link"
+    assert "link" in checked
+    assert "PORT_REJECTED" not in [n["code"] for n in result["notes"]], "the neighbour failure explains the port"
+
+
+def test_a_failed_gateway_is_gateway_unreachable():
+    ok, _, result = judge(layers(neighbour("incomplete", mac=None, via_gateway=True), icmp(received=0)))
+    assert result["code"] == "GATEWAY_UNREACHABLE" and result["first_failing_layer"] == "network"
+
+
+def test_a_failed_neighbour_while_table_fulls_rose_is_table_full():
+    ok, _, result = judge(layers(neighbour("none", mac=None, fulls=7), icmp(received=0)))
+    assert result["code"] == "NEIGHBOUR_TABLE_FULL"
+    assert any("table_fulls rose by 7" in line for line in result["evidence"])
+
+
+def test_recorded_arp_cache_counters_give_the_table_fulls_delta(tmp_path):
+    before = ("entries  allocs table_fulls\n00000400 00000010 00000000\n00000400 00000011 00000001\n")
+    after = ("entries  allocs table_fulls\n00000400 00000010 00000005\n00000400 00000011 00000003\n")
+    path = tmp_path / "arp_cache"
+    path.write_text(before)
+    first = diagnose.read_arp_cache_stat(str(path))
+    path.write_text(after)
+    second = diagnose.read_arp_cache_stat(str(path))
+    assert first == {"entries": 1024, "table_fulls": 1} and second == {"entries": 1024, "table_fulls": 8}
+
+
+def test_no_route_is_no_route():
+    ok, checked, result = judge(layers(neighbour(None, mac=None, dev=None)))
+    assert result["code"] == "NO_ROUTE" and checked == ["network"]
+
+
+def test_a_cached_mac_that_differs_from_the_wire_is_a_mismatch():
+    ok, _, result = judge(layers(neighbour(wire=["bb:bb:bb:bb:bb:02"]), icmp(), [tcp()]),
+                          expected(ports={"22": "open"}))
+    assert result["code"] == "NEIGHBOUR_MISMATCH" and result["first_failing_layer"] == "link"
+    assert result["evidence"][0].endswith("bb:bb:bb:bb:bb:02")
+
+
+def test_two_macs_on_the_wire_is_a_duplicate_address():
+    _, _, result = judge(layers(neighbour(wire=["aa:aa:aa:aa:aa:01", "bb:bb:bb:bb:bb:02"]), icmp()))
+    assert result["code"] == "NEIGHBOUR_MISMATCH" and "duplicate" in result["evidence"][0]
+
+
+def test_dns_failure_is_dns_failed():
+    ok, checked, result = judge(layers(), resolve_error="name resolution failed: Name or service not known")
+    assert not ok and result["code"] == "DNS_FAILED" and checked == ["network"]
+
+
+@pytest.mark.parametrize("state, err, code", [
+    ("closed", errno.ECONNREFUSED, "PORT_CLOSED"),
+    ("filtered", errno.ETIMEDOUT, "PORT_FILTERED"),
+    ("rejected", errno.EHOSTUNREACH, "PORT_REJECTED"),
+    ("unreachable", errno.EHOSTUNREACH, "PORT_REJECTED"),  # today's tcp.py: the next hop answers ARP
+])
+def test_port_states_give_transport_codes(state, err, code):
+    ok, checked, result = judge(layers(neighbour(), icmp(), [tcp(state=state, err=err)]),
+                                expected(ports={"22": "open"}))
+    assert not ok and result["code"] == code and result["first_failing_layer"] == "transport"
+    assert checked == ["link", "network", "transport"]
+
+
+def test_rejected_with_icmp_detail_names_type_and_code():
+    result = judge(layers(neighbour(), icmp(), [tcp(state="rejected", icmp_type=3, icmp_code=13,
+                                                    icmp_from="10.0.0.12")]), expected(ports={"22": "open"}))[2]
+    assert result["code"] == "PORT_REJECTED" and "ICMP type 3 code 13 from 10.0.0.12" in result["evidence"][0]
+
+
+def test_a_port_expected_filtered_that_is_filtered_is_ok():
+    ok, _, result = judge(layers(neighbour(), icmp(), [tcp(state="filtered")]), expected(ports={"22": "filtered"}))
+    assert ok and result["code"] == "OK"
+
+
+def test_a_port_expected_filtered_that_opens_is_port_open():
+    ok, _, result = judge(layers(neighbour(), icmp(), [tcp(state="open")]), expected(ports={"22": "filtered"}))
+    assert not ok and result["code"] == "PORT_OPEN"
+
+
+def test_the_source_firewall_gets_its_own_hint():
+    _, _, result = judge(layers(neighbour(), icmp(), [tcp(state="filtered", err=errno.EPERM)]),
+                         expected(ports={"22": "open"}))
+    assert result["code"] == "PORT_FILTERED" and "own firewall" in result["hint"]
+
+
+def test_a_banner_that_does_not_match_is_wrong_service():
+    _, checked, result = judge(layers(neighbour(), icmp(), [tcp(state="open", expect_matched=False,
+                                                                 expect="^SSH-", banner="HTTP/1.0 400")]),
+                               expected(ports={"22": "open"}))
+    assert result["code"] == "WRONG_SERVICE" and "application" in checked
+
+
+def test_http_503_is_http_status():
+    _, _, result = judge(layers(neighbour(), icmp(), [], [http(status=503, failed_checks=["status 503 not in [200]"])]),
+                         expected(urls=["u"]))
+    assert result["code"] == "HTTP_STATUS" and result["first_failing_layer"] == "application"
+
+
+def test_a_missing_header_marker_is_wrong_service_even_with_a_bad_status():
+    _, _, result = judge(layers(neighbour(), icmp(), [], [http(status=502, failed_checks=[
+        "status 502 not in [200]", "header x-lab-host missing"])]), expected(urls=["u"]))
+    assert result["code"] == "WRONG_SERVICE"
+
+
+def test_no_answer_after_connect_is_http_timeout():
+    _, checked, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="processing",
+                                                                     error="processing: no response")]),
+                               expected(urls=["u"]))
+    assert result["code"] == "HTTP_TIMEOUT" and checked[-1] == "application"
+
+
+def test_a_certificate_for_another_name_is_wrong_service_and_a_self_signed_one_tls_failed():
+    mismatch = {"verify_error": "Hostname mismatch, certificate is not valid for '10.0.0.12'.",
+                "subject": "commonName=other.example", "san": ["DNS:other.example"]}
+    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="tls", tls=mismatch,
+                                                               error="tls: certificate verification failed")]),
+                         expected(urls=["u"]))
+    assert result["code"] == "WRONG_SERVICE" and any("other.example" in e for e in result["evidence"])
+    selfsigned = {"verify_error": "self-signed certificate"}
+    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="tls", tls=selfsigned,
+                                                               error="tls: certificate verification failed")]),
+                         expected(urls=["u"]))
+    assert result["code"] == "TLS_FAILED"
+
+
+def test_http_connect_refused_is_port_closed():
+    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="connect",
+                                                               error="connect: connection refused")]),
+                         expected(urls=["u"]))
+    assert result["code"] == "PORT_CLOSED"
+
+
+def test_the_lowest_failing_layer_wins_and_the_others_become_notes():
+    _, _, result = judge(layers(neighbour(), icmp(), [tcp(state="closed")], [http(status=503, failed_checks=[
+        "status 503 not in [200]"])]), expected(ports={"22": "open"}, urls=["u"]))
+    assert result["code"] == "PORT_CLOSED"
+    assert "HTTP_STATUS" in [n["code"] for n in result["notes"]]
+
+
+def test_icmp_expected_unreachable_that_answers_is_icmp_answered():
+    _, _, result = judge(layers(neighbour(), icmp()), expected("unreachable"))
+    assert result["code"] == "ICMP_ANSWERED"
+
+
+def test_a_host_expected_unreachable_whose_arp_fails_is_ok():
+    ok, _, result = judge(layers(neighbour("failed", mac=None), icmp(received=0)), expected("unreachable"))
+    assert ok and result["code"] == "OK"
+
+
+def test_a_local_target_has_no_link_layer():
+    assert checked_layers(layers(neighbour("local", mac=None), icmp())) == ["network"]
+
+
+def test_every_code_has_a_layer_and_a_hint():
+    for code, (layer, hint) in CODES.items():
+        assert layer in ("none", "link", "network", "transport", "application") and hint
+
+
+def test_arp_frames_are_built_and_parsed():
+    frame = diagnose.arp_request_frame(b"\x02\x00\x00\x00\x00\x01", "10.0.0.11", "10.0.0.12")
+    assert len(frame) == 42 and frame[:6] == b"\xff" * 6 and frame[12:14] == b"\x08\x06"
+    reply = bytearray(frame)
+    reply[20:22] = b"\x00\x02"
+    reply[22:28] = b"\x02\x00\x00\x00\x00\x09"
+    reply[28:32] = bytes([10, 0, 0, 12])
+    assert diagnose.parse_arp_reply(bytes(reply), "10.0.0.12") == "02:00:00:00:00:09"
+    assert diagnose.parse_arp_reply(bytes(reply), "10.0.0.13") is None
+    assert diagnose.parse_arp_reply(frame, "10.0.0.12") is None  # a request, not a reply
+
+
+@pytest.mark.parametrize("raw, message", [
+    ([{"host": "x", "ports": [{"port": 70000}]}], "targets[0].ports[0].port"),
+    ([{"host": "x", "ports": [{"port": 22, "expected": "ajar"}]}], "targets[0].ports[0].expected"),
+    ([{"host": "x", "ports": [{"port": 22, "colour": 1}]}], "targets[0].ports[0]: unknown key(s) colour"),
+    ([{"host": "x"}, {"host": "bad host"}], "targets[1].host"),
+    ([{"host": "x", "icmp": "maybe"}], "targets[0].icmp"),
+    ([{"host": "x", "urls": [{"url": "ftp://x/"}]}], "targets[0].urls[0].url"),
+    ([{"host": "x", "icmp": "skip", "neighbour": False}], "nothing to check"),
+])
+def test_bad_input_names_the_field(raw, message):
+    with pytest.raises(InputError) as caught:
+        diagnose.parse_targets(raw)
+    assert message in str(caught.value)
+
+
+def test_loopback_run_gives_pairs_in_the_contract_shape(closed_port):
+    targets = diagnose.parse_targets([{"host": "127.0.0.1", "icmp": "skip",
+                                       "ports": [{"port": closed_port, "expected": "closed"}]}])
+    pairs, meta = diagnose.diagnose_targets(targets, arp_probe_enabled=False)
+    (pair,) = pairs
+    assert set(pair) == {"target", "address", "kind", "ok", "checked", "layers", "verdict", "expected", "timings"}
+    assert set(pair["verdict"]) == {"first_failing_layer", "code", "hint", "evidence", "notes"}
+    assert pair["ok"] and pair["verdict"]["code"] == "OK" and pair["checked"] == ["network", "transport"]
+    assert pair["layers"]["tcp"][0]["state"] == "closed" and pair["layers"]["icmp"] is None
+    assert pair["layers"]["neighbour"]["state"] == "local"
