@@ -1,0 +1,166 @@
+"""plugin_utils/run.py (run model, matrix, exit code) and the net_diagnose action plugin's expansion."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+from ansible_collections.netcheck.netcheck.plugins.action.net_diagnose import (  # noqa: E402
+    ExpansionError, build_targets, module_targets,
+)
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils import run as runmodel  # noqa: E402
+
+HOSTS = ["h1", "h2", "h3", "h4"]
+
+
+def pair(target, code="OK", port=None, state=None):
+    tcp = []
+    if port:
+        tcp = [{"target": "x:%d" % port, "kind": "tcp", "state": state, "ok": state == "open", "timings": {},
+                "error": None, "detail": {"port": port}}]
+    return {"target": target, "address": "10.0.0.%d" % (HOSTS.index(target) + 11) if target in HOSTS else None,
+            "kind": "diagnose", "ok": code == "OK", "checked": ["network"],
+            "layers": {"neighbour": None, "icmp": None, "tcp": tcp, "http": []},
+            "verdict": {"first_failing_layer": "none" if code == "OK" else "transport", "code": code,
+                        "hint": "h", "evidence": ["e1"], "notes": []},
+            "expected": {}, "timings": {"total": 1.0}}
+
+
+def outcome(results, limits=None):
+    return {"results": results, "elapsed_ms": 10.0, "limits": limits, "failed": any(not r["ok"] for r in results)}
+
+
+def mesh_run(faults=None, missing=()):
+    faults = faults or {}
+    sources = []
+    for source in HOSTS:
+        results = [pair(t, faults.get((source, t), "OK")) for t in HOSTS if t != source]
+        sources.append({"name": source, "address": "a", "outcome": None if source in missing else outcome(results)})
+    return runmodel.build_run(sources, {"playbook": "check.yml"})
+
+
+def test_a_healthy_mesh_has_every_pair_ok_and_exits_zero():
+    run = mesh_run()
+    assert set(run) == {"schema_version", "meta", "sources", "targets", "pairs", "asymmetric", "totals"}
+    assert run["totals"] == {"pairs": 12, "ok": 12, "failed": 0, "sources_not_run": 0, "by_code": {"OK": 12}}
+    assert [t["name"] for t in run["targets"]] == HOSTS
+    pair0 = run["pairs"][0]
+    assert pair0["source"] == "h1" and pair0["explain"] is None and pair0["capture"] is None
+    assert pair0["baseline"] is None
+    assert not runmodel.run_failed(run)
+
+
+def test_the_matrix_has_one_cell_per_pair_and_the_asymmetric_pair_is_called_out():
+    run = mesh_run({("h2", "h1"): "PORT_FILTERED", ("h3", "h4"): "HTTP_STATUS", ("h4", "h3"): "HTTP_STATUS"})
+    assert run["asymmetric"] == [["h1", "h2"]]  # h1 reaches h2, h2 does not reach h1
+    assert runmodel.run_failed(run)
+    lines = runmodel.render(run)
+    rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in HOSTS}
+    assert rows["h2"].split()[1:] == ["FLT", ".", "."]
+    assert rows["h3"].split()[1:] == [".", ".", "STS"]
+    assert rows["h1"].split()[1:] == [".", ".", "."]
+    text = "\n".join(lines)
+    assert "FAIL h2 -> h1 (10.0.0.11): PORT_FILTERED [transport] h" in text
+    assert "ASYMMETRIC h1 reaches h2, but h2 does not reach h1" in text
+    assert "totals: 12 pairs, 9 ok, 3 failed, 0 sources not run" in text
+
+
+def test_a_source_that_did_not_run_is_a_row_of_marks_and_fails_the_run():
+    run = mesh_run(missing=("h3",))
+    (h3,) = [s for s in run["sources"] if s["name"] == "h3"]
+    assert h3["status"] == "unreachable" and h3["error"]
+    assert run["totals"]["sources_not_run"] == 1 and run["totals"]["failed"] == 0
+    assert runmodel.run_failed(run)
+    row = [line for line in runmodel.render_matrix(run) if line.startswith("h3")][0]
+    assert row.split()[1:] == ["!"] * 4
+    assert "NOT RUN h3" in "\n".join(runmodel.render(run))
+
+
+def test_an_unreachable_result_and_a_failed_module_are_told_apart():
+    assert runmodel.source_entry("h", "a", {"unreachable": True, "msg": "ssh: connect refused"})["status"] == \
+        "unreachable"
+    failed = runmodel.source_entry("h", "a", {"failed": True, "msg": "targets[0].host: bad", "results": []})
+    assert failed["status"] == "failed" and "targets[0].host" in failed["error"]
+
+
+def test_a_filtered_port_on_a_full_accept_queue_becomes_accept_queue_full():
+    listener = {"port": 8081, "accept_queue": 2, "backlog": 1, "queue_full": True,
+                "processes": [{"pid": 42, "comm": "python3", "open_fds": 5, "max_open_files": {"soft": 1024}}]}
+    sources = [
+        {"name": "h1", "address": "a", "outcome": outcome([pair("h2", "PORT_FILTERED", 8081, "filtered")])},
+        {"name": "h2", "address": "b", "outcome": outcome([], {"listeners": [listener],
+                                                               "netstat": {"ListenOverflows": 9}})},
+    ]
+    run = runmodel.build_run(sources)
+    verdict = run["pairs"][0]["verdict"]
+    assert verdict["code"] == "ACCEPT_QUEUE_FULL" and verdict["first_failing_layer"] == "transport"
+    assert "accept queue 2, backlog 1" in verdict["evidence"][0] and "pid 42" in verdict["evidence"][0]
+    assert verdict["notes"][0]["code"] == "PORT_FILTERED"
+
+
+def test_32_hosts_fit_a_wide_terminal():
+    names = ["nclab%d" % i for i in range(1, 33)]
+    sources = [{"name": s, "address": "a", "outcome": outcome([dict(pair("h1"), target=t) for t in names if t != s])}
+               for s in names]
+    lines = runmodel.render_matrix(runmodel.build_run(sources))
+    assert max(len(line) for line in lines[:34]) <= 140
+
+
+class Vars(dict):
+    pass
+
+
+GROUPS = {"all": HOSTS, "web": ["h1", "h2"], "db": ["h3"]}
+HOSTVARS = {h: {"ansible_host": "10.0.0.%d" % (i + 11), "private_ip": "172.16.0.%d" % (i + 11)}
+            for i, h in enumerate(HOSTS)}
+
+
+def test_the_mesh_gives_every_other_host_with_its_ports_urls_and_ping():
+    found, explicit, ports = build_targets("h1", GROUPS, HOSTVARS, mesh={
+        "hosts": HOSTS, "ports": [22], "urls": [{"port": 8080, "path": "/health"}], "icmp": "auto"})
+    targets = module_targets(found, explicit, ["icmp", "tcp", "http"])
+    assert [t["name"] for t in targets] == ["h2", "h3", "h4"]
+    assert targets[0] == {"name": "h2", "host": "10.0.0.12", "icmp": "auto", "ports": [{"port": 22}],
+                          "urls": [{"url": "http://10.0.0.12:8080/health"}]}
+    assert ports == [22, 8080]
+
+
+def test_group_specs_merge_into_the_mesh_target_and_keep_expectations():
+    found, explicit, _ = build_targets("h1", GROUPS, HOSTVARS, mesh={"hosts": HOSTS, "ports": [22]}, group_targets={
+        "tcp": [{"group": "all", "port": 22, "expect": "^SSH-"},
+                {"group": "db", "port": 5432, "address_var": "private_ip", "expected_state": "filtered"}],
+        "icmp": [{"group": "web"}]})
+    targets = {t["name"]: t for t in module_targets(found, explicit, ["icmp", "tcp", "http"])}
+    assert targets["h2"]["icmp"] == "reachable"
+    assert targets["h3"]["ports"] == [{"port": 22, "expect": "^SSH-"}, {"port": 5432, "expected": "filtered"}]
+    assert targets["h3"]["host"] == "10.0.0.13", "the mesh came first and named the address"
+
+
+def test_layers_narrow_what_is_checked():
+    found, explicit, _ = build_targets("h1", GROUPS, HOSTVARS, mesh={"hosts": HOSTS, "ports": [22],
+                                                                     "urls": [{"port": 80}]})
+    only_icmp = module_targets(found, explicit, ["icmp"])
+    assert all(t["ports"] == [] and t["urls"] == [] and t["icmp"] == "auto" for t in only_icmp)
+    only_tcp = module_targets(found, explicit, ["tcp"])
+    assert all(t["icmp"] == "skip" and t["ports"] for t in only_tcp)
+    assert module_targets(found, explicit, ["limits"]) == []
+
+
+def test_explicit_extra_targets_and_bad_specs():
+    found, explicit, _ = build_targets("h1", GROUPS, HOSTVARS, extra_targets={
+        "tcp": [{"host": "localhost", "port": 8080, "name": "own-app"}],
+        "http": ["http://10.9.9.9:81/x"], "icmp": [{"host": "10.9.9.8", "reachable": False}]})
+    targets = {t["name"]: t for t in module_targets(found, explicit, ["icmp", "tcp", "http"])}
+    assert targets["own-app"]["ports"] == [{"port": 8080}] and targets["own-app"]["host"] == "localhost"
+    assert targets["10.9.9.9"]["urls"] == [{"url": "http://10.9.9.9:81/x"}]
+    assert targets["10.9.9.8"]["icmp"] == "unreachable"
+    with pytest.raises(ExpansionError, match=r"netcheck_tcp_group_targets\[0\].group: no group 'nope'"):
+        build_targets("h1", GROUPS, HOSTVARS, group_targets={"tcp": [{"group": "nope", "port": 1}]})
+    with pytest.raises(ExpansionError, match=r"mesh.ports\[0\]: unknown key\(s\) colour"):
+        build_targets("h1", GROUPS, HOSTVARS, mesh={"hosts": HOSTS, "ports": [{"port": 1, "colour": 2}]})
