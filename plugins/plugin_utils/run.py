@@ -22,7 +22,7 @@ CELLS = {
     "HTTP_STATUS": "STS", "HTTP_TIMEOUT": "HTO", "WRONG_SERVICE": "SVC", "PROBE_ERROR": "ERR",
     "NOT_CHECKED": "N/C",
 }
-NO_PAIR = ""          # this source does not check this target (itself, or not in its targets)
+NO_PAIR = "-"         # this source does not check this target (itself, or not in its targets)
 NOT_RUN = "!"         # the source could not run at all
 ACCEPT_QUEUE_HINT = ("the SYN went unanswered while the target's listener has its accept queue full: "
                      "the service does not accept connections fast enough (raise its backlog, its workers, "

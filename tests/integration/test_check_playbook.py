@@ -1,90 +1,146 @@
-"""check.yml end to end against the lab: every source host, every target, a readable summary."""
+"""check.yml end to end on a 4-host lab: one net_diagnose run per source, the matrix, the failing
+pairs, the asymmetric pairs, the totals, report.json, the exit-code contract, a source that cannot
+run (sshd stopped) and a full accept queue named as such. Faults are made for real and undone."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
 from harness import BIN, REPO
+from verdict_lab import HOSTS, QUEUE_PORT, accept_queue_filled, grown_lab
 
-
-def _run_check(lab, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_NOCOLOR="1")
-    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(lab.config.inventory_path), "check.yml", *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+ALL = ["link", "network", "transport", "application"]
 
 
 @pytest.fixture(scope="module")
-def green_run(lab):
-    """One check.yml run against the healthy lab, shared by the tests that read its summary."""
-    proc = _run_check(lab)
+def four(lab):
+    with grown_lab(lab, HOSTS) as hosts:
+        yield hosts
+
+
+@pytest.fixture
+def full_accept_queue(four):
+    with accept_queue_filled(four[2], QUEUE_PORT) as target:
+        yield target
+
+
+def _check(lab, *extra, timeout=300):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    started = time.monotonic()
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(lab.config.inventory_path), "check.yml",
+                           "-e", "netcheck_tcp_timeout=1", "-e", "netcheck_report_dir=%s" % _check.report_dir,
+                           *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    proc.elapsed = time.monotonic() - started
+    return proc
+
+
+def _latest_report():
+    reports = sorted(Path(_check.report_dir).glob("*/report.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(reports[-1].read_text())
+
+
+def _matrix(stdout, hosts):
+    """{source: [cells]} from the printed matrix."""
+    rows = {}
+    lines = stdout.splitlines()
+    start = [i for i, line in enumerate(lines) if line.startswith("matrix (rows: sources")][-1]
+    for line in lines[start + 2:start + 2 + len(hosts)]:
+        name = line.split()[0]
+        body = line[len(line) - 4 * len(hosts):]
+        rows[name] = [body[i:i + 4].strip() for i in range(0, len(body), 4)]
+    return rows
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_dir(tmp_path_factory):
+    _check.report_dir = str(tmp_path_factory.mktemp("reports"))
+
+
+def test_check_yml_with_no_fault_exits_zero_and_every_cell_is_ok(four, lab):
+    proc = _check(lab)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    rows = _matrix(proc.stdout, four)
+    for i, source in enumerate(four):
+        assert rows[source.name] == ["." if j != i else "-" for j in range(len(four))], proc.stdout
+    assert "totals: 12 pairs, 12 ok, 0 failed, 0 sources not run" in proc.stdout
+    run = _latest_report()
+    assert run["schema_version"] == 1 and run["totals"]["by_code"] == {"OK": 12}
+    assert [s["status"] for s in run["sources"]] == ["ran"] * 4
+    assert all(p["checked"] == ALL for p in run["pairs"])
+    print("check.yml on %d hosts, no fault: %.1f s" % (len(four), proc.elapsed))
 
 
-def _pairs(hosts):
-    return [(source, target) for source in hosts for target in hosts if source is not target]
-
-
-def _summary_line(output, wanted):
-    """The one summary line that contains ``wanted``."""
-    matching = [line for line in output.splitlines() if wanted in line]
-    assert len(matching) == 1, "%r is not once in the summary:\n%s" % (wanted, output)
-    return matching[0]
-
-
-def test_check_yml_names_every_host_and_target(green_run, hosts):
-    for source, target in _pairs(hosts):
-        for port in (22, 8080):
-            line = _summary_line(green_run, "%s -> %s (%s:%d)" % (source.name, target.name, target.ip, port))
-            assert " open " in line and " ok " in line
-    assert "failed=0" in green_run
-
-
-def test_check_yml_pings_every_host_and_names_the_mac_that_answered(green_run, hosts):
-    for source, target in _pairs(hosts):
-        line = _summary_line(green_run, "%s -> %s (%s) " % (source.name, target.name, target.ip))
-        assert "3/3" in line and " 0% loss" in line and "ttl 64" in line
-        assert "eth0 on-link %s" % target.mac in line
-
-
-def test_check_yml_fetches_every_web_server_over_http(green_run, hosts):
-    for source, target in _pairs(hosts):
-        line = _summary_line(green_run, "%s -> %s (http://%s:8080/)" % (source.name, target.name, target.ip))
-        assert " 200 OK " in line and " ok " in line and "ttfb" in line
-
-
-def test_check_yml_fails_and_says_why_when_a_target_is_down(lab, hosts, iptables_rules):
-    victim = hosts[2]
-    iptables_rules(victim.namespace, "INPUT", "-p", "tcp", "--dport", "8080", "-j", "REJECT",
+def test_check_yml_with_two_faults_prints_the_16_cell_matrix_and_the_asymmetric_pairs(four, lab, iptables_rules):
+    h1, h2, h3, h4 = four
+    iptables_rules(h2.namespace, "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
+    iptables_rules(h4.namespace, "INPUT", "-s", h1.ip, "-p", "tcp", "--dport", "22", "-j", "REJECT",
                    "--reject-with", "tcp-reset")
-    proc = _run_check(lab, "-e", "netcheck_tcp_timeout=1")
+    proc = _check(lab)
+    assert proc.returncode != 0, proc.stdout
+    rows = _matrix(proc.stdout, four)
+    assert rows == {
+        h1.name: ["-", "FLT", ".", "CLS"],
+        h2.name: [".", "-", ".", "."],
+        h3.name: [".", "FLT", "-", "."],
+        h4.name: [".", "FLT", ".", "-"],
+    }, proc.stdout
+    assert "FAIL %s -> %s (%s): PORT_FILTERED [transport]" % (h1.name, h2.name, h2.ip) in proc.stdout
+    assert "FAIL %s -> %s (%s): PORT_CLOSED [transport]" % (h1.name, h4.name, h4.ip) in proc.stdout
+    assert "ASYMMETRIC %s reaches %s, but %s does not reach %s" % (h4.name, h1.name, h1.name, h4.name) in proc.stdout
+    run = _latest_report()
+    assert sorted(map(tuple, run["asymmetric"])) == sorted([(h2.name, h1.name), (h2.name, h3.name),
+                                                            (h2.name, h4.name), (h4.name, h1.name)])
+    assert run["totals"] == {"pairs": 12, "ok": 8, "failed": 4, "sources_not_run": 0,
+                             "by_code": {"OK": 8, "PORT_FILTERED": 3, "PORT_CLOSED": 1}}
+    only_report = _check(lab, "-e", "netcheck_fail_on_mismatch=false", "--tags", "tcp")
+    assert only_report.returncode == 0, only_report.stdout + only_report.stderr
+    assert "totals: 12 pairs, 8 ok, 4 failed" in only_report.stdout
+    run = _latest_report()
+    assert all(p["layers"]["icmp"] is None and p["layers"]["http"] == [] for p in run["pairs"]), \
+        "--tags tcp checks the ports only"
+
+
+@pytest.fixture
+def stopped_sshd(four, lab):
+    """The fourth host's sshd and its sessions stopped (so no ControlPersist master survives); restarted after."""
+    host = four[3]
+    pids = subprocess.run(["ip", "netns", "pids", host.namespace], capture_output=True, text=True).stdout.split()
+    sshd = [int(p) for p in pids if b"sshd" in Path("/proc/%s/cmdline" % p).read_bytes()]
+    for pid in sshd:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while any(Path("/proc/%d" % pid).exists() and b"sshd" in Path("/proc/%d/cmdline" % pid).read_bytes()
+              for pid in sshd if Path("/proc/%d" % pid).exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield host
+    finally:
+        lab.up(HOSTS)  # starts sshd again and waits for port 22
+
+
+def test_a_source_whose_sshd_is_stopped_is_a_row_that_could_not_run_and_a_full_queue_is_named(
+        four, lab, stopped_sshd, full_accept_queue):
+    down, queued = stopped_sshd, full_accept_queue
+    extra = json.dumps({"netcheck_tcp_targets": [{"host": queued.ip, "port": QUEUE_PORT, "name": queued.name}],
+                        "netcheck_limit_ports": [22, 8080, QUEUE_PORT]})
+    proc = _check(lab, "-e", extra, "--tags", "tcp,limits")
     assert proc.returncode != 0
-    down = "%s (%s:8080)" % (victim.name, victim.ip)
-    failing = [line for line in proc.stdout.splitlines() if down in line]
-    assert len(failing) == len(hosts) - 1
-    assert all(" closed " in line and "FAIL" in line for line in failing)
-    http_down = "%s (http://%s:8080/)" % (victim.name, victim.ip)
-    failing = [line for line in proc.stdout.splitlines() if http_down in line]
-    assert len(failing) == len(hosts) - 1
-    assert all("FAIL" in line and "connect: connection refused" in line for line in failing)
-    # the victim's own checks still pass: only the hosts that cannot reach it fail
-    recap = {line.split()[0]: line for line in proc.stdout.splitlines() if " : ok=" in line}
-    assert "failed=0" in recap[victim.name]
-    for source in hosts[:2]:
-        assert "failed=1" in recap[source.name]
-
-
-def test_group_targets_expand_without_listing_addresses(lab, hosts):
-    # an explicit target list plus a group spec given on the command line
-    proc = _run_check(lab, "-e", '{"netcheck_tcp_group_targets": [{"group": "lab", "port": 9, '
-                      '"expected_state": "closed", "include_self": true}], '
-                      '"netcheck_tcp_targets": [{"host": "localhost", "port": 8080, "name": "self-web"}]}')
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    for source in hosts:
-        assert "%s -> self-web (localhost:8080)" % source.name in proc.stdout
-        for target in hosts:
-            assert "%s -> %s (%s:9)" % (source.name, target.name, target.ip) in proc.stdout
+    rows = _matrix(proc.stdout, four)
+    assert rows[down.name] == ["!"] * 4, proc.stdout
+    assert "NOT RUN %s (%s): unreachable" % (down.name, down.ip) in proc.stdout
+    run = _latest_report()
+    (source,) = [s for s in run["sources"] if s["name"] == down.name]
+    assert source["status"] == "unreachable" and source["error"]
+    assert run["totals"]["sources_not_run"] == 1
+    # sources that reach the queued host time out on the full queue: the target's own limits say why
+    for source in four[:2]:
+        (pair,) = [p for p in run["pairs"] if p["source"] == source.name and p["target"] == queued.name]
+        assert pair["verdict"]["code"] == "ACCEPT_QUEUE_FULL", pair["verdict"]
+        assert "accept queue 2, backlog 1" in pair["verdict"]["evidence"][0]

@@ -62,9 +62,9 @@ def test_the_matrix_has_one_cell_per_pair_and_the_asymmetric_pair_is_called_out(
     assert runmodel.run_failed(run)
     lines = runmodel.render(run)
     rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in HOSTS}
-    assert rows["h2"].split()[1:] == ["FLT", ".", "."]
-    assert rows["h3"].split()[1:] == [".", ".", "STS"]
-    assert rows["h1"].split()[1:] == [".", ".", "."]
+    assert rows["h2"].split()[1:] == ["FLT", "-", ".", "."]
+    assert rows["h3"].split()[1:] == [".", ".", "-", "STS"]
+    assert rows["h1"].split()[1:] == ["-", ".", ".", "."]
     text = "\n".join(lines)
     assert "FAIL h2 -> h1 (10.0.0.11): PORT_FILTERED [transport] h" in text
     assert "ASYMMETRIC h1 reaches h2, but h2 does not reach h1" in text
