@@ -506,12 +506,13 @@ def _judge_port(result, expected_state, layers, findings, neighbour_down):
                     "or the host is down behind a router")
         findings.fail("PORT_FILTERED", [fact], hint=hint)
     elif state == "unreachable":
-        if detail.get("errno") == errno.ENETUNREACH:
+        routed = (layers.get("neighbour") or {}).get("state") not in (None, "no_route")
+        if detail.get("errno") == errno.ENETUNREACH and not routed:
             findings.fail("NO_ROUTE", [fact])
         elif expected_state in ("filtered", "rejected", "closed"):
             findings.fail("PORT_UNREACHABLE", [fact])
         else:
-            # the next hop answers ARP, so the host-unreachable came from a REJECT rule
+            # the route exists and the next hop answers ARP: the ICMP unreachable came from a REJECT rule
             findings.fail("PORT_REJECTED", [fact + "; the next hop answers ARP, so an ICMP unreachable "
                                                    "(REJECT rule) answered the SYN"])
     elif state == "dns_error":
