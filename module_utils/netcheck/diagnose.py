@@ -606,10 +606,14 @@ def _evidence(layers):
         if errors:
             text += ", " + _unreach_fact(errors[0])
         lines.append(text)
+    # a port or URL that failed is already stated by its failure; the others show what answered
     for result in layers.get("tcp") or []:
-        lines.append("tcp %s: %s in %.1f ms" % (result["target"], result["state"],
-                                                result["timings"].get("total_ms", 0.0)))
+        if result["ok"]:
+            lines.append("tcp %s: %s in %.1f ms" % (result["target"], result["state"],
+                                                    result["timings"].get("total_ms", 0.0)))
     for result in layers.get("http") or []:
+        if not result["ok"]:
+            continue
         d = result.get("detail", {})
         if result["state"] == "answered":
             lines.append("http %s: %s %s" % (result["target"], d.get("status"), d.get("reason") or ""))

@@ -146,7 +146,7 @@ def render_matrix(run):
     targets = [t["name"] for t in run["targets"]]
     by_pair = {(p["source"], p["target"]): p for p in run["pairs"]}
     width = max([len(s["name"]) for s in run["sources"]] + [6])
-    lines = ["matrix (rows: sources, columns: targets; . = OK, ! = source could not run, blank = not checked)"]
+    lines = ["matrix (rows: sources, columns: targets; . = OK, - = not checked, ! = source could not run)"]
     lines.append("%-*s %s" % (width, "", "".join("%4d" % (i + 1) for i in range(len(targets)))))
     for source in run["sources"]:
         cells = []
