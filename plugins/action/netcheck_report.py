@@ -113,7 +113,8 @@ class ActionModule(ActionBase):
             else:
                 for kind, path in sorted(written.items()):
                     display.display("report %s: %s" % (kind, path))
-        result.update(changed=False, run=run, reports=written, totals=run["totals"])
+        # the run model itself is in the reports: a failed task would print all of it
+        result.update(changed=False, reports=written, totals=run["totals"], asymmetric=run["asymmetric"])
         if run_failed(run) and boolean(args.get("fail_on_mismatch", True), strict=False):
             totals = run["totals"]
             result.update(failed=True, msg="%d of %d pairs missed their expectation, %d sources could not run"
