@@ -152,8 +152,9 @@ def parse_targets(raw_targets, defaults=None, field="targets"):
         target = DiagnoseTarget(name, host, icmp, ports, list(urls), neighbour)
         if urls:
             target.http_targets = http_probe.parse_targets(urls, defaults.get("http"), where + ".urls")
-        if icmp == "skip" and not ports and not urls and not neighbour:
-            raise InputError("%s: nothing to check (icmp skip, no ports, no urls, no neighbour)" % where)
+        if icmp == "skip" and not ports and not urls:
+            # the neighbour entry alone says nothing: it is read after traffic was sent
+            raise InputError("%s: nothing to check (icmp skip, no ports, no urls)" % where)
         targets.append(target)
     return targets
 
@@ -495,7 +496,7 @@ def _judge_port(result, expected_state, layers, findings, neighbour_down):
         icmp_type, icmp_code = detail.get("icmp_type"), detail.get("icmp_code")
         if icmp_type is not None:
             fact += "; ICMP type %s code %s from %s" % (icmp_type, icmp_code, detail.get("icmp_from")
-                                                       or detail.get("icmp_sender") or "?")
+                                                       or detail.get("icmp_sender") or detail.get("icmp_source") or "?")
         findings.fail("PORT_REJECTED", [fact])
     elif state == "filtered":
         hint = None

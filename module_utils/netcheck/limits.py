@@ -416,6 +416,6 @@ def gather(ports=(), proc=PROC, run=None):
 
 
 __all__ = ["gather", "kernel_limits", "listen_backlog_request", "listen_backlogs", "listener_facts", "listeners",
-           "parse_listen_backlogs", "neighbour_limits", "parse_arp_cache_stat",
-           "parse_file_nr", "parse_netstat", "parse_ntable_json", "read_ntables", "parse_port_range", "parse_proc_limits", "parse_proc_net_tcp",
-           "parse_sockstat", "process_limits", "socket_owners", "warnings_for"]
+           "neighbour_limits", "parse_arp_cache_stat", "parse_file_nr", "parse_listen_backlogs", "parse_netstat",
+           "parse_ntable_json", "parse_port_range", "parse_proc_limits", "parse_proc_net_tcp", "parse_sockstat",
+           "process_limits", "read_ntables", "socket_owners", "warnings_for"]

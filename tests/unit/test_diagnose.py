@@ -86,7 +86,8 @@ def test_icmp_dropped_when_icmp_is_expected_is_a_failure():
 
 
 def test_icmp_admin_prohibited_is_icmp_unreachable_with_type_and_code():
-    error = {"seq": 0, "from": "10.0.0.12", "type": 3, "code": 13, "message": "communication administratively prohibited"}
+    error = {"seq": 0, "from": "10.0.0.12", "type": 3, "code": 13,
+             "message": "communication administratively prohibited"}
     ok, _, result = judge(layers(neighbour(), icmp(received=0, errors=[error])), expected("reachable"))
     assert not ok and result["code"] == "ICMP_UNREACHABLE"
     assert "type 3 code 13" in result["evidence"][0]
@@ -272,7 +273,7 @@ def test_arp_frames_are_built_and_parsed():
     ([{"host": "x"}, {"host": "bad host"}], "targets[1].host"),
     ([{"host": "x", "icmp": "maybe"}], "targets[0].icmp"),
     ([{"host": "x", "urls": [{"url": "ftp://x/"}]}], "targets[0].urls[0].url"),
-    ([{"host": "x", "icmp": "skip", "neighbour": False}], "nothing to check"),
+    ([{"host": "x", "icmp": "skip"}], "nothing to check"),
 ])
 def test_bad_input_names_the_field(raw, message):
     with pytest.raises(InputError) as caught:
@@ -290,3 +291,16 @@ def test_loopback_run_gives_pairs_in_the_contract_shape(closed_port):
     assert pair["ok"] and pair["verdict"]["code"] == "OK" and pair["checked"] == ["network", "transport"]
     assert pair["layers"]["tcp"][0]["state"] == "closed" and pair["layers"]["icmp"] is None
     assert pair["layers"]["neighbour"]["state"] == "local"
+
+
+def test_table_counters_come_from_ip_ntable_in_any_namespace():
+    ntable = ('[{"family":"inet","name":"arp_cache","thresh1":128,"thresh2":512,"thresh3":1024,'
+              '"entries":1024,"table_fulls":41}]')
+    seen = []
+
+    def run(argv):
+        seen.append(argv)
+        return 0, ntable, ""
+
+    assert diagnose.read_arp_cache_stat("/nonexistent", run) == {"entries": 1024, "table_fulls": 41}
+    assert seen == [["ip", "-s", "-j", "ntable", "show"]]

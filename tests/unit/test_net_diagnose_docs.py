@@ -14,7 +14,8 @@ def module(request):
 
 
 def _compare(spec, documented, path):
-    assert set(spec) == set(documented), "%s: argument_spec %s, documented %s" % (path, sorted(spec), sorted(documented))
+    assert set(spec) == set(documented), "%s: argument_spec %s, documented %s" % (
+        path, sorted(spec), sorted(documented))
     for name, option in spec.items():
         doc = documented[name]
         where = "%s.%s" % (path, name)
