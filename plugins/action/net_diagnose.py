@@ -56,10 +56,14 @@ class TargetSet(object):
         self.order = []
 
     def get(self, name, host):
-        if name not in self.targets:
-            self.targets[name] = {"name": name, "host": host, "icmp": "skip", "ports": {}, "urls": {}}
-            self.order.append(name)
-        return self.targets[name]
+        """The target for (name, host); one name at two addresses is two targets, the second
+        labelled ``name (address)`` so that each pair stays one row of the run model."""
+        key = (name, host)
+        if key not in self.targets:
+            label = name if all(k[0] != name for k in self.targets) else "%s (%s)" % (name, host)
+            self.targets[key] = {"name": label, "host": host, "icmp": "skip", "ports": {}, "urls": {}}
+            self.order.append(key)
+        return self.targets[key]
 
     def icmp(self, target, mode):
         if ICMP_STRENGTH[mode] >= ICMP_STRENGTH[target["icmp"]]:
@@ -86,8 +90,8 @@ class TargetSet(object):
 
     def as_module_targets(self, layers):
         out = []
-        for name in self.order:
-            target = self.targets[name]
+        for key in self.order:
+            target = self.targets[key]
             entry = {"name": target["name"], "host": target["host"],
                      "icmp": target["icmp"] if "icmp" in layers else "skip",
                      "ports": [target["ports"][p] for p in sorted(target["ports"])] if "tcp" in layers else [],
@@ -120,6 +124,8 @@ def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra
     """The module targets of one source host, and the ports its own listeners are checked on."""
     found = TargetSet()
     limit_ports = set()
+    # group specs address their hosts as the mesh does unless they name their own address_var
+    default_address_var = (mesh or {}).get("address_var") or "ansible_host"
     if mesh and (mesh.get("hosts") is not None or mesh.get("group")):
         unknown = set(mesh) - set(MESH_KEYS)
         if unknown:
@@ -149,7 +155,7 @@ def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra
                 raise ExpansionError("%s: needs group, got %r" % (field, spec))
             if layer != "icmp" and "port" not in spec:
                 raise ExpansionError("%s: needs port, got %r" % (field, spec))
-            address_var = spec.get("address_var") or "ansible_host"
+            address_var = spec.get("address_var") or default_address_var
             with_self = spec.get("include_self", include_self)
             for name in _hosts_of(spec, groups, field):
                 if name == source and not with_self:

@@ -138,8 +138,17 @@ def test_group_specs_merge_into_the_mesh_target_and_keep_expectations():
         "icmp": [{"group": "web"}]})
     targets = {t["name"]: t for t in module_targets(found, explicit, ["icmp", "tcp", "http"])}
     assert targets["h2"]["icmp"] == "reachable"
-    assert targets["h3"]["ports"] == [{"port": 22, "expect": "^SSH-"}, {"port": 5432, "expected": "filtered"}]
-    assert targets["h3"]["host"] == "10.0.0.13", "the mesh came first and named the address"
+    assert targets["h3"]["ports"] == [{"port": 22, "expect": "^SSH-"}]
+    # the same host at another address is another target, told apart by its label
+    assert targets["h3 (172.16.0.13)"]["ports"] == [{"port": 5432, "expected": "filtered"}]
+
+
+def test_group_specs_address_hosts_as_the_mesh_does():
+    found, explicit, _ = build_targets("h1", GROUPS, HOSTVARS, mesh={"hosts": HOSTS, "address_var": "private_ip"},
+                                       group_targets={"tcp": [{"group": "db", "port": 5432}]})
+    targets = {t["name"]: t for t in module_targets(found, explicit, ["icmp", "tcp", "http"])}
+    assert targets["h3"] == {"name": "h3", "host": "172.16.0.13", "icmp": "auto", "ports": [{"port": 5432}],
+                             "urls": []}
 
 
 def test_layers_narrow_what_is_checked():
