@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN, REPO
+from harness import BIN, REPO, netns
 from verdict_lab import HOSTS, QUEUE_PORT, accept_queue_filled, grown_lab
 
 ALL = ["link", "network", "transport", "application"]
@@ -99,12 +99,17 @@ def test_check_yml_with_two_faults_prints_the_16_cell_matrix_and_the_asymmetric_
                                                             (h2.name, h4.name), (h4.name, h1.name)])
     assert run["totals"] == {"pairs": 12, "ok": 8, "failed": 4, "sources_not_run": 0,
                              "by_code": {"OK": 8, "PORT_FILTERED": 3, "PORT_CLOSED": 1}}
-    only_report = _check(lab, "-e", "netcheck_fail_on_mismatch=false", "--tags", "tcp")
-    assert only_report.returncode == 0, only_report.stdout + only_report.stderr
-    assert "totals: 12 pairs, 8 ok, 4 failed" in only_report.stdout
+    # one failing pair is enough to fail the run; fail_on_mismatch=false only reports it
+    netns(h2.namespace, "iptables", "-w", "-D", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
+    one = _check(lab, "--tags", "tcp")
+    assert one.returncode != 0, one.stdout
+    assert "totals: 12 pairs, 11 ok, 1 failed, 0 sources not run" in one.stdout, one.stdout
     run = _latest_report()
     assert all(p["layers"]["icmp"] is None and p["layers"]["http"] == [] for p in run["pairs"]), \
         "--tags tcp checks the ports only"
+    only_report = _check(lab, "-e", "netcheck_fail_on_mismatch=false", "--tags", "tcp")
+    assert only_report.returncode == 0, only_report.stdout + only_report.stderr
+    assert "totals: 12 pairs, 11 ok, 1 failed" in only_report.stdout
 
 
 @pytest.fixture
