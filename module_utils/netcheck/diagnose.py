@@ -689,7 +689,8 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
                 interval=icmp_options.get("interval", 0.2), timeout=icmp_options.get("timeout", 1.0),
                 size=icmp_options.get("size", 56), method=icmp_options.get("method", "auto"), run=run)
             outcome["icmp"] = results
-        except icmp_probe.MethodUnavailable as exc:
+        except (icmp_probe.MethodUnavailable, InputError, OSError) as exc:
+            # the other layers still give their evidence; the pair says ICMP was not checked
             outcome["icmp_error"] = str(exc)
 
     threads = [threading.Thread(target=job, daemon=True) for job in (run_tcp, run_http, run_icmp)]
