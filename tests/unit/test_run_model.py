@@ -173,3 +173,17 @@ def test_explicit_extra_targets_and_bad_specs():
         build_targets("h1", GROUPS, HOSTVARS, group_targets={"tcp": [{"group": "nope", "port": 1}]})
     with pytest.raises(ExpansionError, match=r"mesh.ports\[0\]: unknown key\(s\) colour"):
         build_targets("h1", GROUPS, HOSTVARS, mesh={"hosts": HOSTS, "ports": [{"port": 1, "colour": 2}]})
+
+
+def test_reports_fall_back_to_report_json_when_no_writer_is_installed(tmp_path, monkeypatch):
+    import json
+
+    from ansible_collections.netcheck.netcheck.plugins.action import netcheck_report
+    run = mesh_run()
+    monkeypatch.setattr(netcheck_report, "write_all", None)
+    written = netcheck_report.write_reports(run, str(tmp_path / "20261126T100000Z"), {})
+    assert json.loads(open(written["json"]).read()) == run
+    calls = []
+    monkeypatch.setattr(netcheck_report, "write_all", lambda r, d, o: calls.append((r, d, o)) or {"html": d})
+    assert netcheck_report.write_reports(run, str(tmp_path / "x"), {"formats": ["html"]}) == {"html": str(tmp_path / "x")}
+    assert calls == [(run, str(tmp_path / "x"), {"formats": ["html"]})]
