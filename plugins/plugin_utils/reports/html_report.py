@@ -123,6 +123,7 @@ def view_model(run, group_threshold=GROUP_THRESHOLD, title="netcheck report"):
     source_names = [s["name"] for s in sources]
     rows = [{"name": s["name"], "status": s.get("status"), "cells": [cell_of(s["name"], t) for t in target_names]}
             for s in sources]
+    status = {s["name"]: s.get("status") for s in sources}
     grouped = len(sources) > group_threshold
     groups = None
     if grouped:
@@ -134,7 +135,7 @@ def view_model(run, group_threshold=GROUP_THRESHOLD, title="netcheck report"):
             group_row = {"name": sgroup, "size": len(smembers), "cells": []}
             for gj, (tgroup, tmembers) in enumerate(target_groups):
                 members = [cell_of(s, t) for s in smembers for t in tmembers]
-                group_row["cells"].append(_group_cell(gi, gj, sgroup, tgroup, members, smembers, tmembers, cell_of))
+                group_row["cells"].append(_group_cell(gi, gj, sgroup, tgroup, members, smembers, tmembers, cell_of, status))
             groups["rows"].append(group_row)
     ranked = sorted(((index, p) for index, p in enumerate(pairs) if not p.get("ok") or latency_ms(p) is not None),
                     key=lambda item: _worst_key(item[1]))[:WORST_SHOWN]
@@ -175,14 +176,14 @@ def _ordered_groups(names, membership):
     return [(group, members[group]) for group in order]
 
 
-def _group_cell(gi, gj, sgroup, tgroup, members, smembers, tmembers, cell_of):
+def _group_cell(gi, gj, sgroup, tgroup, members, smembers, tmembers, cell_of, status):
     states = {}
     for view in VIEWS:
         present = [m["states"][view] for m in members]
         states[view] = min(present, key=SEVERITY.index) if present else "nopair"
     real = [m for m in members if m["i"] >= 0]
     failed = sum(1 for m in real if m["states"]["all"] != "ok")
-    rows = [{"name": s, "cells": [cell_of(s, t) for t in tmembers]} for s in smembers]
+    rows = [{"name": s, "status": status.get(s), "cells": [cell_of(s, t) for t in tmembers]} for s in smembers]
     return {"id": "%d-%d" % (gi, gj), "s": sgroup, "t": tgroup, "states": states, "failed": failed,
             "total": len(real), "targets": tmembers, "rows": rows,
             "title": "%s \u2192 %s: %d of %d pairs failing" % (sgroup, tgroup, failed, len(real))}
