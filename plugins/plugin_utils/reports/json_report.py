@@ -14,7 +14,8 @@ SCHEMA_VERSION = 1
 
 
 def render_json(run):
-    return json.dumps(run, indent=1, sort_keys=False, ensure_ascii=False, default=str) + "\n"
+    # compact: a 1,024-pair run is about 2 MB this way, 3.5 MB indented (people read the HTML)
+    return json.dumps(run, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
 
 
 def write_json(run, path):

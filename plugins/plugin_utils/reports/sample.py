@@ -152,12 +152,14 @@ def totals_of(pairs, sources):
             "sources_not_run": sum(1 for s in sources if s["status"] != "ran"), "by_code": by_code}
 
 
-def sample_run(names=None, n_sources=4, faults=None, unreachable=(), groups=None, seed=7, started=None):
+def sample_run(names=None, n_sources=4, faults=None, unreachable=(), groups=None, seed=7, started=None,
+               include_self=False):
     """A run model: a full mesh of ``names`` (default nclab1..N), healthy unless ``faults``.
 
     faults      -- {(source, target): code} with codes from FAULTS
     unreachable -- names of sources that could not run (no pairs from them)
     groups      -- {name: [group, ...]} copied into each source's ``groups``
+    include_self -- each source also checks itself (n*n pairs instead of n*(n-1))
     """
     rng = random.Random(seed)
     names = list(names or ["nclab%d" % (i + 1) for i in range(n_sources)])
@@ -179,7 +181,7 @@ def sample_run(names=None, n_sources=4, faults=None, unreachable=(), groups=None
         if status != "ran":
             continue
         for target in names:
-            if target != name:
+            if target != name or include_self:
                 pairs.append(_pair(name, target, addresses[target], rng, faults.get((name, target))))
     started = started or "2026-11-26T10:00:00Z"
     return {"schema_version": 1,
@@ -203,7 +205,7 @@ def four_host_run():
     return sample_run(n_sources=4, faults=FOUR_HOST_FAULTS, unreachable=("nclab4",))
 
 
-def large_run(n_sources=32, seed=11, fault_rate=0.06, unreachable=1, groups=None):
+def large_run(n_sources=32, seed=11, fault_rate=0.06, unreachable=1, groups=None, include_self=False):
     """A run of ``n_sources`` hosts (n*(n-1) pairs) with about ``fault_rate`` of pairs failing."""
     rng = random.Random(seed)
     names = ["web%02d" % i for i in range(n_sources // 2)] + ["db%02d" % i for i in range(n_sources - n_sources // 2)]
@@ -214,4 +216,4 @@ def large_run(n_sources=32, seed=11, fault_rate=0.06, unreachable=1, groups=None
             if source != target and rng.random() < fault_rate:
                 faults[(source, target)] = rng.choice(codes)
     return sample_run(names=names, faults=faults, unreachable=names[-unreachable:] if unreachable else (),
-                      groups=groups, seed=seed)
+                      groups=groups, seed=seed, include_self=include_self)
