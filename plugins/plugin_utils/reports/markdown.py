@@ -85,12 +85,14 @@ def render_markdown(run, max_bytes=MAX_BYTES, title="netcheck report"):
     fixed = [p for p in pairs if p.get("baseline") == "fixed"]
     meta = run.get("meta") or {}
     verdict = "FAILED" if run_failed(run) else "passed"
+    span = " to ".join(str(t) for t in (meta.get("started"), meta.get("finished")) if t)
+    facts = [("Run %s", span), ("netcheck %s", meta.get("netcheck_version")),
+             ("ansible-core %s", meta.get("ansible_core"))]
+    about = ", ".join(form % value for form, value in facts if value)
     head = ["## %s: %s" % (_cell(title), verdict), "",
-            "%d pairs: %d ok, %d failed (%d known from the baseline), %d of %d sources could not run. "
-            "Run %s to %s, netcheck %s, ansible-core %s." % (
+            "%d pairs: %d ok, %d failed (%d known from the baseline), %d of %d sources could not run.%s" % (
                 len(pairs), len(pairs) - len(failing), len(failing), len(known), len(not_run),
-                len(run.get("sources") or []), meta.get("started"), meta.get("finished"),
-                meta.get("netcheck_version"), meta.get("ansible_core")), ""]
+                len(run.get("sources") or []), " " + _cell(about) + "." if about else ""), ""]
     if not_run:
         head += ["### Sources that could not run", ""]
         head += ["- **%s** (%s): %s" % (_cell(s["name"]), s.get("status"), _cell(s.get("error") or "")) for s in not_run]
