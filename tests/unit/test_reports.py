@@ -445,3 +445,28 @@ def test_groups_come_from_the_sources_groups_else_the_name_prefix():
     assert model.name_prefix("bastion") == "bastion"
     run = sample.sample_run(names=["a1", "a2", "b1"], groups={"a1": ["frontend"], "a2": ["frontend", "x"]})
     assert model.group_of(run) == {"a1": "frontend", "a2": "frontend", "b1": "b"}
+
+
+# --- what the aggregator may leave out ---------------------------------------------------------
+
+def test_a_run_without_times_or_versions_still_writes_every_file(tmp_path, validator, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    run = sample.four_host_run()
+    run["meta"] = {"started": None, "finished": None, "playbook": "check.yml"}
+    paths = reports.write_all(run, str(tmp_path), {})
+    assert list(validator.iter_errors(json.loads(open(paths["json"]).read()))) == []
+    assert "Run None" not in open(paths["markdown"]).read()
+    assert "netcheck_run_timestamp_seconds" not in open(paths["prom"]).read()
+
+
+def test_a_failing_pair_without_a_layer_is_shown_as_unknown_layer(four):
+    run = copy.deepcopy(four)
+    pair = pair_of(run, "nclab1", "nclab2")
+    pair.update(ok=False, checked=[], layers={"neighbour": None, "icmp": None, "tcp": [], "http": []})
+    pair["verdict"].update(first_failing_layer="none", code="NOT_CHECKED", hint="no layer was checked")
+    cells = {(a["data-s"], a["data-t"]): a for t, a in _tags(reports.render_html(run))
+             if t == "td" and "c" in a.get("class", "").split()}
+    assert (cells[("nclab1", "nclab2")]["data-all"], cells[("nclab1", "nclab2")]["data-icmp"]) == ("other", "none")
+    text = reports.render_markdown(run)
+    assert "| nclab1 | nclab2 | NOT_CHECKED | none | no layer was checked | new |" in text
+    assert "| **nclab1** | \u00b7 | \u2753 | \U0001F7E7 | \U0001F7E9 |" in text

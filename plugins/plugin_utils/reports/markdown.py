@@ -20,6 +20,7 @@ SYMBOLS = (("none", "\U0001F7E9", "OK"), ("link", "\U0001F7EA", "link (ARP/NDP, 
            ("application", "\U0001F7E8", "application (HTTP)"))
 NOT_RUN = "\u2B1B"
 NO_PAIR = "\u00B7"
+UNKNOWN = "\u2753"  # failing, but at no known layer (e.g. NOT_CHECKED)
 KNOWN = "\u1D4F"  # superscript k after the symbol
 
 
@@ -28,11 +29,11 @@ def _cell(text):
 
 
 def _symbol(pair):
-    layer = (pair.get("verdict") or {}).get("first_failing_layer") or "none"
-    symbol = dict((key, sym) for key, sym, _ in SYMBOLS).get(layer, "\u2753")
     if pair.get("ok"):
-        symbol = SYMBOLS[0][1]
-    return symbol + (KNOWN if pair.get("baseline") == "known" else "")
+        return SYMBOLS[0][1]
+    layer = (pair.get("verdict") or {}).get("first_failing_layer")
+    failing = dict((key, sym) for key, sym, _ in SYMBOLS[1:])
+    return failing.get(layer, UNKNOWN) + (KNOWN if pair.get("baseline") == "known" else "")
 
 
 def _matrix(run):
@@ -52,8 +53,8 @@ def _matrix(run):
                 row.append(NO_PAIR)
         lines.append("| **%s** | %s |" % (_cell(source["name"]), " | ".join(row)))
     legend = ", ".join("%s %s" % (sym, words) for _, sym, words in SYMBOLS)
-    lines += ["", "%s; %s source could not run; %s no check; %s known failure (baseline)."
-              % (legend, NOT_RUN, NO_PAIR, KNOWN)]
+    lines += ["", "%s; %s failed, layer unknown; %s source could not run; %s no check; %s known failure (baseline)."
+              % (legend, UNKNOWN, NOT_RUN, NO_PAIR, KNOWN)]
     return lines
 
 
