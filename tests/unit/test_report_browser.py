@@ -10,77 +10,13 @@ Only a local file is opened; Chromium runs with its background networking off.
 from __future__ import annotations
 
 import copy
-import re
-import shutil
-import subprocess
-from html.parser import HTMLParser
 
 import pytest
 
+from report_browser import CHROMIUM, Dom, dump_dom, is_green
 from report_helpers import pair_of, reports, sample
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/install.sh installs it)")
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check"]
-
-
-def dump_dom(path, fragment, profile):
-    argv = [CHROMIUM] + FLAGS + ["--user-data-dir=%s" % profile, "--dump-dom", "file://%s#%s" % (path, fragment)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=True)
-    assert "</html>" in done.stdout, done.stderr[-2000:]
-    return done.stdout
-
-
-class Dom(HTMLParser):
-    """The cells, legend swatches and the evidence panel's text of a dumped page."""
-
-    def __init__(self, text):
-        super().__init__()
-        self.cells, self.legend, self.body = {}, {}, {}
-        self.groups, self.drills = {}, {}
-        self._panel_depth = 0
-        self.panel_text = []
-        self.panel_attrs = {}
-        self.feed(text)
-        self.panel = " ".join(" ".join(self.panel_text).split())
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        classes = (attrs.get("class") or "").split()
-        if tag == "body":
-            self.body = attrs
-        if tag == "td" and "c" in classes:
-            self.cells[(attrs["data-s"], attrs["data-t"])] = attrs
-        if tag == "td" and "g" in classes:
-            self.groups[(attrs["data-s"], attrs["data-t"])] = attrs
-        if tag == "div" and "drill" in classes:
-            self.drills[attrs["id"]] = attrs
-        if tag == "span" and "data-legend" in attrs:
-            self.legend[attrs["data-legend"]] = attrs.get("data-bg")
-        if tag == "aside":
-            self.panel_attrs = attrs
-            self._panel_depth = 1
-        elif self._panel_depth and tag not in ("br", "img", "input", "meta"):
-            self._panel_depth += 1
-
-    def handle_endtag(self, tag):
-        if self._panel_depth:
-            self._panel_depth -= 1
-
-    def handle_data(self, data):
-        if self._panel_depth:
-            self.panel_text.append(data)
-
-
-def _rgb(value):
-    return tuple(int(x) for x in re.findall(r"\d+", value)[:3])
-
-
-def _is_green(value):
-    red, green, blue = _rgb(value)
-    return green > red + 30 and green > blue + 30
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +26,11 @@ def four_html(tmp_path_factory):
     pair["capture"] = {"summary": "3 SYN sent to 192.0.2.12:8080, no SYN-ACK, no RST"}
     pair["explain"] = {"summary": "sg-0abc (nclab3) allows 8080 only from 10.1.0.0/16"}
     run = reports.apply_baseline(run, {"known_failures": [{"source": "nclab3", "target": "nclab1"}]})
-    directory = tmp_path_factory.mktemp("report")
-    return reports.write_html(run, str(directory / "report.html")), directory
+    return reports.write_html(run, str(tmp_path_factory.mktemp("report") / "report.html"))
 
 
 def _open(four_html, fragment):
-    path, directory = four_html
-    profile = directory / ("profile-%d" % abs(hash(fragment)))
-    try:
-        return Dom(dump_dom(path, fragment, profile))
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    return Dom(dump_dom(four_html, fragment))
 
 
 def test_cells_are_coloured_by_their_first_failing_layer(four_html):
@@ -117,7 +47,7 @@ def test_cells_are_coloured_by_their_first_failing_layer(four_html):
     assert colour[("nclab2", "nclab3")] == dom.legend["link"]
     assert colour[("nclab3", "nclab1")] == dom.legend["application"]
     assert colour[("nclab4", "nclab1")] == dom.legend["notrun"]
-    assert _is_green(colour[("nclab1", "nclab2")])
+    assert is_green(colour[("nclab1", "nclab2")])
     assert len({colour[key] for key in colour if shown[key] == "ok"}) > 1  # shaded by latency
     assert "asym" in dom.cells[("nclab3", "nclab2")]["class"]
     assert "bl-known" in dom.cells[("nclab3", "nclab1")]["class"]
@@ -127,7 +57,7 @@ def test_layer_switch_recolours_the_cells(four_html):
     icmp = _open(four_html, "layer=icmp&debug=colors")
     assert icmp.body["data-layer"] == "icmp"
     assert icmp.cells[("nclab1", "nclab3")]["data-shown"] == "ok"  # pings pass, only a port is filtered
-    assert _is_green(icmp.cells[("nclab1", "nclab3")]["data-bg"])
+    assert is_green(icmp.cells[("nclab1", "nclab3")]["data-bg"])
     assert icmp.cells[("nclab2", "nclab3")]["data-shown"] == "network"
     assert icmp.cells[("nclab2", "nclab3")]["data-bg"] == icmp.legend["network"]
     assert icmp.cells[("nclab3", "nclab1")]["data-shown"] == "ok"
@@ -166,8 +96,7 @@ def test_big_run_collapses_to_groups_and_drills_down(tmp_path):
     run = sample.large_run(70, unreachable=0)
     failing = next(p for p in run["pairs"] if p["source"].startswith("web") and p["target"].startswith("db") and not p["ok"])
     path = reports.write_html(copy.deepcopy(run), str(tmp_path / "report.html"))
-    profile = tmp_path / "profile"
-    dom = Dom(dump_dom(path, "drill=web,db&click=%s,%s" % (failing["source"], failing["target"]), profile))
+    dom = Dom(dump_dom(path, "drill=web,db&click=%s,%s" % (failing["source"], failing["target"])))
     assert set(dom.groups) == {("web", "web"), ("web", "db"), ("db", "web"), ("db", "db")}
     assert dom.groups[("web", "db")]["data-shown"] != "ok"
     assert "hidden" not in dom.drills["drill-0-1"]

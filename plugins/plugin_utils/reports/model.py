@@ -81,7 +81,7 @@ def check_facts(check):
         if detail.get("errno_name"):
             parts.append(detail["errno_name"])
         if detail.get("banner"):
-            parts.append("banner %r" % detail["banner"][:40])
+            parts.append("banner %s" % " ".join(str(detail["banner"]).split())[:60])
     elif check.kind == "http":
         if detail.get("status") is not None:
             parts.append("%s %s" % (detail["status"], detail.get("reason") or ""))
@@ -95,8 +95,9 @@ def check_facts(check):
             parts.append("via %s%s" % (route["dev"], " gw %s" % route["gateway"] if route.get("gateway") else " on-link"))
         if detail.get("mac"):
             parts.append("mac %s" % detail["mac"])
-        if detail.get("state"):
-            parts.append(str(detail["state"]))
+        kernel_state = detail.get("kernel_state") or detail.get("state")
+        if kernel_state:
+            parts.append(str(kernel_state))
     line = ", ".join(part.strip() for part in parts if part)
     if result.get("error") and not result.get("ok"):
         line += " (%s)" % result["error"]
