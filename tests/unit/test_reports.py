@@ -470,3 +470,11 @@ def test_a_failing_pair_without_a_layer_is_shown_as_unknown_layer(four):
     text = reports.render_markdown(run)
     assert "| nclab1 | nclab2 | NOT_CHECKED | none | no layer was checked | new |" in text
     assert "| **nclab1** | \u00b7 | \u2753 | \U0001F7E7 | \U0001F7E9 |" in text
+
+
+def test_a_group_cell_shows_its_most_common_failing_layer_not_one_bad_source():
+    group_state = reports.html_report._group_state
+    assert group_state(["ok"] * 50 + ["transport"] * 3 + ["link"] + ["notrun"] * 10) == "transport"
+    assert group_state(["ok"] * 50 + ["notrun"] * 10) == "notrun"
+    assert group_state(["ok", "none"]) == "ok"
+    assert group_state(["link", "transport"]) == "link"  # a tie goes to the lower layer

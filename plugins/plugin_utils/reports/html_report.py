@@ -25,7 +25,7 @@ from .model import (KIND_LAYER, LAYERS, check_facts, checks, group_of, icmp_deta
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 GROUP_THRESHOLD = 64
 VIEWS = ("all", "icmp", "tcp", "http")
-# worst first: the state that colours a group cell when its members differ
+# most severe first: breaks ties between a group's failing layers
 SEVERITY = ("notrun", "link", "network", "transport", "application", "other", "ok", "none", "nopair")
 WORST_SHOWN = 25
 
@@ -177,16 +177,31 @@ def _ordered_groups(names, membership):
 
 
 def _group_cell(gi, gj, sgroup, tgroup, members, smembers, tmembers, cell_of, status):
-    states = {}
-    for view in VIEWS:
-        present = [m["states"][view] for m in members]
-        states[view] = min(present, key=SEVERITY.index) if present else "nopair"
+    states = {view: _group_state([m["states"][view] for m in members]) for view in VIEWS}
     real = [m for m in members if m["i"] >= 0]
     failed = sum(1 for m in real if m["states"]["all"] != "ok")
+    not_run = sum(1 for m in members if m["states"]["all"] == "notrun")
     rows = [{"name": s, "status": status.get(s), "cells": [cell_of(s, t) for t in tmembers]} for s in smembers]
     return {"id": "%d-%d" % (gi, gj), "s": sgroup, "t": tgroup, "states": states, "failed": failed,
             "total": len(real), "targets": tmembers, "rows": rows,
-            "title": "%s \u2192 %s: %d of %d pairs failing" % (sgroup, tgroup, failed, len(real))}
+            "notrun": not_run > 0,
+            "title": "%s \u2192 %s: %d of %d pairs failing%s" % (
+                sgroup, tgroup, failed, len(real), "; some sources could not run" if not_run else "")}
+
+
+def _group_state(present):
+    """A group cell's state: its most common failing layer (a few bad pairs among many must not
+    hide which layer fails), else "notrun" if a member source could not run, else ok/none."""
+    counts = {}
+    for state in present:
+        counts[state] = counts.get(state, 0) + 1
+    failing = [state for state in counts if state in LAYERS or state == "other"]
+    if failing:
+        return max(failing, key=lambda state: (counts[state], -SEVERITY.index(state)))
+    for state in ("notrun", "ok", "none"):
+        if state in counts:
+            return state
+    return "nopair"
 
 
 def _json_for_script(data):
