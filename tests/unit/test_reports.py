@@ -65,6 +65,12 @@ def test_write_all_appends_the_summary_to_github_step_summary(tmp_path, four, mo
     assert text[len("earlier step\n"):] == (tmp_path / "run" / "summary.md").read_text()
 
 
+def test_write_all_copies_the_prom_file_for_node_exporter(tmp_path, four):
+    textfile_dir = tmp_path / "textfile"
+    reports.write_all(four, str(tmp_path / "run"), {"formats": ["prom"], "prom_copy": str(textfile_dir / "netcheck.prom")})
+    assert (textfile_dir / "netcheck.prom").read_text() == (tmp_path / "run" / "netcheck.prom").read_text()
+
+
 def test_write_all_applies_the_baseline_option(tmp_path, four):
     baseline = {"known_failures": [{"source": "nclab1", "target": "nclab3"}]}
     paths = reports.write_all(four, str(tmp_path), {"formats": ["json"], "baseline": baseline})
@@ -333,6 +339,9 @@ def test_baseline_pair_that_passes_now_is_reported_fixed(four):
     assert pair_of(marked, "nclab1", "nclab2")["baseline"] == "fixed"
     assert marked["totals"]["fixed"] == 1
     assert "nclab1 -> nclab2" in reports.render_markdown(marked).split("### Fixed")[1]
+    fixed_cases = reports.build_junit(marked).findall(".//testcase[@classname='netcheck.nclab1']/system-out")
+    assert len(fixed_cases) == len(model.checks(pair_of(marked, "nclab1", "nclab2")))
+    assert "(fixed)" in fixed_cases[0].text
 
 
 def test_a_source_that_could_not_run_fails_the_run_whatever_the_baseline(four):
