@@ -11,9 +11,11 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
+# chromium: the HTML report is tested in a real headless browser (tests/unit/test_report_browser.py)
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv ca-certificates \
-    openssh-server openssh-client iproute2 iptables tcpdump iputils-ping procps util-linux
+    openssh-server openssh-client iproute2 iptables tcpdump iputils-ping procps util-linux \
+    chromium
 
 # openssh-server's package leaves this out when no system sshd has run yet;
 # every lab sshd needs it (privilege separation).

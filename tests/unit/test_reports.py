@@ -1,0 +1,489 @@
+"""Unit tests of the report writers (plugins/plugin_utils/reports): each file is written from a
+synthetic run model and read back with an independent reader (jsonschema, junitparser,
+prometheus_client's text parser). Nothing is sent."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from html.parser import HTMLParser
+
+import jsonschema
+import pytest
+from junitparser import Error, Failure, JUnitXml, Skipped
+from prometheus_client.parser import text_string_to_metric_families
+
+from report_helpers import SCHEMA, dotted_run, model, pair_of, reports, sample, with_skipped_check
+
+
+@pytest.fixture(scope="module")
+def four():
+    return sample.four_host_run()
+
+
+@pytest.fixture(scope="module")
+def validator():
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+# --- write_all -------------------------------------------------------------------------------
+
+def test_write_all_writes_the_five_files_into_the_run_directory(tmp_path, four, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    paths = reports.write_all(four, str(tmp_path / "run"), {})
+    assert sorted(paths) == ["html", "json", "junit", "markdown", "prom"]
+    assert {os.path.basename(p) for p in paths.values()} == {
+        "report.json", "junit.xml", "summary.md", "report.html", "netcheck.prom"}
+    for path in paths.values():
+        assert os.path.getsize(path) > 0
+    assert sorted(os.listdir(tmp_path / "run")) == sorted(os.path.basename(p) for p in paths.values())
+
+
+def test_write_all_rejects_an_unknown_option_by_name(tmp_path, four):
+    with pytest.raises(ValueError, match="options: unknown keys basline"):
+        reports.write_all(four, str(tmp_path), {"basline": "x.yml"})
+    with pytest.raises(ValueError, match="options.formats: pdf"):
+        reports.write_all(four, str(tmp_path), {"formats": ["json", "pdf"]})
+
+
+def test_write_all_writes_only_the_formats_asked(tmp_path, four):
+    paths = reports.write_all(four, str(tmp_path), {"formats": ["json", "prom"]})
+    assert sorted(paths) == ["json", "prom"]
+    assert sorted(os.listdir(tmp_path)) == ["netcheck.prom", "report.json"]
+
+
+def test_write_all_appends_the_summary_to_github_step_summary(tmp_path, four, monkeypatch):
+    summary = tmp_path / "step_summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    reports.write_all(four, str(tmp_path / "run"), {"formats": ["markdown"]})
+    text = summary.read_text()
+    assert text.startswith("earlier step\n")
+    assert text[len("earlier step\n"):] == (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_write_all_copies_the_prom_file_for_node_exporter(tmp_path, four):
+    textfile_dir = tmp_path / "textfile"
+    reports.write_all(four, str(tmp_path / "run"), {"formats": ["prom"], "prom_copy": str(textfile_dir / "netcheck.prom")})
+    assert (textfile_dir / "netcheck.prom").read_text() == (tmp_path / "run" / "netcheck.prom").read_text()
+
+
+def test_write_all_applies_the_baseline_option(tmp_path, four):
+    baseline = {"known_failures": [{"source": "nclab1", "target": "nclab3"}]}
+    paths = reports.write_all(four, str(tmp_path), {"formats": ["json"], "baseline": baseline})
+    written = json.loads(open(paths["json"]).read())
+    assert pair_of(written, "nclab1", "nclab3")["baseline"] == "known"
+    assert pair_of(four, "nclab1", "nclab3")["baseline"] is None  # the caller's run is not changed
+
+
+# --- report.json -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [sample.four_host_run, dotted_run, lambda: sample.large_run(12)],
+                         ids=["four-hosts", "dotted-names", "twelve-hosts"])
+def test_report_json_validates_against_the_schema(tmp_path, validator, make):
+    run = make()
+    path = reports.write_json(run, str(tmp_path / "report.json"))
+    written = json.loads(open(path).read())
+    assert list(validator.iter_errors(written)) == []
+    assert written == json.loads(json.dumps(run))
+
+
+def test_report_json_with_baseline_marks_validates(validator, four):
+    marked = reports.apply_baseline(four, {"known_failures": [{"source": "nclab1", "target": "*"}]})
+    assert list(validator.iter_errors(marked)) == []
+
+
+def test_schema_rejects_what_the_contract_forbids(validator, four):
+    broken = copy.deepcopy(four)
+    del pair_of(broken, "nclab1", "nclab3")["verdict"]
+    pair_of(broken, "nclab1", "nclab2")["verdict"]["first_failing_layer"] = "physical"
+    broken["sources"][0]["status"] = "maybe"
+    broken["schema_version"] = 2
+    messages = " | ".join(e.message for e in validator.iter_errors(broken))
+    assert "'verdict' is a required property" in messages
+    assert "'physical' is not one of" in messages
+    assert "'maybe' is not one of" in messages
+    assert "1 was expected" in messages
+
+
+# --- junit.xml -------------------------------------------------------------------------------
+
+def _cases(path):
+    xml = JUnitXml.fromfile(str(path))
+    suites = list(xml) if hasattr(xml, "__iter__") else [xml]
+    return xml, suites, [case for suite in suites for case in suite]
+
+
+def _expected_checks(run):
+    return sum(len(model.checks(pair)) for pair in run["pairs"])
+
+
+def test_junit_has_one_case_per_check_and_one_error_per_source_not_run(tmp_path, four):
+    path = reports.write_junit(four, str(tmp_path / "junit.xml"))
+    xml, suites, cases = _cases(path)
+    assert len(cases) == _expected_checks(four) + 1  # + nclab4, which could not run
+    assert [s.name for s in suites] == ["netcheck.nclab1", "netcheck.nclab2", "netcheck.nclab3", "netcheck.nclab4"]
+    errors = [c for c in cases if any(isinstance(r, Error) for r in c.result)]
+    assert [c.classname for c in errors] == ["netcheck.nclab4"]
+    assert errors[0].result[0].type == "SOURCE_UNREACHABLE"
+    assert "Connection timed out" in errors[0].result[0].message
+    assert xml.errors == 1
+
+
+def test_junit_failures_carry_code_hint_and_evidence(tmp_path, four):
+    path = reports.write_junit(four, str(tmp_path / "junit.xml"))
+    xml, _, cases = _cases(path)
+    failing_checks = sum(len(model.failed_checks(pair)) for pair in four["pairs"])
+    failures = [(c, r) for c in cases for r in c.result if isinstance(r, Failure)]
+    assert len(failures) == failing_checks == xml.failures
+    by_name = {(c.classname, c.name): r for c, r in failures}
+    filtered = by_name[("netcheck.nclab1", "nclab3 (192.0.2.12) tcp/8080 [transport]")]
+    hint = pair_of(four, "nclab1", "nclab3")["verdict"]["hint"]
+    assert filtered.type == "PORT_FILTERED"
+    assert filtered.message == hint
+    body = filtered.text.splitlines()
+    assert body[0] == hint
+    assert body[1].startswith("tcp/8080: filtered")
+    assert "evidence: tcp/8080: filtered (no answer within 3.0 s)" in body
+    assert {r.type for c, r in failures if c.classname == "netcheck.nclab2"} == {"NEIGHBOUR_FAILED"}
+
+
+def test_junit_case_names_hold_target_check_and_layer_and_time_is_the_probes(tmp_path, four):
+    path = reports.write_junit(four, str(tmp_path / "junit.xml"))
+    _, _, cases = _cases(path)
+    names = {c.name: c for c in cases if c.classname == "netcheck.nclab1"}
+    assert set(n for n in names if n.startswith("nclab2 ")) == {
+        "nclab2 (192.0.2.11) neighbour [link]", "nclab2 (192.0.2.11) icmp [network]",
+        "nclab2 (192.0.2.11) tcp/22 [transport]", "nclab2 (192.0.2.11) tcp/8080 [transport]",
+        "nclab2 (192.0.2.11) http://192.0.2.11:8080/ [application]"}
+    assert names["nclab3 (192.0.2.12) tcp/8080 [transport]"].time == pytest.approx(3.0, abs=0.001)
+
+
+def test_junit_classname_keeps_dotted_sources_in_one_group(tmp_path):
+    run = dotted_run()
+    path = reports.write_junit(run, str(tmp_path / "junit.xml"))
+    _, suites, cases = _cases(path)
+    assert {c.classname for c in cases} == {"netcheck.10_0_0_5", "netcheck.web1_example_internal", "netcheck.db1"}
+    assert all(c.classname.count(".") == 1 for c in cases)
+    suite = suites[0]
+    assert suite.hostname == "192.0.2.10"
+    assert suite.timestamp == "2026-11-26T10:00:00"
+    properties = {p.name: p.value for p in suite.properties()}
+    assert properties["source"] == "10.0.0.5"
+    assert properties["ansible_core"] == "2.19.14"
+    assert properties["netcheck.version"] == "0.3.0"
+
+
+def test_junit_check_not_run_is_skipped_with_its_reason(tmp_path, four):
+    run = with_skipped_check(four, "nclab1", "nclab3")
+    path = reports.write_junit(run, str(tmp_path / "junit.xml"))
+    xml, _, cases = _cases(path)
+    skipped = [(c, r) for c in cases for r in c.result if isinstance(r, Skipped)]
+    assert [(c.name, r.message) for c, r in skipped] == [
+        ("nclab3 (192.0.2.12) http://192.0.2.12:8080/ [application]", "not run: TCP port 8080 is filtered")]
+    assert xml.skipped == 1
+
+
+def test_junit_known_failure_is_skipped_not_failed(tmp_path, four):
+    marked = reports.apply_baseline(four, {"known_failures": [{"source": "nclab1", "target": "nclab3"}]})
+    path = reports.write_junit(marked, str(tmp_path / "junit.xml"))
+    _, _, cases = _cases(path)
+    ours = [c for c in cases if c.classname == "netcheck.nclab1" and c.name.startswith("nclab3 ")]
+    results = [r for c in ours for r in c.result]
+    assert not any(isinstance(r, Failure) for r in results)
+    assert [r.message.split(":")[0] for r in results if isinstance(r, Skipped)] == ["known failure (baseline)"] * 2
+
+
+def test_junit_failing_pair_without_failing_check_gets_a_verdict_case(tmp_path, four):
+    run = copy.deepcopy(four)
+    pair = pair_of(run, "nclab1", "nclab2")
+    pair["ok"] = False
+    pair["verdict"].update(code="ICMP_FILTERED_ONLY", first_failing_layer="network", hint="expected no answer")
+    path = reports.write_junit(run, str(tmp_path / "junit.xml"))
+    _, _, cases = _cases(path)
+    verdicts = [c for c in cases if c.name == "nclab2 verdict [network]"]
+    assert len(verdicts) == 1 and verdicts[0].result[0].type == "ICMP_FILTERED_ONLY"
+
+
+# --- summary.md ------------------------------------------------------------------------------
+
+def test_summary_holds_the_matrix_and_the_failing_pairs_with_hints(four):
+    text = reports.render_markdown(four)
+    assert text.startswith("## netcheck report: FAILED")
+    assert "| **nclab1** | \u00b7 | \U0001F7E9 | \U0001F7E7 | \U0001F7E9 |" in text
+    assert "| **nclab2** | \U0001F7E9 | \u00b7 | \U0001F7EA | \U0001F7E9 |" in text
+    assert "| **nclab4** | \u2B1B | \u2B1B | \u2B1B | \u2B1B |" in text
+    assert "| nclab1 | nclab3 | PORT_FILTERED | transport | the port is filtered" in text
+    assert "**nclab4** (unreachable): Failed to connect" in text
+
+
+def test_summary_passes_when_every_pair_is_ok():
+    text = reports.render_markdown(sample.sample_run(n_sources=3))
+    assert text.startswith("## netcheck report: passed")
+    assert "Failing pairs" not in text
+
+
+def test_summary_is_truncated_under_its_limit_with_a_note():
+    run = sample.large_run(32, fault_rate=0.5)
+    full = reports.render_markdown(run)
+    assert len(full.encode()) < reports.markdown.MAX_BYTES
+    small = reports.render_markdown(run, max_bytes=8000)
+    assert len(small.encode()) <= 8000
+    assert "_Truncated to stay under 8000 bytes:" in small
+    assert len(small) < len(full)
+
+
+def test_summary_of_a_wide_run_lists_sources_instead_of_columns():
+    text = reports.render_markdown(sample.large_run(48))
+    assert "48 targets are too many columns" in text
+    assert text.count("\n| web") + text.count("\n| db") >= 48
+
+
+# --- netcheck.prom ---------------------------------------------------------------------------
+
+def _series(text):
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found.setdefault(s.name, []).append((s.labels, s.value))
+    return found
+
+
+def test_prom_probe_success_matches_the_verdicts(four):
+    series = _series(reports.render_prom(four))
+    pairs = {(l["source"], l["target"]): v for l, v in series["probe_success"] if l["layer"] == "all"}
+    assert pairs == {(p["source"], p["target"]): float(p["ok"]) for p in four["pairs"]}
+    checks = {(l["source"], l["target"], l["layer"], l.get("port") or l.get("url")): v
+              for l, v in series["probe_success"] if l["layer"] != "all"}
+    assert checks[("nclab1", "nclab3", "tcp", "8080")] == 0.0
+    assert checks[("nclab1", "nclab3", "tcp", "22")] == 1.0
+    assert checks[("nclab2", "nclab3", "neighbour", None)] == 0.0
+    assert checks[("nclab3", "nclab1", "http", "http://192.0.2.10:8080/")] == 0.0
+    assert len(checks) == _expected_checks(four)
+
+
+def test_prom_carries_rtt_loss_status_and_run_outcome(four):
+    series = _series(reports.render_prom(four))
+    pair = pair_of(four, "nclab1", "nclab2")
+    rtt = {l["stat"]: v for l, v in series["probe_icmp_rtt_seconds"] if (l["source"], l["target"]) == ("nclab1", "nclab2")}
+    assert rtt["avg"] == pytest.approx(pair["layers"]["icmp"]["detail"]["rtt_avg_ms"] / 1000.0)
+    loss = {(l["source"], l["target"]): v for l, v in series["probe_icmp_packet_loss_ratio"]}
+    assert loss[("nclab2", "nclab3")] == 1.0 and loss[("nclab1", "nclab2")] == 0.0
+    status = {(l["source"], l["target"]): v for l, v in series["probe_http_status_code"]}
+    assert status[("nclab3", "nclab1")] == 500 and status[("nclab1", "nclab2")] == 200
+    assert status[("nclab1", "nclab3")] == 0  # no response
+    up = {l["source"]: v for l, v in series["netcheck_source_up"]}
+    assert up == {"nclab1": 1.0, "nclab2": 1.0, "nclab3": 1.0, "nclab4": 0.0}
+    assert series["netcheck_run_success"] == [({}, 0.0)]
+    assert series["netcheck_run_timestamp_seconds"][0][1] == 1795687241.0  # 2026-11-26T10:00:41Z
+    verdicts = {(l["source"], l["target"]): l["code"] for l, _ in series["netcheck_pair_verdict"]}
+    assert verdicts[("nclab2", "nclab3")] == "NEIGHBOUR_FAILED"
+
+
+def test_prom_escapes_label_values(four):
+    run = copy.deepcopy(four)
+    pair_of(run, "nclab1", "nclab2")["target"] = 'odd "name"\\with\nnewline'
+    series = _series(reports.render_prom(run))
+    assert 'odd "name"\\with\nnewline' in {l["target"] for l, _ in series["probe_success"]}
+
+
+def test_prom_is_written_atomically(tmp_path, four, monkeypatch):
+    path = tmp_path / "netcheck.prom"
+    path.write_text("# the previous run\n")
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        reports.write_prom(four, str(path))
+    assert path.read_text() == "# the previous run\n"
+    assert os.listdir(tmp_path) == ["netcheck.prom"]  # no temporary file left behind
+    monkeypatch.undo()
+    reports.write_prom(four, str(path))
+    assert path.read_text() == reports.render_prom(four)
+    assert os.listdir(tmp_path) == ["netcheck.prom"]
+
+
+# --- baseline --------------------------------------------------------------------------------
+
+def test_known_failure_does_not_fail_the_run_and_a_new_one_does(four):
+    healthy_sources = copy.deepcopy(four)
+    healthy_sources["sources"][3]["status"] = "ran"  # leave only pair failures
+    assert reports.run_failed(healthy_sources)
+    known_all = {"known_failures": [{"source": "nclab1", "target": "nclab3", "code": "PORT_FILTERED"},
+                                    {"source": "nclab2", "target": "nclab3"},
+                                    {"source": "nclab3", "target": "nclab1", "reason": "NET-7"}]}
+    marked = reports.apply_baseline(healthy_sources, known_all)
+    assert not reports.run_failed(marked)
+    assert marked["totals"]["known"] == 3 and marked["totals"]["new_failures"] == 0
+    assert pair_of(marked, "nclab3", "nclab1")["baseline_reason"] == "NET-7"
+    partial = reports.apply_baseline(healthy_sources, {"known_failures": known_all["known_failures"][:2]})
+    assert reports.run_failed(partial)
+    assert partial["totals"]["new_failures"] == 1
+    assert pair_of(partial, "nclab3", "nclab1")["baseline"] is None
+
+
+def test_known_pair_failing_with_another_code_is_a_new_failure(four):
+    marked = reports.apply_baseline(four, [{"source": "nclab1", "target": "nclab3", "code": "PORT_CLOSED"}])
+    assert pair_of(marked, "nclab1", "nclab3")["baseline"] is None
+    assert marked["totals"]["new_failures"] == 3
+    assert marked["baseline"]["stale"] == [{"source": "nclab1", "target": "nclab3", "code": "PORT_CLOSED", "reason": None}]
+
+
+def test_baseline_pair_that_passes_now_is_reported_fixed(four):
+    marked = reports.apply_baseline(four, {"known_failures": [{"source": "nclab1", "target": "nclab2"}]})
+    assert pair_of(marked, "nclab1", "nclab2")["baseline"] == "fixed"
+    assert marked["totals"]["fixed"] == 1
+    assert "nclab1 -> nclab2" in reports.render_markdown(marked).split("### Fixed")[1]
+    fixed_cases = reports.build_junit(marked).findall(".//testcase[@classname='netcheck.nclab1']/system-out")
+    assert len(fixed_cases) == len(model.checks(pair_of(marked, "nclab1", "nclab2")))
+    assert "(fixed)" in fixed_cases[0].text
+
+
+def test_a_source_that_could_not_run_fails_the_run_whatever_the_baseline(four):
+    marked = reports.apply_baseline(four, {"known_failures": [{"source": "*", "target": "*"}]})
+    assert marked["totals"]["new_failures"] == 0
+    assert reports.run_failed(marked)  # nclab4 could not run
+
+
+def test_baseline_file_is_read_from_yaml_and_json(tmp_path, four):
+    yml = tmp_path / "baseline.yml"
+    yml.write_text("version: 1\nknown_failures:\n  - {source: 'nclab[12]', target: nclab3}\n")
+    jsn = tmp_path / "baseline.json"
+    jsn.write_text(json.dumps({"known_failures": [{"source": "nclab1", "target": "nclab3"}]}))
+    marked = reports.apply_baseline(four, str(yml))
+    assert [p["target"] for p in marked["pairs"] if p["baseline"] == "known"] == ["nclab3", "nclab3"]
+    assert marked["baseline"]["file"] == str(yml)
+    assert reports.apply_baseline(four, str(jsn))["totals"]["known"] == 1
+
+
+@pytest.mark.parametrize("document, message", [
+    ({"known_failures": [{"source": "a"}]}, r"baseline.known_failures\[0\].target: a name or pattern is required"),
+    ({"known_failures": [{"source": "a", "target": "b", "port": 22}]}, r"known_failures\[0\]: unknown keys port"),
+    ({"known": []}, "baseline: unknown keys known"),
+    ({"version": 2, "known_failures": []}, r"baseline.version: 2 is not a supported version"),
+    ({"known_failures": ["a -> b"]}, r"known_failures\[0\]: expected a mapping"),
+])
+def test_bad_baseline_is_refused_naming_the_field(document, message):
+    with pytest.raises(reports.BaselineError, match=message):
+        reports.validate_baseline(document)
+
+
+# --- report.html (static; the browser tests are in test_report_browser.py) --------------------
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def _tags(text):
+    parser = _Tags()
+    parser.feed(text)
+    return parser.tags
+
+
+def test_html_is_self_contained(four):
+    text = reports.render_html(four)
+    tags = _tags(text)
+    assert not [a for t, a in tags if t in ("script", "img", "iframe", "embed", "object") and a.get("src")]
+    assert not [a for t, a in tags if t == "link"]
+    assert "@import" not in text and "url(http" not in text and "@font-face" not in text
+    assert "http://192.0.2" in text  # the probed URLs are data, never fetched
+    assert not [a for t, a in tags if a.get("href") not in (None, "#")]
+
+
+def test_html_cells_carry_every_view_state(four):
+    cells = {(a["data-s"], a["data-t"]): a for t, a in _tags(reports.render_html(four))
+             if t == "td" and "c" in a.get("class", "").split()}
+    assert len(cells) == 16
+    filtered = cells[("nclab1", "nclab3")]
+    assert (filtered["data-all"], filtered["data-icmp"], filtered["data-tcp"], filtered["data-http"]) == (
+        "transport", "ok", "transport", "application")
+    assert cells[("nclab2", "nclab3")]["data-icmp"] == "network"
+    assert cells[("nclab1", "nclab1")]["data-all"] == "nopair"
+    assert cells[("nclab4", "nclab1")]["data-all"] == "notrun"
+    assert "asym" in cells[("nclab3", "nclab2")]["class"] and "asym" in cells[("nclab2", "nclab3")]["class"]
+    assert "--ok-icmp:hsl(" in cells[("nclab1", "nclab2")]["style"]
+
+
+def test_html_data_cannot_close_its_script_element(four):
+    run = copy.deepcopy(four)
+    pair_of(run, "nclab1", "nclab3")["verdict"]["hint"] = "</script><script>alert(1)</script>"
+    text = reports.render_html(run)
+    assert [t for t, _ in _tags(text)].count("script") == 2
+    assert "alert(1)" in text and "<script>alert(1)" not in text
+
+
+def test_html_latency_shade_darkens_with_latency():
+    run = sample.sample_run(n_sources=3)
+    pairs = sorted(run["pairs"], key=lambda p: model.latency_ms(p))
+    model_view = reports.html_report.view_model(run)
+    shades = {}
+    for row in model_view["rows"]:
+        for cell in row["cells"]:
+            if cell["i"] >= 0:
+                shades[(cell["s"], cell["t"])] = cell["ok"]["all"]
+    lightness = [int(shades[(p["source"], p["target"])].split(",")[2].rstrip("%)")) for p in pairs]
+    assert lightness == sorted(lightness, reverse=True)
+    assert lightness[0] == 78 and lightness[-1] == 34
+
+
+def test_html_above_the_threshold_collapses_to_groups_with_drill_down():
+    run = sample.large_run(70, unreachable=0)
+    tags = _tags(reports.render_html(run))
+    groups = [a for t, a in tags if t == "td" and a.get("class") == "g"]
+    assert {(a["data-s"], a["data-t"]) for a in groups} == {("web", "web"), ("web", "db"), ("db", "web"), ("db", "db")}
+    drills = [a["id"] for t, a in tags if t == "div" and a.get("class") == "drill"]
+    assert sorted(drills) == ["drill-0-0", "drill-0-1", "drill-1-0", "drill-1-1"]
+    cells = [a for t, a in tags if t == "td" and a.get("class", "").startswith("c")]
+    assert len(cells) == 70 * 70
+
+
+def test_groups_come_from_the_sources_groups_else_the_name_prefix():
+    assert model.name_prefix("web12") == "web"
+    assert model.name_prefix("db-3") == "db"
+    assert model.name_prefix("10.0.1.5") == "10.0.1"
+    assert model.name_prefix("bastion") == "bastion"
+    run = sample.sample_run(names=["a1", "a2", "b1"], groups={"a1": ["frontend"], "a2": ["frontend", "x"]})
+    assert model.group_of(run) == {"a1": "frontend", "a2": "frontend", "b1": "b"}
+
+
+# --- what the aggregator may leave out ---------------------------------------------------------
+
+def test_a_run_without_times_or_versions_still_writes_every_file(tmp_path, validator, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    run = sample.four_host_run()
+    run["meta"] = {"started": None, "finished": None, "playbook": "check.yml"}
+    paths = reports.write_all(run, str(tmp_path), {})
+    assert list(validator.iter_errors(json.loads(open(paths["json"]).read()))) == []
+    assert "Run None" not in open(paths["markdown"]).read()
+    assert "netcheck_run_timestamp_seconds" not in open(paths["prom"]).read()
+
+
+def test_a_failing_pair_without_a_layer_is_shown_as_unknown_layer(four):
+    run = copy.deepcopy(four)
+    pair = pair_of(run, "nclab1", "nclab2")
+    pair.update(ok=False, checked=[], layers={"neighbour": None, "icmp": None, "tcp": [], "http": []})
+    pair["verdict"].update(first_failing_layer="none", code="NOT_CHECKED", hint="no layer was checked")
+    cells = {(a["data-s"], a["data-t"]): a for t, a in _tags(reports.render_html(run))
+             if t == "td" and "c" in a.get("class", "").split()}
+    assert (cells[("nclab1", "nclab2")]["data-all"], cells[("nclab1", "nclab2")]["data-icmp"]) == ("other", "none")
+    text = reports.render_markdown(run)
+    assert "| nclab1 | nclab2 | NOT_CHECKED | none | no layer was checked | new |" in text
+    assert "| **nclab1** | \u00b7 | \u2753 | \U0001F7E7 | \U0001F7E9 |" in text
+
+
+def test_a_group_cell_shows_its_most_common_failing_layer_not_one_bad_source():
+    group_state = reports.html_report._group_state
+    assert group_state(["ok"] * 50 + ["transport"] * 3 + ["link"] + ["notrun"] * 10) == "transport"
+    assert group_state(["ok"] * 50 + ["notrun"] * 10) == "notrun"
+    assert group_state(["ok", "none"]) == "ok"
+    assert group_state(["link", "transport"]) == "link"  # a tie goes to the lower layer
