@@ -369,3 +369,67 @@ def test_fetcher_without_credentials_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(ex.Ec2ExplainError, match="no AWS credentials found"):
         ex.Ec2Fetcher(region="eu-west-1", endpoint_url="http://127.0.0.1:9").client()
+
+
+def test_ipv6_flows_use_ipv6_ranges_and_entries():
+    data = world()
+    v6_web, v6_db = "2001:db8:1::10", "2001:db8:2::20"
+    data["network_interfaces"][0]["Ipv6Addresses"] = [{"Ipv6Address": v6_web}]
+    data["network_interfaces"][1]["Ipv6Addresses"] = [{"Ipv6Address": v6_db}]
+    data["security_groups"][1]["IpPermissions"] = [{"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+                                                    "Ipv6Ranges": [{"CidrIpv6": "2001:db8:1::/64"}]}]
+    data["security_groups"][0]["IpPermissionsEgress"] = [{"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}]
+    data["route_tables"][0]["Routes"].append({"DestinationIpv6CidrBlock": "2001:db8::/32", "GatewayId": "local"})
+    acl_of(data, "acl-a")["Entries"] = [dict(e, CidrBlock=None, Ipv6CidrBlock="::/0") for e in default_acl_entries()]
+    assert ex.explain_flow(state_of(data), v6_web, v6_db, "tcp", 5432)["status"] == "allowed"
+    # an IPv4 rule never admits IPv6: only the IPv6 range counts
+    data["security_groups"][1]["IpPermissions"] = [tcp(5432, cidr="0.0.0.0/0")]
+    assert ex.explain_flow(state_of(data), v6_web, v6_db, "tcp", 5432)["code"] == "ENI_SG_RULES_MISMATCH"
+
+
+class _RecordingClient(object):
+    """A stand-in boto3 EC2 client answering from world(); records each operation called."""
+
+    def __init__(self, data):
+        self.data, self.calls = data, []
+
+    def can_paginate(self, operation):
+        return False
+
+    def __getattr__(self, operation):
+        answers = {
+            "describe_network_interfaces": {"NetworkInterfaces": self.data["network_interfaces"]},
+            "describe_security_groups": {"SecurityGroups": self.data["security_groups"]},
+            "describe_network_acls": {"NetworkAcls": self.data["network_acls"]},
+            "describe_route_tables": {"RouteTables": self.data["route_tables"]},
+            "describe_subnets": {"Subnets": self.data["subnets"]},
+            "describe_vpcs": {"Vpcs": self.data["vpcs"]},
+            "describe_vpc_peering_connections": {"VpcPeeringConnections": self.data["peerings"]},
+            "describe_managed_prefix_lists": {"PrefixLists": [{"PrefixListId": "pl-app", "PrefixListName": "app"}]},
+            "get_managed_prefix_list_entries": {"Entries": [{"Cidr": "10.0.1.0/28"}]},
+            "describe_instances": {"Reservations": [{"Instances": self.data["instances"]}]},
+        }
+        if operation not in answers:
+            raise AttributeError(operation)
+
+        def call(**kwargs):
+            self.calls.append(operation)
+            return answers[operation]
+        return call
+
+
+def test_fetcher_makes_only_the_read_only_calls_that_docs_ec2_md_allows():
+    import json
+    import re
+
+    data = world()
+    data["security_groups"][1]["IpPermissions"] = [tcp(5432, prefix_list="pl-app")]
+    client = _RecordingClient(data)
+    state = ex.Ec2Fetcher(client=client).state_for([WEB_IP, DB_IP])
+    assert ex.explain_flow(state, WEB_IP, DB_IP, "tcp", 5432)["status"] == "allowed"  # the prefix list was read
+    actions = set("ec2:" + "".join(word.capitalize() for word in call.split("_")) for call in client.calls)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "ec2.md").read_text()
+    policy = json.loads(re.search(r"```json\n(\{\n  \"Version\".*?)```", doc, re.S).group(1))
+    documented = set(policy["Statement"][0]["Action"])
+    assert actions == documented - {"ec2:DescribeRegions"}  # DescribeRegions: the inventory's, without regions
+    assert all(re.match(r"ec2:(Describe|Get)", action) for action in documented)
