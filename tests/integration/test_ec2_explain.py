@@ -197,3 +197,37 @@ def test_action_plugin_says_which_region_or_credentials_are_wrong(ansible, moto_
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     nothing = _action(ansible, source="10.77.1.1", target="10.77.1.2", port=80, region=REGION, endpoint_url=moto_server)
     assert nothing["failed"] and "no AWS credentials found" in nothing["msg"]
+
+
+# --- the fetcher on moto alone: peering across VPCs (configuration only, no packet sent) ----------
+
+def test_fetcher_reads_peering_and_routes_both_ways_from_the_api(ec2, moto_server):
+    def side(cidr, subnet_cidr, ip, name):
+        vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=subnet_cidr)["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+        ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=subnet, PrivateIpAddress=ip,
+                          SecurityGroupIds=[group])
+        table = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"][0]
+        return vpc, group, table["RouteTableId"]
+
+    vpc_a, group_a, table_a = side("10.30.0.0/16", "10.30.1.0/24", "10.30.1.10", "app")
+    vpc_b, group_b, table_b = side("10.31.0.0/16", "10.31.2.0/24", "10.31.2.20", "data")
+    pcx = ec2.create_vpc_peering_connection(VpcId=vpc_a, PeerVpcId=vpc_b)["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+    ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
+    ec2.create_route(RouteTableId=table_a, DestinationCidrBlock="10.31.0.0/16", VpcPeeringConnectionId=pcx)
+    ec2.create_route(RouteTableId=table_b, DestinationCidrBlock="10.30.0.0/16", VpcPeeringConnectionId=pcx)
+    ec2.authorize_security_group_ingress(GroupId=group_b, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "IpRanges": [{"CidrIp": "10.30.1.0/24"}]}])
+    fetcher = ex.Ec2Fetcher(region=REGION, endpoint_url=moto_server)
+
+    allowed = ex.explain_flow(fetcher.state_for(["10.30.1.10", "10.31.2.20"]), "10.30.1.10", "10.31.2.20", "tcp", 6379)
+    assert allowed["status"] == "allowed", allowed["message"]
+    assert [step["detail"]["target"] for step in allowed["checked"] if step["step"].startswith("route")] == [pcx, pcx]
+
+    ec2.delete_route(RouteTableId=table_b, DestinationCidrBlock="10.30.0.0/16")
+    no_way_back = ex.explain_flow(fetcher.state_for(["10.30.1.10", "10.31.2.20"]), "10.30.1.10", "10.31.2.20", "tcp",
+                                  6379)
+    assert no_way_back["code"] == "NO_ROUTE_TO_DESTINATION"
+    assert no_way_back["explanations"][0]["direction"] == "reply"
+    assert no_way_back["fix"] == "add route 10.30.0.0/16 -> %s to %s" % (pcx, table_b)
