@@ -304,7 +304,8 @@ def evaluate_acl_ports(acl, egress, protocol, ports, peer, icmp_type=None):
         still = []
         for start, end in pending:
             if start is None or not port_range:
-                segments.append({"from": start, "to": end, "action": entry.get("RuleAction"), "entry": _entry_view(entry)})
+                segments.append({"from": start, "to": end, "action": entry.get("RuleAction"),
+                                 "entry": _entry_view(entry)})
                 continue
             cut_low, cut_high = max(start, port_range["From"]), min(end, port_range["To"])
             if cut_low > cut_high:
@@ -352,7 +353,8 @@ def lookup_route(table, destination, prefix_lists):
     best, best_length = None, -1
     for route in table.get("Routes", []):
         cidrs = [route.get("DestinationCidrBlock"), route.get("DestinationIpv6CidrBlock")]
-        cidrs += prefix_lists.get(route.get("DestinationPrefixListId"), []) if route.get("DestinationPrefixListId") else []
+        if route.get("DestinationPrefixListId"):
+            cidrs += prefix_lists.get(route["DestinationPrefixListId"], [])
         for cidr in cidrs:
             if _contains(cidr, destination):
                 length = ipaddress.ip_network(cidr, strict=False).prefixlen
@@ -417,7 +419,8 @@ def evaluate_route(state, subnet_id, vpc_id, destination, destination_vpc):
             return {"verdict": "allow", "code": None, "route": view, "message": "local route inside %s" % vpc_id,
                     "fix": None}
         return {"verdict": "deny", "code": CANNOT_ROUTE, "route": view,
-                "message": "%s is inside %s's own range but the interface is in %s" % (destination, vpc_id, destination_vpc),
+                "message": "%s is inside %s's own range but the interface is in %s"
+                           % (destination, vpc_id, destination_vpc),
                 "fix": None}
     if target.startswith("pcx-"):
         pcx = state.peerings.get(target)
@@ -445,7 +448,8 @@ def evaluate_route(state, subnet_id, vpc_id, destination, destination_vpc):
                 "fix": None}
     if target.startswith(("eni-", "i-", "vpce-")):
         return {"verdict": "unknown", "code": None, "route": view,
-                "message": "the route sends %s through %s (an appliance), which is not evaluated here" % (destination, target),
+                "message": "the route sends %s through %s (an appliance), which is not evaluated here"
+                           % (destination, target),
                 "fix": None}
     if destination_vpc is not None:
         # an internet gateway, NAT gateway or VPN does not lead to a private address of another VPC
@@ -454,7 +458,8 @@ def evaluate_route(state, subnet_id, vpc_id, destination, destination_vpc):
                            % (destination, view["route_table"], view["destination"], target, destination_vpc),
                 "fix": _route_fix(state, table, vpc_id, destination, destination_vpc)}
     return {"verdict": "unknown", "code": None, "route": view,
-            "message": "route %s -> %s leaves the VPC; what lies beyond is not evaluated" % (view["destination"], target),
+            "message": "route %s -> %s leaves the VPC; what lies beyond is not evaluated"
+                       % (view["destination"], target),
             "fix": None}
 
 
@@ -494,7 +499,8 @@ def _acl_fix(acl, segments, egress, what, peer_cidr):
     number = first.get("rule_number")
     if number == "*" or not isinstance(number, int):
         where = "(only the final * rule matches it now)"
-        return "add %s rule allow %s %s %s to %s %s" % (direction, what, peer_word, peer_cidr, acl["NetworkAclId"], where)
+        return "add %s rule allow %s %s %s to %s %s" % (direction, what, peer_word, peer_cidr, acl["NetworkAclId"],
+                                                        where)
     used = set(entry.get("RuleNumber") for entry in acl.get("Entries", []))
     free = [n for n in range(number - 1, 0, -1) if n not in used]
     before = ("numbered %d (before deny rule %d)" % (free[0], number) if free
@@ -526,7 +532,8 @@ def _check_sgs(finding, state, eni, direction, flow, peer, peer_eni):
     group_ids = [group["GroupId"] for group in groups]
     label = "%s %s" % ("source" if direction == "egress" else "target", eni["NetworkInterfaceId"])
     finding.step("security groups %s of %s" % (direction, label), group_ids, verdict["verdict"],
-                 verdict["rule"] or ({"unresolved_prefix_lists": verdict["unresolved"]} if verdict["unresolved"] else None))
+                 verdict["rule"] or ({"unresolved_prefix_lists": verdict["unresolved"]}
+                                     if verdict["unresolved"] else None))
     if verdict["verdict"] == "unknown":
         finding.unknown.append("prefix lists %s were not read" % ", ".join(verdict["unresolved"]))
     if verdict["verdict"] != "deny":
@@ -543,7 +550,8 @@ def _check_sgs(finding, state, eni, direction, flow, peer, peer_eni):
         message = ("the security groups of source %s (%s) allow no egress %s to %s"
                    % (eni["NetworkInterfaceId"], labels, what, peer))
         fix = "add egress %s to %s in %s" % (what, peer_ref, own["GroupId"])
-    finding.block(SG_MISMATCH, {"type": "security-group", "ids": group_ids, "network_interface": eni["NetworkInterfaceId"]},
+    component = {"type": "security-group", "ids": group_ids, "network_interface": eni["NetworkInterfaceId"]}
+    finding.block(SG_MISMATCH, component,
                   message, fix, rule={"missing": {"direction": direction, "protocol": PROTOCOL_NAMES.get(
                       protocol_number(flow["protocol"])), "port": flow["port"], "icmp_type": flow["icmp_type"],
                       "peer": peer_ref, "group_id": own["GroupId"]}}, direction=direction)
@@ -573,8 +581,8 @@ def _check_acl(finding, state, eni, egress, flow, peer, peer_cidr, ports, icmp_t
         partly = "" if len(denied) == len(segments) else "some of "
         message = ("network ACL %s of %s denies %s%s %s %s (ports %s, rule %s): the answers to the client's ephemeral"
                    " ports (%s) never pass, since ACLs are stateless"
-                   % (acl["NetworkAclId"], eni["SubnetId"], partly, direction, what, peer, blocked, entry["rule_number"],
-                      _ports_text(*ports)))
+                   % (acl["NetworkAclId"], eni["SubnetId"], partly, direction, what, peer, blocked,
+                      entry["rule_number"], _ports_text(*ports)))
     else:
         message = ("network ACL %s of %s denies %s %s %s %s (rule %s)"
                    % (acl["NetworkAclId"], eni["SubnetId"], direction, what, "to" if egress else "from", peer,
@@ -708,6 +716,17 @@ def _http_port(result):
     return 443 if str(result["target"]).startswith("https") else 80
 
 
+def _http_connect_timed_out(result):
+    """An http_check result that never connected because nothing answered (a filtered port).
+
+    A timeout after connecting (HTTP_TIMEOUT: the application hangs) is no network matter."""
+    detail = result.get("detail") or {}
+    error = str(result.get("error") or "").lower()
+    return (result.get("state") == "timeout"
+            or (result.get("state") == "failed" and detail.get("phase") == "connect"
+                and ("no answer" in error or "timed out" in error or "timeout" in error)))
+
+
 def _is_timeout_code(code):
     return "TIMEOUT" in str(code or "").upper()
 
@@ -725,7 +744,7 @@ def flows_of_pair(pair, codes=FILTERED_CODES):
             if result.get("state") in PORT_STATES and _tcp_port(result):
                 flows.append(("tcp", _tcp_port(result), port_code or "PORT_FILTERED"))
         for result in layers.get("http") or []:
-            if result.get("state") == "timeout" and _http_port(result):
+            if _http_connect_timed_out(result) and _http_port(result):
                 flows.append(("tcp", _http_port(result), port_code or "PORT_FILTERED"))
     if "ICMP_FILTERED" in (code,) + tuple(note_codes) and "ICMP_FILTERED" in codes:
         flows.append(("icmp", None, "ICMP_FILTERED"))
@@ -774,7 +793,7 @@ def explain_run(run, options=None, state=None):
             wanted.append((pair, _source_address(run, pair), flows))
     if not wanted:
         return {"explained": 0, "error": None}
-    error = None
+    error, explained_pairs = None, 0
     if state is None:
         addresses = sorted(set(a for pair, source, _ in wanted for a in (source, pair.get("address")) if a))
         try:
@@ -787,6 +806,7 @@ def explain_run(run, options=None, state=None):
             pair["explain"] = {"status": "unknown", "code": NOT_EVALUATED, "message": "EC2 not read: %s" % error,
                                "fix": None, "component": None, "rule": None, "explanations": [], "checked": [],
                                "unknown": [error], "flow": None, "flows": []}
+            explained_pairs += 1
             continue
         explained = []
         for protocol, port, data_plane in flows:
@@ -798,10 +818,15 @@ def explain_run(run, options=None, state=None):
         # the pair's explain is its first blocked flow (else its first flow), with every flow under "flows"
         lead = next((item for item in explained if item["status"] == "blocked"), explained[0])
         pair["explain"] = dict(lead, flows=explained)
-    return {"explained": len(wanted), "error": error}
+        explained_pairs += 1
+    return {"explained": explained_pairs, "error": error}
 
 
 # --- reading EC2 (read-only Describe calls) ------------------------------------------------------
+
+NO_CREDENTIALS = ("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on"
+                  " an instance with a role (docs/ec2.md has the read-only policy)")
+
 
 class Ec2Fetcher(object):
     """Reads what an explanation needs with read-only Describe calls (docs/ec2.md lists the IAM
@@ -820,14 +845,16 @@ class Ec2Fetcher(object):
             import boto3
             import botocore.exceptions
         except ImportError as exc:
-            raise Ec2ExplainError("boto3 is not installed on the controller (pip install -r requirements.txt): %s" % exc)
+            raise Ec2ExplainError("boto3 is not installed on the controller (pip install -r requirements.txt): %s"
+                                  % exc)
         try:
             session = boto3.Session(profile_name=self.profile, region_name=self.region)
         except botocore.exceptions.ProfileNotFound as exc:
             raise Ec2ExplainError("profile: %s" % exc)
         region = session.region_name
         if not region:
-            raise Ec2ExplainError("region: none given and none configured (set region, AWS_REGION or a profile's region)")
+            raise Ec2ExplainError("region: none given and none configured (set region, AWS_REGION or a profile's"
+                                  " region)")
         known = set()
         for partition in session.get_available_partitions():
             known.update(session.get_available_regions("ec2", partition_name=partition))
@@ -835,8 +862,7 @@ class Ec2Fetcher(object):
             raise Ec2ExplainError("region: %r is not an EC2 region this botocore knows (e.g. eu-west-1, us-east-1)"
                                   % region)
         if session.get_credentials() is None:
-            raise Ec2ExplainError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,"
-                                  " or run on an instance with a role (see docs/ec2.md for the read-only policy)")
+            raise Ec2ExplainError(NO_CREDENTIALS)
         self._client = session.client("ec2", region_name=region, endpoint_url=self.endpoint_url)
         return self._client
 
@@ -853,7 +879,7 @@ class Ec2Fetcher(object):
                 return items
             return getattr(client, operation)(**kwargs).get(key, [])
         except botocore.exceptions.NoCredentialsError:
-            raise Ec2ExplainError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+            raise Ec2ExplainError(NO_CREDENTIALS)
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
             raise Ec2ExplainError("%s: %s: %s" % (operation, error.get("Code"), error.get("Message")))
@@ -902,6 +928,9 @@ class Ec2Fetcher(object):
             for prefix_id in sorted(prefix_ids):
                 entries = self._call("get_managed_prefix_list_entries", "Entries", PrefixListId=prefix_id)
                 prefix_lists[prefix_id] = [entry["Cidr"] for entry in entries]
+        reservations = []
+        if instance_ids:
+            reservations = self._call("describe_instances", "Reservations", InstanceIds=instance_ids)
         return Ec2State(
             network_interfaces=enis,
             security_groups=groups,
@@ -912,7 +941,5 @@ class Ec2Fetcher(object):
             peerings=list({pcx["VpcPeeringConnectionId"]: pcx for pcx in peerings}.values()),
             prefix_lists=prefix_lists,
             prefix_list_names=names,
-            instances=[instance for reservation in
-                       (self._call("describe_instances", "Reservations", InstanceIds=instance_ids) if instance_ids else [])
-                       for instance in reservation.get("Instances", [])],
+            instances=[instance for reservation in reservations for instance in reservation.get("Instances", [])],
         )

@@ -57,8 +57,8 @@ def moto_server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
     with open(log_path, "wb") as log:
         # the server logs every request: to a file, never to a pipe nobody reads
-        process = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", "0"], stdout=log, stderr=subprocess.STDOUT,
-                                   env=dict(os.environ, **AWS_ENV))
+        process = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", "0"], stdout=log,
+                                   stderr=subprocess.STDOUT, env=dict(os.environ, **AWS_ENV))
     try:
         url = _wait_for_url(log_path, process)
         _wait_for_port(url)

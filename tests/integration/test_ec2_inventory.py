@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from moto_fixture import AWS_ENV, REGION, aws_env, ec2, moto_server  # noqa: F401 (fixtures)
@@ -25,7 +24,8 @@ AMI = "ami-12c6146b"  # one of the images moto knows
 
 
 def _filters():
-    spec = importlib.util.spec_from_file_location("netcheck_filter_plugin_ec2", REPO / "plugins" / "filter" / "netcheck.py")
+    spec = importlib.util.spec_from_file_location("netcheck_filter_plugin_ec2",
+                                                  REPO / "plugins" / "filter" / "netcheck.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

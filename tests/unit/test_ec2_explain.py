@@ -49,7 +49,8 @@ def entry(number, action, egress, cidr="0.0.0.0/0", protocol="-1", ports=None, i
 
 
 def default_acl_entries():
-    return [entry(100, "allow", False), entry(32767, "deny", False), entry(100, "allow", True), entry(32767, "deny", True)]
+    return [entry(100, "allow", False), entry(32767, "deny", False),
+            entry(100, "allow", True), entry(32767, "deny", True)]
 
 
 def eni(eni_id, ip, subnet, vpc, groups, instance):
@@ -67,9 +68,11 @@ def world():
         "security_groups": [sg("sg-web", "web", [tcp(8080, cidr="10.0.0.0/16")]),
                             sg("sg-db", "db", [tcp(5432, group="sg-web")]),
                             sg("sg-other", "other", [tcp(9000, cidr="10.0.0.0/16")])],
-        "network_acls": [{"NetworkAclId": "acl-a", "VpcId": "vpc-a", "IsDefault": True, "Entries": default_acl_entries(),
+        "network_acls": [{"NetworkAclId": "acl-a", "VpcId": "vpc-a", "IsDefault": True,
+                          "Entries": default_acl_entries(),
                           "Associations": [{"SubnetId": "subnet-web"}, {"SubnetId": "subnet-db"}]},
-                         {"NetworkAclId": "acl-b", "VpcId": "vpc-b", "IsDefault": True, "Entries": default_acl_entries(),
+                         {"NetworkAclId": "acl-b", "VpcId": "vpc-b", "IsDefault": True,
+                          "Entries": default_acl_entries(),
                           "Associations": [{"SubnetId": "subnet-other"}]}],
         "route_tables": [{"RouteTableId": "rtb-a-main", "VpcId": "vpc-a", "Associations": [{"Main": True}],
                           "Routes": [{"DestinationCidrBlock": "10.0.0.0/16", "GatewayId": "local", "State": "active"},
@@ -143,7 +146,8 @@ def test_prefix_list_in_a_rule_is_resolved_to_its_entries():
     assert allowed["status"] == "allowed"
     ingress = next(step for step in allowed["checked"] if "ingress" in step["step"])
     assert ingress["detail"]["prefix_list"] == "pl-app" and ingress["detail"]["cidr"] == "10.0.1.0/28"
-    elsewhere = ex.explain_flow(ex.Ec2State(prefix_lists={"pl-app": ["10.9.0.0/16"]}, **data), WEB_IP, DB_IP, "tcp", 5432)
+    elsewhere = ex.explain_flow(ex.Ec2State(prefix_lists={"pl-app": ["10.9.0.0/16"]}, **data), WEB_IP, DB_IP,
+                                "tcp", 5432)
     assert elsewhere["code"] == "ENI_SG_RULES_MISMATCH"
     unread = ex.explain_flow(ex.Ec2State(**data), WEB_IP, DB_IP, "tcp", 5432)
     assert unread["status"] == "unknown" and "pl-app" in unread["message"]
@@ -174,7 +178,8 @@ def test_acl_rules_are_evaluated_in_number_order_first_match_wins():
 
 def test_acl_deny_names_the_entry_number_and_an_allow_numbered_before_it():
     data = world()
-    acl_of(data, "acl-a")["Entries"].append(entry(90, "deny", False, cidr="10.0.1.0/24", protocol="6", ports=(5432, 5432)))
+    acl_of(data, "acl-a")["Entries"].append(entry(90, "deny", False, cidr="10.0.1.0/24", protocol="6",
+                                                  ports=(5432, 5432)))
     result = ex.explain_flow(state_of(data), WEB_IP, DB_IP, "tcp", 5432, data_plane="PORT_FILTERED")
     assert result["code"] == "SUBNET_ACL_RESTRICTION"
     assert result["rule"]["rule_number"] == 90 and result["rule"]["action"] == "deny"
@@ -249,7 +254,8 @@ def test_missing_return_route_is_no_route_to_destination_with_the_peering_to_use
 
 def test_explicit_route_table_association_wins_over_the_main_table():
     data = world()
-    data["route_tables"].append({"RouteTableId": "rtb-web", "VpcId": "vpc-a", "Associations": [{"SubnetId": "subnet-web"}],
+    data["route_tables"].append({"RouteTableId": "rtb-web", "VpcId": "vpc-a",
+                                 "Associations": [{"SubnetId": "subnet-web"}],
                                  "Routes": [{"DestinationCidrBlock": "10.0.0.0/16", "GatewayId": "local"},
                                             {"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": "igw-1"}]})
     result = ex.explain_flow(state_of(data), WEB_IP, OTHER_IP, "tcp", 9000)
@@ -362,7 +368,8 @@ def test_fetcher_rejects_an_unknown_region_before_any_call(monkeypatch):
 
 def test_fetcher_without_credentials_says_so(monkeypatch, tmp_path):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
@@ -433,3 +440,19 @@ def test_fetcher_makes_only_the_read_only_calls_that_docs_ec2_md_allows():
     documented = set(policy["Statement"][0]["Action"])
     assert actions == documented - {"ec2:DescribeRegions"}  # DescribeRegions: the inventory's, without regions
     assert all(re.match(r"ec2:(Describe|Get)", action) for action in documented)
+
+
+def test_http_connect_timeout_is_a_filtered_port_but_a_hanging_application_is_not():
+    connect = {"target": "http://%s:8080/health" % DB_IP, "kind": "http", "state": "failed", "ok": False,
+               "error": "connect: no answer within the 3 s timeout", "detail": {"phase": "connect"}, "timings": {}}
+    hanging = {"target": "https://%s/" % DB_IP, "kind": "http", "state": "failed", "ok": False,
+               "error": "processing: no answer within the 3 s timeout", "detail": {"phase": "processing"},
+               "timings": {}}
+    filtered = _pair("web1", "db1", DB_IP, "PORT_FILTERED")
+    filtered["layers"]["http"] = [connect, hanging]
+    assert ex.flows_of_pair(filtered) == [("tcp", 8080, "PORT_FILTERED")]
+    slow_app = _pair("web1", "db1", DB_IP, "HTTP_TIMEOUT", tcp=[(443, "open")])
+    slow_app["layers"]["http"] = [hanging]
+    run = _run(slow_app)
+    assert ex.explain_run(run, state=state_of(world())) == {"explained": 0, "error": None}
+    assert slow_app["explain"] is None

@@ -213,7 +213,8 @@ def test_fetcher_reads_peering_and_routes_both_ways_from_the_api(ec2, moto_serve
 
     vpc_a, group_a, table_a = side("10.30.0.0/16", "10.30.1.0/24", "10.30.1.10", "app")
     vpc_b, group_b, table_b = side("10.31.0.0/16", "10.31.2.0/24", "10.31.2.20", "data")
-    pcx = ec2.create_vpc_peering_connection(VpcId=vpc_a, PeerVpcId=vpc_b)["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+    pcx = ec2.create_vpc_peering_connection(VpcId=vpc_a, PeerVpcId=vpc_b)["VpcPeeringConnection"]
+    pcx = pcx["VpcPeeringConnectionId"]
     ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
     ec2.create_route(RouteTableId=table_a, DestinationCidrBlock="10.31.0.0/16", VpcPeeringConnectionId=pcx)
     ec2.create_route(RouteTableId=table_b, DestinationCidrBlock="10.30.0.0/16", VpcPeeringConnectionId=pcx)
