@@ -772,6 +772,28 @@ def _source_address(run, pair):
     return pair.get("source_address")
 
 
+def inventory_options(hostvars, enabled="auto", **given):
+    """The ``explain_run`` options for an inventory, or None when the explainer stays off.
+
+    ``enabled``: true, false, or ``auto`` (on when the hosts come from the aws_ec2 inventory,
+    whose hostvars hold ``instance_id`` and ``placement.region``). The region is ``given``'s, else
+    the one most of the inventory's instances are in. ``given`` (region, endpoint_url, profile,
+    ephemeral_ports, codes) passes through where set."""
+    if enabled in (False, "false", "no", "off"):
+        return None
+    regions = {}
+    for variables in (hostvars or {}).values():
+        region = ((variables or {}).get("placement") or {}).get("region")
+        if region and (variables or {}).get("instance_id"):
+            regions[region] = regions.get(region, 0) + 1
+    if enabled == "auto" and not regions:
+        return None
+    options = {key: value for key, value in given.items() if value is not None}
+    if not options.get("region") and regions:
+        options["region"] = sorted(regions.items(), key=lambda item: (-item[1], item[0]))[0][0]
+    return options
+
+
 def explain_run(run, options=None, state=None):
     """Fill ``pair["explain"]`` for every pair of the run model whose verdict is filtered or a timeout.
 

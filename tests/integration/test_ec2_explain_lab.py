@@ -162,6 +162,24 @@ def test_source_egress_without_the_rule_is_named_too(ansible, iptables_rules, ec
     assert explain["fix"] == "add egress tcp/9996 to %s in %s" % (mirror["dst_sg"], mirror["src_sg"])
 
 
+def test_dropped_echo_without_an_icmp_rule_is_explained_as_the_missing_icmp_rule(ansible, iptables_rules, src, dst,
+                                                                                 mirror, moto_server):
+    iptables_rules(dst.namespace, "INPUT", "-p", "icmp", "-j", "DROP")
+    run = ansible.module(src.name, "icmp_ping", {"targets": [{"host": dst.ip, "reachable": False}], "count": 1,
+                                                 "timeout": 0.5})
+    result = run.result(src.name)
+    assert not result.get("failed"), result.get("msg")
+    (entry,) = result["results"]
+    assert entry["state"] == "unreachable" and entry["detail"]["received"] == 0
+    model = run_model(src, dst.name, dst.ip, [])
+    model["pairs"][0]["layers"]["icmp"] = entry
+    model["pairs"][0]["verdict"].update(first_failing_layer="network", code="ICMP_FILTERED")
+    explain = explained(model, moto_server)
+    assert explain["code"] == "ENI_SG_RULES_MISMATCH" and explain["flow"]["protocol"] == "icmp"
+    assert explain["fix"] == "add ingress icmp echo-request (type 8) from %s to %s" % (mirror["src_sg"],
+                                                                                       mirror["dst_sg"])
+
+
 # --- the action plugin, alone ---------------------------------------------------------------------
 
 def _action(ansible, **args):

@@ -138,6 +138,10 @@ def test_group_targets_of_check_yml_get_private_addresses_of_a_tag_group(ec2, tm
     assert by_name["db1"] == [("10.20.2.21", 5432), ("10.20.2.21", 22)]
     assert by_name["web2"] == [("10.20.1.12", 8080)]
     assert "web1" not in by_name  # a host skips itself
+    # and the explainer knows the inventory is EC2, and its region, from the same hostvars
+    sys.path.insert(0, str(REPO / "collections"))
+    from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain import inventory_options
+    assert inventory_options(hostvars, endpoint_url=moto_server) == {"region": REGION, "endpoint_url": moto_server}
 
 
 def test_unknown_region_is_a_clear_error_not_a_traceback(tmp_path, moto_server, aws_env):

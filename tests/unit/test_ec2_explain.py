@@ -456,3 +456,15 @@ def test_http_connect_timeout_is_a_filtered_port_but_a_hanging_application_is_no
     run = _run(slow_app)
     assert ex.explain_run(run, state=state_of(world())) == {"explained": 0, "error": None}
     assert slow_app["explain"] is None
+
+
+def test_explainer_is_on_for_an_ec2_inventory_in_its_main_region_and_off_otherwise():
+    ec2_hosts = {"web1": {"instance_id": "i-1", "placement": {"region": "eu-west-1"}},
+                 "web2": {"instance_id": "i-2", "placement": {"region": "eu-west-1"}},
+                 "db1": {"instance_id": "i-3", "placement": {"region": "us-east-1"}}}
+    assert ex.inventory_options(ec2_hosts) == {"region": "eu-west-1"}
+    assert ex.inventory_options(ec2_hosts, region="us-east-1", endpoint_url=None) == {"region": "us-east-1"}
+    assert ex.inventory_options(ec2_hosts, enabled=False) is None
+    lab_hosts = {"nclab1": {"ansible_host": "10.77.0.11"}}
+    assert ex.inventory_options(lab_hosts) is None
+    assert ex.inventory_options(lab_hosts, enabled=True, region="eu-west-1") == {"region": "eu-west-1"}
