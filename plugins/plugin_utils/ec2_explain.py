@@ -666,6 +666,15 @@ def explain_flow(state, source, target, protocol="tcp", port=None, data_plane=No
     return _result(flow, finding)
 
 
+def _host_fix(flow):
+    """Where to look when EC2 lets the flow through and the packets still go unanswered."""
+    if flow.get("port") is None:
+        return ("look at the target host: its firewall (iptables/nftables, Windows Firewall) and whether it answers"
+                " echo requests at all (net.ipv4.icmp_echo_ignore_all)")
+    return ("look at the target host: its firewall (iptables/nftables, Windows Firewall) for %s/%s, and whether"
+            " anything listens on it (ss -ltn)" % (flow["protocol"], flow["port"]))
+
+
 def _result(flow, finding, message=None, not_evaluated=False):
     explanation = {"status": None, "code": None, "message": message, "fix": None, "component": None, "rule": None,
                    "explanations": finding.blocking, "checked": finding.checked, "unknown": finding.unknown,
@@ -688,8 +697,7 @@ def _result(flow, finding, message=None, not_evaluated=False):
         explanation.update(status="allowed", code=CONFIGURATION_ALLOWS,
                            message=HOST_DROPS if filtered else "configuration allows it (security groups, network"
                            " ACLs and routes of both ends)",
-                           fix="look at the target host: its firewall (iptables/nftables, Windows Firewall) and"
-                               " whether anything listens on the port" if filtered else None)
+                           fix=_host_fix(flow) if filtered else None)
     return explanation
 
 

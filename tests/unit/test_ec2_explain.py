@@ -111,6 +111,9 @@ def test_port_allowed_by_a_rule_naming_the_source_group_is_allowed_and_the_filte
     ingress = next(step for step in result["checked"] if step["step"].startswith("security groups ingress"))
     assert ingress["detail"]["group"] == "sg-web" and ingress["detail"]["group_id"] == "sg-db"
     assert result["flow"]["target_name"] == "db1" and result["flow"]["target_instance"] == "i-db"
+    assert result["fix"].startswith("look at the target host: its firewall (iptables/nftables, Windows Firewall)"
+                                    " for tcp/5432")
+    assert ex.explain_flow(state_of(world()), WEB_IP, DB_IP, "tcp", 5432)["fix"] is None  # nothing seen filtered
 
 
 def test_missing_ingress_rule_names_the_target_group_and_the_rule_to_add():
