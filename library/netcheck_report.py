@@ -45,6 +45,22 @@ options:
     description: Options passed to the report writers (C(write_all(run, run_dir, options))).
     type: dict
     default: {}
+  baseline:
+    description:
+      - A known-failures file (YAML or JSON, docs/reports.md). Its pairs are reported as known and do not fail
+        the run; a listed pair that passes again is reported as fixed; any other failure still fails it.
+    type: path
+  ec2_explain:
+    description:
+      - Explain filtered pairs from EC2 security groups, network ACLs and routes (read-only Describe calls from the
+        controller; docs/ec2.md). C(auto) turns it on when the sources come from the aws_ec2 inventory.
+    type: str
+    choices: [auto, "true", "false"]
+    default: auto
+  ec2_options:
+    description: Options of the EC2 explainer (region, endpoint_url, profile, ephemeral_ports, codes).
+    type: dict
+    default: {}
   fail_on_mismatch:
     description: Fail when a pair missed its expectation or a source could not run; false only reports.
     type: bool
@@ -64,8 +80,8 @@ attributes:
   platform:
     platforms: all
 notes:
-  - The reports are written by C(plugins/plugin_utils/reports.write_all) when that package is present, else
-    C(report.json) alone.
+  - The reports (report.json, junit.xml, summary.md, report.html, netcheck.prom) are written by
+    C(plugins/plugin_utils/reports.write_all); docs/reports.md describes them.
 seealso:
   - module: netcheck.netcheck.net_diagnose
 """

@@ -4,15 +4,18 @@
 Run once (on localhost) after every source host ran net_diagnose. Reads each source's
 registered result from hostvars in Python (no Jinja loop over hostvars), builds the run model
 (plugin_utils/run.py), prints the matrix, the failing pairs and the totals, writes the reports
-(plugin_utils/reports.write_all, when that package is installed; else report.json alone) and
+(plugin_utils/reports.write_all: report.json, junit.xml, summary.md, report.html, netcheck.prom) and
 fails when any pair missed its expectation or any source could not run, unless
 ``fail_on_mismatch`` is false.
 
 Options: ``sources`` (inventory names, required), ``register`` (the variable net_diagnose was
 registered as; default netcheck_diagnose), ``address_var`` (default ansible_host),
 ``report_dir`` (the parent of the run's directory; default reports/ beside the playbook; empty
-string: write nothing), ``report_options`` (passed to write_all), ``fail_on_mismatch`` (default
-true), ``started`` (the run's start, ISO 8601 UTC), ``playbook`` (its name).
+string: write nothing), ``report_options`` (passed to write_all), ``baseline`` (a known-failures
+file: its pairs are reported but do not fail the run; docs/reports.md), ``ec2_explain`` (true,
+false or auto: explain filtered pairs from security groups, NACLs and routes; auto = when the
+inventory is aws_ec2; docs/ec2.md), ``ec2_options`` (region, endpoint_url, profile, ...),
+``fail_on_mismatch`` (default true), ``started`` (the run's start, ISO 8601 UTC), ``playbook``.
 """
 
 from __future__ import annotations
@@ -27,16 +30,14 @@ from ansible.plugins.action import ActionBase
 from ansible.release import __version__ as ansible_core_version
 from ansible.utils.display import Display
 
-from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import build_run, render, run_failed
-
-try:
-    from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import write_all
-except ImportError:  # the report writers are optional
-    write_all = None
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain import explain_run, inventory_options
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import (
+    BaselineError, apply_baseline, run_failed, write_all)
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import build_run, render
 
 display = Display()
 VALID = frozenset(("sources", "register", "address_var", "report_dir", "report_options", "fail_on_mismatch",
-                   "started", "playbook"))
+                   "started", "playbook", "baseline", "ec2_explain", "ec2_options"))
 
 
 def _utc_now():
@@ -62,13 +63,7 @@ def _plain(value):
 
 def write_reports(run, run_dir, options):
     """Write the run's reports into run_dir; returns {format: path}."""
-    os.makedirs(run_dir, exist_ok=True)
-    if write_all is not None:
-        return write_all(run, run_dir, options or {})
-    path = os.path.join(run_dir, "report.json")
-    with open(path, "w") as handle:
-        json.dump(run, handle, indent=2, sort_keys=True)
-    return {"json": path}
+    return write_all(run, run_dir, options or {})
 
 
 class ActionModule(ActionBase):
@@ -79,6 +74,9 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super(ActionModule, self).run(tmp, task_vars)
         args = self._task.args
+        unknown = sorted(set(args) - VALID)
+        if unknown:
+            raise AnsibleActionFail("unknown options %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(VALID))))
         sources = args.get("sources")
         if not isinstance(sources, (list, tuple)):
             raise AnsibleActionFail("sources: a list of inventory host names is required")
@@ -96,6 +94,18 @@ class ActionModule(ActionBase):
                 "ansible_core": ansible_core_version, "netcheck_version": _collection_version(),
                 "playbook": args.get("playbook") or None}
         run = build_run(gathered, meta)
+        ec2 = inventory_options({name: hostvars[name] for name in sources if name in hostvars},
+                                enabled=args.get("ec2_explain", "auto"), **(args.get("ec2_options") or {}))
+        if ec2 is not None:
+            explained = explain_run(run, ec2)
+            if explained["error"]:
+                display.warning("netcheck: EC2 configuration not read: %s" % explained["error"])
+        baseline = args.get("baseline")
+        if baseline:
+            try:
+                run = apply_baseline(run, baseline)
+            except (BaselineError, OSError, ValueError) as exc:
+                raise AnsibleActionFail("baseline: %s" % exc)
         for line in render(run):
             display.display(line)
 

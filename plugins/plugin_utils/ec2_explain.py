@@ -15,7 +15,7 @@ the blocking component with AWS Reachability Analyzer's explanation codes:
 
 Everything here but ``Ec2Fetcher`` is pure: it reads the dicts that the EC2 Describe* calls
 return (boto3's shapes) and never talks to AWS. ``Ec2Fetcher`` makes the read-only calls, and
-``explain_run`` fills ``pair["explain"]`` in the run model (CONTRACT.md) for filtered pairs.
+``explain_run`` fills ``pair["explain"]`` in the run model (docs/report.schema.json) for filtered pairs.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ NOT_EVALUATED = "NOT_EVALUATED"                # an address is no EC2 interface,
 HOST_DROPS = ("configuration allows it: the host itself drops it (host firewall) or nothing listens"
               " (security groups, network ACLs and routes of both ends allow this flow)")
 
-# The data-plane verdict codes whose pairs get explained (see CONTRACT.md).
+# The data-plane verdict codes whose pairs get explained (docs/verdict.md).
 FILTERED_CODES = ("PORT_FILTERED", "ICMP_FILTERED")
 PORT_STATES = ("filtered", "timeout")
 

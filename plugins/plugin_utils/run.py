@@ -2,7 +2,7 @@
 """The run model of a check (what report.json holds) and the answer on the terminal.
 
 Controller side. :func:`build_run` turns each source host's ``net_diagnose`` result (or its
-absence: a host that could not be reached) into the run model of CONTRACT.md; :func:`render`
+absence: a host that could not be reached) into the run model (what report.json holds: docs/report.schema.json); :func:`render`
 prints the matrix (sources x targets, one short cell per pair), one line per failing pair with
 its hint and evidence, the asymmetric pairs, the sources that could not run, and the totals;
 :func:`run_failed` is the exit-code contract (any pair missing its expectation, or any source
@@ -10,6 +10,9 @@ that could not run).
 """
 
 from __future__ import annotations
+
+# the exit-code contract lives with the reports, which know the known-failures baseline
+from .reports.model import run_failed  # noqa: F401  (re-exported)
 
 SCHEMA_VERSION = 1
 
@@ -130,11 +133,6 @@ def totals(run):
             "sources_not_run": sum(1 for s in run["sources"] if s["status"] != "ran"), "by_code": by_code}
 
 
-def run_failed(run):
-    """The exit-code contract: a pair that missed its expectation, or a source that could not run."""
-    return bool(run["totals"]["failed"] or run["totals"]["sources_not_run"])
-
-
 # --- the terminal ----------------------------------------------------------------------------
 
 def cell(code):
@@ -172,11 +170,15 @@ def render_failures(run):
         if pair["ok"]:
             continue
         verdict = pair["verdict"]
-        lines.append("FAIL %s -> %s (%s): %s [%s] %s" % (pair["source"], pair["target"], pair.get("address") or "-",
-                                                        verdict["code"], verdict["first_failing_layer"],
-                                                        verdict["hint"]))
+        known = pair.get("baseline") == "known"
+        lines.append("%s %s -> %s (%s): %s [%s] %s" % ("KNOWN" if known else "FAIL", pair["source"], pair["target"],
+                                                        pair.get("address") or "-", verdict["code"],
+                                                        verdict["first_failing_layer"], verdict["hint"]))
         for fact in verdict["evidence"][:4]:
             lines.append("     %s" % fact)
+        explain = pair.get("explain") or {}
+        if explain.get("message"):
+            lines.append("     EC2: %s%s" % (explain["message"], (" -> " + explain["fix"]) if explain.get("fix") else ""))
     for source in run["sources"]:
         if source["status"] != "ran":
             lines.append("NOT RUN %s (%s): %s: %s" % (source["name"], source.get("address") or "-", source["status"],

@@ -76,7 +76,7 @@ def probe_filtered(ansible, src, address, port):
 
 
 def run_model(src, target_name, address, tcp_results):
-    """A minimal run model (CONTRACT.md) with one pair whose verdict is PORT_FILTERED."""
+    """A minimal run model (docs/report.schema.json) with one pair whose verdict is PORT_FILTERED."""
     pair = {"source": src.name, "target": target_name, "address": address, "kind": "diagnose", "ok": False,
             "checked": ["transport"], "layers": {"neighbour": None, "icmp": None, "tcp": tcp_results, "http": []},
             "verdict": {"first_failing_layer": "transport", "code": "PORT_FILTERED", "hint": "no answer",

@@ -175,15 +175,17 @@ def test_explicit_extra_targets_and_bad_specs():
         build_targets("h1", GROUPS, HOSTVARS, mesh={"hosts": HOSTS, "ports": [{"port": 1, "colour": 2}]})
 
 
-def test_reports_fall_back_to_report_json_when_no_writer_is_installed(tmp_path, monkeypatch):
+def test_the_report_action_writes_every_report_file_and_a_known_failure_does_not_fail_the_run(tmp_path):
     import json
 
     from ansible_collections.netcheck.netcheck.plugins.action import netcheck_report
-    run = mesh_run()
-    monkeypatch.setattr(netcheck_report, "write_all", None)
+    from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import apply_baseline, run_failed
+    run = mesh_run({("h2", "h1"): "PORT_FILTERED"})
     written = netcheck_report.write_reports(run, str(tmp_path / "20261126T100000Z"), {})
-    assert json.loads(open(written["json"]).read()) == run
-    calls = []
-    monkeypatch.setattr(netcheck_report, "write_all", lambda r, d, o: calls.append((r, d, o)) or {"html": d})
-    assert netcheck_report.write_reports(run, str(tmp_path / "x"), {"formats": ["html"]}) == {"html": str(tmp_path / "x")}
-    assert calls == [(run, str(tmp_path / "x"), {"formats": ["html"]})]
+    assert sorted(written) == ["html", "json", "junit", "markdown", "prom"]
+    assert json.loads(open(written["json"]).read())["pairs"] == run["pairs"]
+    failing = [p for p in run["pairs"] if not p["ok"]]
+    assert failing and run_failed(run)
+    known = apply_baseline(run, {"known_failures": [{"source": p["source"], "target": p["target"]} for p in failing]})
+    assert not run_failed(known)
+    assert "KNOWN h2 -> h1" in "\n".join(runmodel.render(known))

@@ -1,4 +1,4 @@
-"""Synthetic run models, shaped exactly like the aggregator's (CONTRACT: "the run model").
+"""Synthetic run models, shaped exactly like the aggregator's (docs/report.schema.json).
 
 Used by the unit tests, ``bench/report_bench.py`` and ``scripts/screenshot_report.py``: they
 need realistic runs (faults at every layer, a source that could not run, asymmetric pairs)
