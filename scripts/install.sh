@@ -10,10 +10,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# tshark (the tests' independent pcap reader) asks whether non-root users may capture: no
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv ca-certificates \
-    openssh-server openssh-client iproute2 iptables tcpdump iputils-ping procps util-linux
+    openssh-server openssh-client iproute2 iptables tcpdump iputils-ping procps util-linux \
+    tshark
 
 # openssh-server's package leaves this out when no system sshd has run yet;
 # every lab sshd needs it (privilege separation).
