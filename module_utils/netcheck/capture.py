@@ -177,10 +177,10 @@ def _leaf(spec, field):
                 port = int(port)
             _integer(port, field + ".port", 1, 65535, "(a port)")
             terms.append("%sport %d" % (prefix, port))
+    if direction and not any(spec.get(k) is not None for k in ("host", "net", "port")):
+        raise InputError("%s.direction: applies to host, net or port, and none is given" % field)
     if not terms:
         raise InputError("%s: an empty term (give host, net, port or proto)" % field)
-    if direction and not any(k in spec for k in ("host", "net", "port")):
-        raise InputError("%s.direction: applies to host, net or port, and none is given" % field)
     return terms[0] if len(terms) == 1 else " and ".join("(%s)" % t for t in terms)
 
 
@@ -634,9 +634,9 @@ def stop(capture):
         return False
     if capture.result() is not None:
         return False
-    was_running = False
+    # only a live tcpdump makes this a change: one that just hit its bound is finishing anyway
+    was_running = _alive(record.get("tcpdump"))
     if _signal(record.get("supervisor"), signal.SIGTERM):
-        was_running = True
         deadline = time.monotonic() + STOP_WAIT_S
         while time.monotonic() < deadline and capture.result() is None and _alive(record.get("supervisor")):
             time.sleep(0.05)
