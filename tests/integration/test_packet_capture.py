@@ -402,3 +402,116 @@ def test_the_pcap_belongs_to_the_owner(capture, src, dst):
     nobody = pwd.getpwnam("nobody")
     result = capture(src, id=new_id("owner"), filter={"host": dst.ip}, duration=1, owner="nobody")
     assert os.stat(result["pcap"]["path"]).st_uid == nobody.pw_uid == result["pcap"]["owner_uid"]
+
+
+# --- two-point evidence ----------------------------------------------------------------
+
+def _two_point():
+    import importlib
+    collections = str(REPO / "collections")
+    if collections not in sys.path:
+        sys.path.insert(0, collections)
+    return importlib.import_module(
+        "ansible_collections.netcheck.netcheck.plugins.plugin_utils.capture_evidence").two_point
+
+
+def run(*argv):
+    subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def bridge_port(lab):
+    """Change a lab host's bridge port (root namespace, the lab's own device); undone at teardown."""
+    changed = []
+
+    def restore(veth):
+        run("bridge", "link", "set", "dev", veth, "state", "3", "learning", "on", "flood", "on",
+            "mcast_flood", "on")
+
+    def set_port(host, *settings):
+        """Returns the function that undoes it (SSH to the host needs the port back)."""
+        veth = lab.config.veth_name(host.index)
+        changed.append(veth)
+        run("bridge", "link", "set", "dev", veth, *settings)
+        return lambda: restore(veth)
+
+    yield set_port
+    for veth in changed:
+        restore(veth)
+
+
+def two_point_capture(ansible, src, dst, port, make_fault, src_duration=60):
+    """Capture on both ends while src connects to dst:port after ``make_fault()``; the evidence.
+
+    When the fault also cuts SSH to src, src's capture is given a short duration and the
+    fault is undone only once that bound ended it, so late answers never reach the capture."""
+    label = new_id("2p")
+    ids = {src.name: label + "-src", dst.name: label + "-dst"}
+    for host, duration in ((src, src_duration), (dst, 60)):
+        started = ansible.module(host.name, "packet_capture", {
+            "state": "started", "id": ids[host.name], "interface": "eth0",
+            "filter": {"proto": "tcp", "port": port}, "duration": duration}).result(host.name)
+        assert started["running"], started
+    ping(src, dst.ip, 1)   # a fresh neighbour entry, so the SYN is sent even when the path breaks
+    undo = make_fault()
+    try:
+        outcome = connect(src, dst.ip, port, timeout=1.5)
+        if src_duration < 60:
+            assert wait_for(lambda: (ROOT / ids[src.name] / "result.json").exists(), src_duration + 10)
+    finally:
+        if undo:
+            undo()
+    summaries = {}
+    for host in (src, dst):
+        stopped = ansible.module(host.name, "packet_capture", {"state": "stopped", "id": ids[host.name]})
+        summaries[host.name] = stopped.result(host.name)["summary"]
+    return outcome, _two_point()(src.name, dst.name, dst.ip, port, summaries[src.name], summaries[dst.name])
+
+
+def test_two_point_drop_on_the_target_input(ansible, src, dst, iptables_rules):
+    def fault():
+        iptables_rules(dst.namespace, "INPUT", "-p", "tcp", "--dport", "9991", "-j", "DROP")
+    outcome, evidence = two_point_capture(ansible, src, dst, 9991, fault)
+    assert outcome == "timeout"
+    assert evidence["where"] == "target_firewall"
+    assert evidence["sentence"] == "SYN reached %s, no answer left %s: %s's own firewall (INPUT) dropped it." % (
+        dst.name, dst.name, dst.name)
+
+
+def test_two_point_drop_on_the_sender_output(ansible, src, dst, iptables_rules):
+    def fault():
+        iptables_rules(src.namespace, "OUTPUT", "-p", "tcp", "--dport", "9992", "-j", "DROP")
+    outcome, evidence = two_point_capture(ansible, src, dst, 9992, fault)
+    assert outcome in ("timeout", "1")     # a local OUTPUT DROP may fail connect() with EPERM
+    assert evidence["where"] == "source"
+    assert evidence["sentence"].startswith("No SYN to %s:9992 left %s" % (dst.ip, src.name))
+
+
+def test_two_point_loss_between_the_hosts(ansible, src, dst, bridge_port):
+    def fault():
+        return bridge_port(dst, "state", "0")   # the switch port of dst stops forwarding
+    outcome, evidence = two_point_capture(ansible, src, dst, 9993, fault)
+    assert outcome == "timeout"
+    assert evidence["where"] == "between"
+    assert evidence["sentence"].startswith("SYN left %s and never reached %s" % (src.name, dst.name))
+
+
+def test_two_point_nothing_listens(ansible, src, dst):
+    outcome, evidence = two_point_capture(ansible, src, dst, 9994, lambda: None)
+    assert outcome == "111"
+    assert evidence["where"] == "target"
+    assert evidence["sentence"] == "SYN reached %s, %s sent RST: nothing listens on port 9994." % (dst.name, dst.name)
+
+
+def test_two_point_return_path(ansible, lab, src, dst, bridge_port):
+    def fault():
+        # the switch forgets src and no longer floods to it: what src sends still goes out,
+        # what comes back to src is lost on the way
+        undo = bridge_port(src, "learning", "off", "flood", "off", "mcast_flood", "off")
+        subprocess.run(["bridge", "fdb", "del", src.mac, "dev", lab.config.veth_name(src.index), "master"],
+                       capture_output=True, timeout=30)
+        return undo
+    outcome, evidence = two_point_capture(ansible, src, dst, WEB_PORT, fault, src_duration=6)
+    assert outcome == "timeout"
+    assert evidence["where"] == "return_path"
+    assert evidence["sentence"].startswith("SYN-ACK left %s and never reached %s" % (dst.name, src.name))
