@@ -10,7 +10,7 @@ module: packet_capture
 short_description: Bounded tcpdump packet captures on the managed host, with a per-flow summary
 description:
   - Runs C(tcpdump) on the managed host with a filter, and always with three bounds that the
-    module itself enforces: a wall-clock I(duration) (its own timer, then SIGINT), a packet count
+    module itself enforces - a wall-clock I(duration) (its own timer, then SIGINT), a packet count
     (I(max_packets), tcpdump's C(-c)) and a file size (I(max_bytes), polled). The result says which
     bound ended the capture (C(ended_by)).
   - C(state=captured) (one-shot) captures until a bound and returns. C(state=started) returns a
@@ -26,7 +26,7 @@ description:
   - The pcap is written in the module's own directory C(/var/tmp/netcheck-capture/<id>/), mode 0600,
     owned by the SSH user when the module runs through C(sudo) (or by I(owner)), so that
     M(ansible.builtin.fetch) gets it without C(become). It is summarised on the host with the standard
-    library (link types Ethernet, Linux cooked v1/v2, raw IP): per flow the 5-tuple, packets and bytes
+    library (link types Ethernet, Linux cooked v1/v2, raw IP) - per flow the 5-tuple, packets and bytes
     per direction, SYN / SYN-ACK / RST / FIN counts, Zeek's C(conn_state) and C(history), the handshake
     RTT and where it was measured, retransmissions and the ICMP errors that answer the flow; ICMP echo
     requests and replies per pair. See C(docs/capture.md).
@@ -57,7 +57,7 @@ options:
         resolved on the host), C(net) (CIDR), C(port) (a number or a C(low-high) range), C(proto)
         (C(tcp), C(udp), C(icmp), C(icmp6), C(ip), C(ip6), C(arp), C(sctp)) and C(direction)
         (C(src), C(dst), C(src or dst), C(src and dst)), which combine with C(and). Terms combine with
-        C({and: [...]}), C({or: [...]}) and C({not: {...}}).
+        the keys C(and) and C(or) (each a list of filters) and C(not) (one filter).
       - Omitted, everything on the interface is captured (still within the bounds).
     type: raw
   interface:

@@ -515,3 +515,16 @@ def test_two_point_return_path(ansible, lab, src, dst, bridge_port):
     assert outcome == "timeout"
     assert evidence["where"] == "return_path"
     assert evidence["sentence"].startswith("SYN-ACK left %s and never reached %s" % (dst.name, src.name))
+
+
+def test_results_have_exactly_the_documented_keys(capture, src, dst):
+    import yaml
+    sys.path.insert(0, str(REPO / "collections"))
+    from ansible_collections.netcheck.netcheck.plugins.modules import packet_capture
+    documented = set(yaml.safe_load(packet_capture.RETURN))
+    ansible_keys = {"changed", "failed", "invocation", "_ansible_no_log", "warnings", "deprecations"}
+    capture_id = start(capture, src, "keys", filter={"host": dst.ip})
+    stopped = stop(capture, src, capture_id)
+    removed = capture(src, state="absent", id=capture_id)
+    assert set(stopped) - ansible_keys == documented - {"removed", "pid", "tcpdump_pid", "expires_at"}
+    assert set(removed) - ansible_keys == {"id", "running", "removed", "reaped", "msg"}
