@@ -125,3 +125,17 @@ def test_route_interface_reads_ip_route_get():
     assert seen == [["ip", "route", "get", "10.0.0.2"]]
     with pytest.raises(InputError, match="targets\\[0\\]: no route to 10.0.0.9"):
         route_interface("10.0.0.9", lambda argv: (2, "", "RTNETLINK answers: Network is unreachable"))
+
+
+def test_the_pcap_goes_to_the_user_sudo_ran_for(monkeypatch):
+    from netcheck.capture import resolve_owner
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setenv("SUDO_UID", "1234")
+    monkeypatch.setenv("SUDO_GID", "2345")
+    assert resolve_owner() == (1234, 2345)
+    assert resolve_owner("0") == (0, 0)
+    with pytest.raises(InputError, match="owner: no user 'no-such-user-here'"):
+        resolve_owner("no-such-user-here")
+    monkeypatch.delenv("SUDO_UID")
+    import os
+    assert resolve_owner() == (os.getuid(), os.getgid())
