@@ -54,7 +54,7 @@ options:
     description:
       - What to capture. A string is a raw BPF expression (C(tcp port 80 and host 10.0.0.5)).
       - A mapping is a structured filter. A term has one or more of C(host) (an IP address or a name,
-        resolved on the host), C(net) (CIDR), C(port) (a number or a C(low-high) range), C(proto)
+        resolved on the host; or a list of them, any of which matches), C(net) (CIDR, or a list), C(port) (a number or a C(low-high) range), C(proto)
         (C(tcp), C(udp), C(icmp), C(icmp6), C(ip), C(ip6), C(arp), C(sctp)) and C(direction)
         (C(src), C(dst), C(src or dst), C(src and dst)), which combine with C(and). Terms combine with
         the keys C(and) and C(or) (each a list of filters) and C(not) (one filter).

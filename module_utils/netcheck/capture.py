@@ -138,6 +138,29 @@ def _resolve(host, field):
     return infos[0][4][0]
 
 
+def _checked_host(host, field):
+    if not isinstance(host, str) or not host or host.startswith("-") or any(c.isspace() for c in host):
+        raise InputError("%s: %r is not a host" % (field, host))
+    return host
+
+
+def _checked_net(net, field):
+    try:
+        return ipaddress.ip_network(str(net), strict=False)
+    except ValueError:
+        raise InputError("%s: %r is not a network (CIDR, e.g. 10.0.0.0/8)" % (field, net))
+
+
+def _any_of(value, field, term):
+    """One value, or a non-empty list of values of which any matches."""
+    if isinstance(value, list):
+        if not value:
+            raise InputError("%s: an empty list matches nothing" % field)
+        parts = [term(item, "%s[%d]" % (field, i)) for i, item in enumerate(value)]
+        return parts[0] if len(parts) == 1 else "(%s)" % " or ".join(parts)
+    return term(value, field)
+
+
 def _leaf(spec, field):
     """One structured term: its keys combine with 'and'."""
     allowed = ("host", "net", "port", "proto", "direction")
@@ -155,16 +178,11 @@ def _leaf(spec, field):
             raise InputError("%s.proto: %r is not one of %s" % (field, spec["proto"], ", ".join(PROTOCOLS)))
         terms.append(spec["proto"])
     if spec.get("host") is not None:
-        host = spec["host"]
-        if not isinstance(host, str) or not host or host.startswith("-") or any(c.isspace() for c in host):
-            raise InputError("%s.host: %r is not a host" % (field, host))
-        terms.append("%shost %s" % (prefix, _resolve(host, field + ".host")))
+        terms.append(_any_of(spec["host"], field + ".host", lambda host, where: "%shost %s" % (
+            prefix, _resolve(_checked_host(host, where), where))))
     if spec.get("net") is not None:
-        try:
-            net = ipaddress.ip_network(str(spec["net"]), strict=False)
-        except ValueError:
-            raise InputError("%s.net: %r is not a network (CIDR, e.g. 10.0.0.0/8)" % (field, spec["net"]))
-        terms.append("%snet %s" % (prefix, net))
+        terms.append(_any_of(spec["net"], field + ".net", lambda net, where: "%snet %s" % (
+            prefix, _checked_net(net, where))))
     if spec.get("port") is not None:
         port = spec["port"]
         if isinstance(port, str) and re.match(r"\d+-\d+\Z", port):
@@ -226,9 +244,11 @@ def first_host(spec):
     """The first host (or network address) a structured filter names, for the default interface."""
     if isinstance(spec, dict):
         for key in ("host", "net"):
-            if spec.get(key) is not None:
-                value = str(spec[key])
-                return value.split("/")[0] if key == "net" else value
+            value = spec.get(key)
+            if isinstance(value, list):
+                value = value[0] if value else None
+            if value is not None:
+                return str(value).split("/")[0] if key == "net" else str(value)
         for key in ("and", "or"):
             for item in spec.get(key) or []:
                 found = first_host(item)

@@ -13,10 +13,10 @@ import pytest
 from harness import REPO
 
 
-def run_capture(ansible, src, dst, run_dir, fetch):
+def run_capture(ansible, src, dst, run_dir, fetch, bpf="tcp port 8080 or icmp"):
+    extra = ["-e", "capture_filter='%s'" % bpf] if bpf else []
     return ansible.playbook(REPO / "capture.yml", "-e", "capture_hosts=%s:%s" % (src.name, dst.name),
-                            "-e", "capture_fetch=%s" % fetch, "-e", "capture_run_dir=%s" % run_dir,
-                            "-e", "capture_filter='tcp port 8080 or icmp'")
+                            "-e", "capture_fetch=%s" % fetch, "-e", "capture_run_dir=%s" % run_dir, *extra)
 
 
 def summaries(run_dir, hosts):
@@ -27,16 +27,18 @@ def no_capture_left(hosts, found):
     return all(not Path("/var/tmp/netcheck-capture", s["id"]).exists() for s in found.values())
 
 
-def test_pcaps_are_fetched_always_and_match_their_summary(ansible, src, dst, tmp_path):
-    run = run_capture(ansible, src, dst, tmp_path, "always")
+def test_pcaps_are_fetched_always_and_match_their_summary(ansible, lab, src, dst, tmp_path):
+    run = run_capture(ansible, src, dst, tmp_path, "always", bpf=None)
     assert run.rc == 0, run.stdout[-3000:]
     found = summaries(tmp_path, (src, dst))
-    for host in (src, dst):
+    for host, other in ((src, dst), (dst, src)):
         pcap = tmp_path / host.name / "eth0.pcap"
         summary = found[host.name]
         assert hashlib.sha256(pcap.read_bytes()).hexdigest() == summary["pcap"]["sha256"]
-        assert summary["ended_by"] == "stopped" and summary["filter"] == "tcp port 8080 or icmp"
-        states = {f["conn_state"] for f in summary["summary"]["flows"] if f["resp_p"] == 8080}
+        # the default filter: the other host of the play, so not Ansible's own SSH connection
+        assert summary["ended_by"] == "stopped" and summary["filter"] == "host %s" % other.ip
+        assert not any(lab.config.controller_ip in (f["orig_h"], f["resp_h"]) for f in summary["summary"]["flows"])
+        states = {f["conn_state"] for f in summary["summary"]["flows"] if f["resp_p"] in (22, 8080)}
         assert states == {"SF"}
         subprocess.run(["capinfos", str(pcap)], check=True, capture_output=True)
     assert no_capture_left((src, dst), found)

@@ -21,6 +21,8 @@ from netcheck.probe import InputError
     ({"proto": "icmp"}, "icmp"),
     ({"host": "10.0.0.5", "port": 5432, "proto": "tcp"}, "(tcp) and (host 10.0.0.5) and (port 5432)"),
     ({"host": "fd00::2", "direction": "dst"}, "dst host fd00::2"),
+    ({"host": ["10.0.0.5", "10.0.0.6"], "proto": "tcp"}, "(tcp) and ((host 10.0.0.5 or host 10.0.0.6))"),
+    ({"net": ["10.1.0.0/16"]}, "net 10.1.0.0/16"),
     ({"or": [{"proto": "tcp", "port": 80}, {"proto": "icmp"}]}, "((tcp) and (port 80)) or (icmp)"),
     ({"and": [{"net": "10.0.0.0/8"}, {"not": {"port": 22}}]}, "(net 10.0.0.0/8) and (not (port 22))"),
 ])
@@ -33,6 +35,8 @@ def test_structured_filters_become_bpf(spec, bpf):
     ({"port": 70000}, r"filter.port: 70000 is out of range"),
     ({"port": "80; rm -rf /"}, "filter.port"),
     ({"net": "10.0.0.0/33"}, "filter.net: '10.0.0.0/33' is not a network"),
+    ({"host": ["10.0.0.1", "a b"]}, r"filter.host\[1\]: 'a b' is not a host"),
+    ({"host": []}, "filter.host: an empty list"),
     ({"proto": "tcpp"}, "filter.proto: 'tcpp' is not one of"),
     ({"or": [{"port": 80}, {"host": "-w /etc/passwd"}]}, r"filter.or\[1\].host"),
     ({"or": []}, "filter.or: a non-empty list"),
@@ -49,6 +53,7 @@ def test_bad_filters_name_the_field(spec, message):
 def test_first_host_of_a_filter_chooses_the_interface():
     assert first_host({"or": [{"proto": "icmp"}, {"and": [{"net": "10.1.0.0/16"}, {"port": 1}]}]}) == "10.1.0.0"
     assert first_host({"port": 80}) is None
+    assert first_host({"host": ["10.2.0.1", "10.2.0.2"]}) == "10.2.0.1"
     assert first_host("host 10.0.0.1") is None
 
 
