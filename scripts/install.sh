@@ -10,12 +10,15 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# tshark (the tests' independent pcap reader) asks whether non-root users may capture: no
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -q
-# chromium: the HTML report is tested in a real headless browser (tests/unit/test_report_browser.py)
+# chromium: the HTML report is tested in a real headless browser (tests/unit/test_report_browser.py);
+# tshark: the independent reader of the packet-capture tests
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv ca-certificates \
     openssh-server openssh-client iproute2 iptables tcpdump iputils-ping procps util-linux \
-    chromium
+    chromium tshark
 
 # openssh-server's package leaves this out when no system sshd has run yet;
 # every lab sshd needs it (privilege separation).
