@@ -37,6 +37,8 @@ class Sampler:
     """Peak thread count and RSS of this process while a block runs (read from /proc every 5 ms)."""
 
     def __enter__(self):
+        # threads left from an earlier run (the TCP listeners' acceptors) are not the engine's
+        self.baseline_threads = threading.active_count()
         self.peak_threads, self.peak_rss_kib, self._stop = 0, 0, threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -46,7 +48,8 @@ class Sampler:
         while not self._stop.is_set():
             for line in Path("/proc/self/status").read_text().splitlines():
                 if line.startswith("Threads:"):
-                    self.peak_threads = max(self.peak_threads, int(line.split()[1]) - 1)  # minus the sampler
+                    # minus the threads there before, and the sampler itself
+                    self.peak_threads = max(self.peak_threads, int(line.split()[1]) - 1 - self.baseline_threads)
                 elif line.startswith("VmRSS:"):
                     self.peak_rss_kib = max(self.peak_rss_kib, int(line.split()[1]))
             self._stop.wait(0.005)
@@ -117,7 +120,7 @@ def run_all(tcp_count=10000, icmp_count=1000, url_count=1000, icmp_sequential=10
 
 
 def lines(report):
-    out = ["engine | targets | one invocation s | one after another s | ratio | peak threads | peak RSS MiB",
+    out = ["engine | targets | one invocation s | one after another s | ratio | threads started | peak RSS MiB",
            "--- | --- | --- | --- | --- | --- | ---"]
     for layer, entry in report.items():
         one, seq = entry["one_invocation"], entry["one_after_another"]
@@ -136,7 +139,7 @@ def main():
     parser.add_argument("--icmp-sequential", type=int, default=100,
                         help="ICMP targets timed one after another, scaled to all (default 100)")
     parser.add_argument("--http-delay-ms", type=int, default=0, help="server delay per URL (default 0)")
-    parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--json", help="also write the numbers to this file (e.g. bench/results/<date>-engines.json)")
     args = parser.parse_args()
     if not 0 <= args.tcp <= 20000 or not 0 <= args.icmp <= 2000 or not 0 <= args.urls <= 2000:
         raise SystemExit("--tcp 0..20000, --icmp 0..2000, --urls 0..2000")

@@ -320,6 +320,7 @@ def parse_args(argv=None):
     parser.add_argument("--subnet", default=os.environ.get("NETCHECK_BENCH_LAB_SUBNET", "10.77.99.0/24"))
     parser.add_argument("--subnet6", default=os.environ.get("NETCHECK_BENCH_LAB_SUBNET6", "fd6e:6574:6368:63::/64"))
     parser.add_argument("--keep-lab", action="store_true", help="leave the lab up at the end")
+    parser.add_argument("--replot", metavar="JSON", help="only redraw the plot (and print the table) of a results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.reps, args.builtin_reps = "2", 1, 1
@@ -336,8 +337,19 @@ def parse_args(argv=None):
     return args
 
 
+def plot_title(report):
+    loads = ", ".join("%.1f" % r["load_before"][0] for r in report["rows"])
+    return "full mesh, %s, ansible-core %s, %d cores (load %s)" % (
+        report["meta"]["started"][:10], report["meta"]["ansible_core"], report["meta"]["cpus"], loads)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.replot:
+        report = json.loads(Path(args.replot).read_text())
+        plot(report["rows"], args.plot, plot_title(report))
+        print(table(report["rows"]))
+        return 0
     if os.geteuid() != 0:
         raise SystemExit("the lab needs root")
     lab = Lab(LabConfig(name=args.lab_name, subnet=args.subnet, subnet6=args.subnet6))
@@ -348,9 +360,19 @@ def main(argv=None):
             for count in args.sizes:
                 print("N=%d: lab up, then %s" % (count, ", ".join(args.ways)), flush=True)
                 rows.append(measure_size(lab, count, args, workdir))
+                write_report(args, started, rows)  # a long run interrupted keeps the sizes done
     finally:
         if not args.keep_lab:
             lab.down()
+    report = write_report(args, started, rows)
+    if args.plot:
+        plot(rows, args.plot, plot_title(report))
+    print(report["table"])
+    print("results: %s%s" % (args.out, "; plot: %s" % args.plot if args.plot else ""))
+    return 0 if all(r["agree"] for r in rows) else 1
+
+
+def write_report(args, started, rows):
     report = {
         "meta": {"started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "label": args.label, "ansible_core": ansible_core_version(), "cpus": os.cpu_count(),
@@ -360,17 +382,10 @@ def main(argv=None):
                  "notes": "times are medians of cold-socket runs; load_before/after are 1/5/15-min load averages"},
         "rows": rows,
     }
-    text = table(rows)
-    report["table"] = text
+    report["table"] = table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    if args.plot:
-        loads = ", ".join("%.1f" % r["load_before"][0] for r in rows)
-        plot(rows, args.plot, "full mesh, %s, ansible-core %s, %d cores (load %s)"
-             % (started[:10], report["meta"]["ansible_core"], os.cpu_count(), loads))
-    print(text)
-    print("results: %s%s" % (args.out, "; plot: %s" % args.plot if args.plot else ""))
-    return 0 if all(r["agree"] for r in rows) else 1
+    return report
 
 
 if __name__ == "__main__":
