@@ -35,7 +35,7 @@ EXPERIMENTS = {
     "forks-5": {"ANSIBLE_FORKS": "5"},
     "strategy-free": {"ANSIBLE_STRATEGY": "free"},
     "poll-0.05": {"ANSIBLE_INTERNAL_POLL_INTERVAL": "0.05"},
-    "poll-0.0001": {"ANSIBLE_INTERNAL_POLL_INTERVAL": "0.0001"},
+    "poll-0.01": {"ANSIBLE_INTERNAL_POLL_INTERVAL": "0.01"},
     "mitogen-linear": {"ANSIBLE_STRATEGY": "mitogen_linear"},
 }
 # the settings that change what one more task costs (the others are timed on check.yml and the floor only)
@@ -48,7 +48,8 @@ def median_of(runs):
     return round(statistics.median(runs), 3)
 
 
-def run_experiment(lab, name, env, reps, workdir, count):
+def plan(lab, name, env, workdir, extras):
+    """The runs of one experiment: {way: argv}, all under that experiment's settings."""
     runner = mesh.Runner(lab.config.inventory_path, env, workdir)
     extra_vars = Path(workdir) / "mesh_vars.json"
     extra_vars.write_text(json.dumps(mesh.check_yml_mesh_vars(lab.config.web_port)))
@@ -56,36 +57,42 @@ def run_experiment(lab, name, env, reps, workdir, count):
         "ours": runner.argv("ours", extra_vars, lab.config.web_port),
         "floor": runner.argv("floor", extra_vars, lab.config.web_port),
     }
-    if name in PER_TASK:
+    if extras and name in PER_TASK:
         ways["ten_tasks"] = [str(mesh.BIN / "ansible-playbook"), "-i", runner.inventory, str(BENCH / "ten_tasks.yml")]
-    if name == "baseline":
+    if extras and name == "baseline":
         ways["setup"] = [str(mesh.BIN / "ansible"), "all", "-i", runner.inventory, "-m", "ansible.builtin.setup"]
-    walls = {way: [] for way in ways}
-    cpus = {way: [] for way in ways}
-    documents = {}
-    try:
-        for _ in range(reps):
-            for way, argv in ways.items():
-                wall, cpu, documents[way] = runner.run(argv)
-                walls[way].append(wall)
-                cpus[way].append(cpu)
-    except SystemExit as failure:  # a setting that breaks the run is a result too
-        print("  %-22s FAILED: %s" % (name, str(failure)[:800]), flush=True)
-        return {"experiment": name, "env": env, "failed": str(failure)[:4000]}
-    row = {"experiment": name, "env": env, "load": [round(x, 2) for x in os.getloadavg()]}
-    for way in ways:
+    return runner, ways
+
+
+def summary(name, env, sample, count):
+    if "failed" in sample:
+        return {"experiment": name, "env": env, "failed": sample["failed"]}
+    walls, cpus = sample["walls"], sample["cpus"]
+    row = {"experiment": name, "env": env, "load": sample["load"]}
+    for way in walls:
         row[way] = {"runs_s": [round(w, 3) for w in walls[way]], "median_s": median_of(walls[way]),
                     "min_s": round(min(walls[way]), 3), "cpu_s_per_host": round(statistics.median(cpus[way]) / count, 3)}
     # what the controller holds per checked pair (the mesh has count * count pairs, 3 layers each)
-    row["result_bytes_per_pair"] = round(len(json.dumps(documents["ours"])) / float(count * count), 1)
-    if "ten_tasks" in ways:
+    row["result_bytes_per_pair"] = round(len(json.dumps(sample["ours_document"])) / float(count * count), 1)
+    if "ten_tasks" in walls:
         row["per_task_s"] = round((row["ten_tasks"]["median_s"] - row["floor"]["median_s"]) / 9, 3)
-    if "setup" in ways:
+    if "setup" in walls:
         row["facts_s_over_floor"] = round(row["setup"]["median_s"] - row["floor"]["median_s"], 3)
-    print("  %-22s check.yml %6.2f s (CPU %.2f s/host)  floor %5.2f s  per task %s s" % (
-        name, row["ours"]["median_s"], row["ours"]["cpu_s_per_host"], row["floor"]["median_s"],
-        row.get("per_task_s", "-")), flush=True)
     return row
+
+
+def run_round(runner, ways, sample):
+    """One repetition of every way of one experiment; a setting that breaks the run is a result too."""
+    try:
+        for way, argv in ways.items():
+            wall, cpu, document = runner.run(argv)
+            sample["walls"].setdefault(way, []).append(wall)
+            sample["cpus"].setdefault(way, []).append(cpu)
+            if way == "ours":
+                sample["ours_document"] = document
+    except SystemExit as failure:
+        sample["failed"] = str(failure)[:4000]
+    sample["load"] = [round(x, 2) for x in os.getloadavg()]
 
 
 def payload_sizes(lab, workdir):
@@ -104,8 +111,11 @@ def payload_sizes(lab, workdir):
     sizes = {}
     for module in PAYLOAD_MODULES:
         before = set(remote_tmp.rglob("AnsiballZ_*.py"))
-        runner.run([str(mesh.BIN / "ansible"), host.name, "-i", runner.inventory, "-m", module,
-                    "-a", json.dumps(args[module])])
+        try:
+            runner.run([str(mesh.BIN / "ansible"), host.name, "-i", runner.inventory, "-m", module,
+                        "-a", json.dumps(args[module])])
+        except SystemExit as failure:  # the payload was shipped even when the module failed
+            print("  payload of %s: the run failed: %s" % (module, str(failure)[:300]))
         new = sorted(set(remote_tmp.rglob("AnsiballZ_*.py")) - before)
         sizes[module] = new[-1].stat().st_size if new else None
     shutil.rmtree(remote_tmp, ignore_errors=True)
@@ -123,6 +133,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--no-extras", dest="extras", action="store_false",
+                        help="skip the ten-task, fact-gathering and payload measurements")
     parser.add_argument("--only", help="comma-separated experiments (default all): " + ", ".join(EXPERIMENTS))
     parser.add_argument("--mitogen", help="directory holding ansible_mitogen (pip install --target DIR mitogen)")
     parser.add_argument("--out", help="result JSON (default bench/results/<date>-knobs.json)")
@@ -142,12 +154,23 @@ def main():
     try:
         lab.up(args.hosts)
         with tempfile.TemporaryDirectory(prefix="ncknobs") as workdir:
+            plans, samples = {}, {}
             for name in names:
                 env = dict(EXPERIMENTS[name])
                 if name.startswith("mitogen"):
                     env["ANSIBLE_STRATEGY_PLUGINS"] = str(Path(args.mitogen) / "ansible_mitogen" / "plugins" / "strategy")
-                rows.append(run_experiment(lab, name, env, args.reps, workdir, args.hosts))
-                write(out, args, rows, None)  # an interrupted run keeps the experiments done
+                plans[name] = (env,) + plan(lab, name, env, workdir, args.extras)
+                samples[name] = {"walls": {}, "cpus": {}}
+            # rounds outside, experiments inside: the machine's load drifts over every experiment alike
+            for rep in range(args.reps):
+                for name in names:
+                    if "failed" not in samples[name]:
+                        run_round(plans[name][1], plans[name][2], samples[name])
+                        print("  round %d %-22s %s" % (rep + 1, name, samples[name].get("failed", "")[:300]
+                                                       or "check.yml %.2f s" % samples[name]["walls"]["ours"][-1]),
+                              flush=True)
+                rows = [summary(name, plans[name][0], samples[name], args.hosts) for name in names]
+                write(out, args, rows, None)  # an interrupted run keeps the rounds done
             if "baseline" in names:
                 sizes = payload_sizes(lab, workdir)
     finally:
@@ -163,7 +186,7 @@ def main():
         print("%s | %.2f | %s | %.2f | %.2f | %s | %.1f" % (row["experiment"], row["ours"]["median_s"], change,
                                                            row["ours"]["cpu_s_per_host"], row["floor"]["median_s"],
                                                            row.get("per_task_s", "-"), row["load"][0]))
-    if base:
+    if base and "facts_s_over_floor" in base:
         print("fact gathering (-m setup) over the floor: %.2f s for %d hosts" % (base["facts_s_over_floor"], args.hosts))
     if sizes:
         print("module payloads (AnsiballZ bytes): %s" % ", ".join("%s %s" % (m.split(".")[-1], s) for m, s in sizes.items()))
