@@ -4,8 +4,8 @@ Run (as root): .venv/bin/python bench/knobs.py [--hosts 8] [--reps 3] [--only ba
                  [--mitogen DIR]   (DIR: where `pip install --target DIR mitogen` put it)
 
 On one lab of --hosts hosts, each experiment overrides one setting (environment variables,
-the same for every way) of the repository's ansible.cfg and times, interleaved, --reps cold runs
-of: check.yml over the full mesh (as bench/mesh.py), the floor (`-m ping`) and bench/ten_tasks.yml
+the same for every way) of the repository's ansible.cfg and times --reps cold runs (in rounds:
+every experiment once per round, so load drifts touch them alike) of: check.yml over the full mesh (as bench/mesh.py), the floor (`-m ping`) and bench/ten_tasks.yml
 (ten ping tasks: per-task cost = (ten - floor) / 9). The baseline also times fact gathering
 (`-m setup`) and measures the module payloads Ansible ships (AnsiballZ files kept with
 pipelining off). Writes bench/results/<date>-knobs.json and prints a table.
