@@ -44,10 +44,27 @@ COLUMNS = ("N", "builtin s", "check.yml s", "floor s", "speed-up", "overhead", "
 
 # --- check.yml: how this project's playbook is told to check the full mesh -------------------
 # THE ONE PLACE TO SWITCH when check.yml becomes one net_diagnose task per host (issue 10):
-# today the role takes one group-target list per layer; the pairs are read from whatever
-# results the run holds (per-layer results, or net_diagnose pairs with their layers).
+# set CHECK_YML_ROLE = "net_diagnose". The pairs are read from whatever results the run holds
+# (per-layer results, or net_diagnose pairs with their layers), so check_yml_pairs needs no switch.
+CHECK_YML_ROLE = "per-layer"  # "per-layer": icmp_ping, port_check, http_check tasks (main today)
+
+
 def check_yml_mesh_vars(web_port):
     """Extra vars that make check.yml check the full mesh of group all, each host included."""
+    if CHECK_YML_ROLE == "net_diagnose":
+        return {
+            "netcheck_include_self": True,
+            "netcheck_fail_on_mismatch": False,
+            "netcheck_mesh_group": "all",
+            "netcheck_mesh_ports": [TCP_PORT],
+            "netcheck_mesh_urls": [{"port": web_port, "path": "/"}],
+            "netcheck_mesh_icmp": "reachable",  # a pair's ICMP is ok only when it answered, as `ping` rc 0
+            "netcheck_icmp_count": 3,
+            "netcheck_icmp_interval": 0.2,
+            "netcheck_http_method": "HEAD",
+            # the lab inventory's own group specs would add (merged) targets: the mesh alone
+            "netcheck_icmp_group_targets": [], "netcheck_tcp_group_targets": [], "netcheck_http_group_targets": [],
+        }
     return {
         "netcheck_include_self": True,
         "netcheck_fail_on_mismatch": False,
