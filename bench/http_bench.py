@@ -27,6 +27,14 @@ class SilentHandler(LabHandler):
         pass  # 200 lines of access log would bury the result
 
 
+def start_server():
+    """The lab's web server on 127.0.0.1 (a free port), silent, in a thread; returns (server, base URL)."""
+    server = LabServer(("127.0.0.1", 0), SilentHandler)
+    server.lab_name, server.auth = "bench", None
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server, "http://127.0.0.1:%d" % server.server_address[1]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--urls", type=int, default=100)
@@ -34,10 +42,7 @@ def main():
     args = parser.parse_args()
     if not 1 <= args.urls <= 1000 or not 0 <= args.delay_ms <= 1000:
         raise SystemExit("--urls 1..1000, --delay-ms 0..1000")
-    server = LabServer(("127.0.0.1", 0), SilentHandler)
-    server.lab_name, server.auth = "bench", None
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    base = "http://127.0.0.1:%d" % server.server_address[1]
+    server, base = start_server()
     targets = parse_targets(["%s/delay?ms=%d&n=%d" % (base, args.delay_ms, n) for n in range(args.urls)])
 
     start = time.perf_counter()

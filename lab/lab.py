@@ -14,6 +14,7 @@ lab made, and nothing else.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -70,6 +71,167 @@ def wait_for_ports(addresses, deadline_s=20.0):
             raise LabError("nothing answers on %s within %g s" % (pending, deadline_s))
         if pending:
             time.sleep(0.05)
+
+
+# --- the kernel's neighbour (ARP / NDP) table --------------------------------------
+# One table per address family serves every network namespace of the machine, bounded
+# by the root namespace's gc_thresh1/2/3 (128 / 512 / 1,024 by default). A full mesh of
+# N hosts needs about N*N entries: at 32 hosts that overflows the default, new entries
+# cannot be made ("neighbor table overflow!") and pairs fail with no neighbour at all.
+NEIGH_FAMILIES = ("ipv4", "ipv6")
+NEIGH_KEYS = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
+SYSCTL_ROOT = Path("/proc/sys")
+# /run is a tmpfs: the registry vanishes on reboot, exactly when the kernel forgets the raised values
+NEIGH_REGISTRY = Path("/run/netcheck/neigh")
+# the kernel's defaults: room kept for everything that is not a registered lab
+NEIGH_RESERVE = {"gc_thresh2": 512, "gc_thresh3": 1024}
+
+
+def neighbour_entries_needed(count):
+    """Neighbour entries a lab of ``count`` hosts needs in each family's table, with margin.
+
+    Each host reaches every other host and the controller (count * count entries, a
+    host reaches itself over loopback), and the controller reaches every host (count);
+    IPv6 adds a few multicast entries per host (solicited-node, all-routers). The margin
+    (a quarter, plus 8 per host and 32) covers those and entries not yet collected.
+    """
+    entries = count * count + count
+    return entries + entries // 4 + 8 * count + 32
+
+
+def neighbour_targets(originals, needs):
+    """The thresholds while labs with these needs are up: the kernel's defaults stay for
+    everything else on the machine (labs that do not register, the host's own traffic) and
+    each registered lab adds its own need on top; values already higher stay as they are.
+    gc_thresh1 (nothing is collected below it) is left alone."""
+    extra = sum(needs)
+    return {"gc_thresh1": originals["gc_thresh1"],
+            "gc_thresh2": max(originals["gc_thresh2"], NEIGH_RESERVE["gc_thresh2"] + extra),
+            "gc_thresh3": max(originals["gc_thresh3"], NEIGH_RESERVE["gc_thresh3"] + extra)}
+
+
+class NeighbourTable:
+    """Raises the shared neighbour-table thresholds for the labs that are up, and restores them.
+
+    Every lab that raises registers its need in ``registry/labs/<name>.json`` (under one
+    lock); the first one records the values it found in ``registry/originals.json``. The
+    thresholds are always originals + the needs of the labs registered now, and are only
+    ever raised while a registered lab is up: a lab going down lowers them to what the
+    labs still up need, never below, and to the originals only when it was the last.
+    Values someone else changed since we set them are left alone.
+    """
+
+    def __init__(self, registry=NEIGH_REGISTRY, sysctl_root=SYSCTL_ROOT, link_exists=None):
+        self.registry = Path(registry)
+        self.sysctl_root = Path(sysctl_root)
+        self.link_exists = link_exists or Lab._link_exists
+
+    def _path(self, family, key):
+        return self.sysctl_root / "net" / family / "neigh" / "default" / key
+
+    def read(self):
+        return {family: {key: int(self._path(family, key).read_text()) for key in NEIGH_KEYS}
+                for family in NEIGH_FAMILIES}
+
+    def _write(self, family, values):
+        # raise the top first and lower the bottom first, so thresh1 <= thresh2 <= thresh3 holds throughout
+        current = int(self._path(family, "gc_thresh3").read_text())
+        order = reversed(NEIGH_KEYS) if values["gc_thresh3"] >= current else NEIGH_KEYS
+        for key in order:
+            try:
+                self._path(family, key).write_text("%d\n" % values[key])
+            except OSError as exc:
+                raise LabError("cannot set net.%s.neigh.default.%s to %d (%s): the kernel's neighbour table, "
+                               "shared by every namespace, would overflow with this many lab hosts"
+                               % (family, key, values[key], exc.strerror or exc))
+
+    def _locked(self):
+        (self.registry / "labs").mkdir(parents=True, exist_ok=True)
+        handle = open(self.registry / "lock", "w")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        return handle
+
+    def _entries(self):
+        """Registered labs whose bridge still exists; a lab that vanished without `down` is dropped."""
+        entries = {}
+        for path in sorted((self.registry / "labs").glob("*.json")):
+            try:
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                entry = None
+            if entry and self.link_exists(entry["bridge"]):
+                entries[entry["name"]] = entry
+            else:
+                path.unlink()
+        return entries
+
+    def _apply(self, entries, originals, may_lower):
+        """Move each family towards originals + the registered needs; returns the values now set.
+
+        Raising takes the larger of the target and what is there, key by key. Lowering
+        (``may_lower``, a lab went down) happens only where the values are still the ones
+        we set last: a value someone else changed since is theirs, and stays.
+        """
+        current = self.read()
+        applied = {}
+        for family in NEIGH_FAMILIES:
+            target = neighbour_targets(originals["values"][family], [e["need"] for e in entries.values()])
+            ours = current[family] == originals["set"].get(family)
+            if not (may_lower and ours):
+                target = {key: max(target[key], current[family][key]) for key in NEIGH_KEYS}
+            if target != current[family]:
+                self._write(family, target)
+            applied[family] = target
+        return applied
+
+    def register(self, name, bridge, count):
+        """Make room for a lab of ``count`` hosts (never lowering). Returns a description of a change."""
+        need = neighbour_entries_needed(count)
+        with self._locked():
+            entries = self._entries()
+            originals_path = self.registry / "originals.json"
+            if originals_path.exists():
+                originals = json.loads(originals_path.read_text())
+            else:
+                # the first lab to register: what is there now is what the machine had
+                originals = {"values": self.read(), "set": {}}
+            entries[name] = {"name": name, "bridge": bridge, "need": need, "hosts": count}
+            (self.registry / "labs" / (name + ".json")).write_text(json.dumps(entries[name]) + "\n")
+            before = self.read()
+            originals["set"] = self._apply(entries, originals, may_lower=False)
+            originals_path.write_text(json.dumps(originals, indent=1) + "\n")
+            if originals["set"] == before:
+                return None
+            return "neighbour table thresholds %s (were %s; %s needs %d entries)" % (
+                self._describe(originals["set"]), self._describe(before), name, need)
+
+    def release(self, name):
+        """Forget a lab; lower the thresholds to what the labs still up need (the originals if none)."""
+        with self._locked():
+            own = self.registry / "labs" / (name + ".json")
+            originals_path = self.registry / "originals.json"
+            if not own.exists():
+                return None
+            own.unlink()
+            if not originals_path.exists():
+                return None
+            originals = json.loads(originals_path.read_text())
+            entries = self._entries()
+            before = self.read()
+            applied = self._apply(entries, originals, may_lower=True)
+            if entries:
+                originals["set"] = applied
+                originals_path.write_text(json.dumps(originals, indent=1) + "\n")
+            else:
+                originals_path.unlink()
+            if applied == before:
+                return None
+            return "neighbour table thresholds %s (was %s)" % (self._describe(applied), self._describe(before))
+
+    @staticmethod
+    def _describe(values):
+        return ", ".join("%s %s" % (family, "/".join(str(values[family][k]) for k in NEIGH_KEYS))
+                         for family in NEIGH_FAMILIES)
 
 
 @dataclass
@@ -169,9 +331,11 @@ class LabHost:
 @dataclass
 class Lab:
     config: LabConfig = field(default_factory=LabConfig.from_env)
+    neighbour_table: NeighbourTable = None
 
     def __post_init__(self):
         self.changes = []
+        self.neighbour_table = self.neighbour_table or NeighbourTable()
 
     # --- helpers ------------------------------------------------------------
     def _changed(self, what):
@@ -269,6 +433,10 @@ class Lab:
         self._ensure_keypair(cfg.key_path, "netcheck-lab-client")
         self._write(cfg.state_dir / "authorized_keys", Path(str(cfg.key_path) + ".pub").read_text(), 0o600)
         self._ensure_bridge()
+        # before any host talks: a full mesh of many hosts overflows the kernel's default table
+        raised = self.neighbour_table.register(cfg.name, cfg.bridge, count)
+        if raised:
+            self._changed(raised)
         for extra in sorted(i for i in self.namespaces() if i > count):
             self._remove_host(extra)
         for index in range(1, count + 1):
@@ -505,6 +673,9 @@ class Lab:
         if self._link_exists(self.config.bridge):
             run(["ip", "link", "del", self.config.bridge])
             self._changed("removed bridge %s" % self.config.bridge)
+        restored = self.neighbour_table.release(self.config.name)
+        if restored:
+            self._changed(restored)
         if self.config.inventory_path.exists():
             self.config.inventory_path.unlink()
             self._changed("removed %s" % self.config.inventory_path)
