@@ -120,6 +120,21 @@ def neighbour_of(address, dev=None, run=default_run):
     return {"ip": address, "state": None, "mac": None, "dev": dev, "source": "ip neigh", "error": error}
 
 
+def neighbour_table(run=default_run):
+    """Every neighbour entry of both families: {address: state} (one ``ip neigh`` call; IPv4 from
+    /proc/net/arp where ``ip`` is missing)."""
+    data, _ = _ip_json(run, ["ip", "-j", "neigh", "show"])
+    if data is not None:
+        return {entry["dst"]: (entry.get("state") or ["NONE"])[0] for entry in data if entry.get("dst")}
+    text = _read("/proc/net/arp") or ""
+    table = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 6:
+            table[fields[0]] = "REACHABLE" if int(fields[2], 16) & _ATF_COM else "INCOMPLETE"
+    return table
+
+
 def next_hop(address, run=default_run):
     """Route and neighbour entry of the next hop towards ``address`` (read after traffic was sent).
 
@@ -138,5 +153,5 @@ def next_hop(address, run=default_run):
     return route, neighbour
 
 
-__all__ = ["NEIGHBOUR_STATES", "default_run", "neighbour_of", "next_hop", "parse_proc_arp",
+__all__ = ["NEIGHBOUR_STATES", "default_run", "neighbour_of", "neighbour_table", "next_hop", "parse_proc_arp",
            "parse_proc_route", "route_to"]
