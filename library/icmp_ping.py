@@ -48,8 +48,8 @@ options:
         type: bool
         default: true
       name:
-        description: A label for this target, returned as C(detail.name).
-        type: str
+        description: A label for this target, returned as C(detail.name). Must be a string.
+        type: raw
   count:
     description: Echo requests per target (1 to 1000).
     type: int
@@ -277,7 +277,7 @@ def main():
             targets=dict(type="list", elements="dict", required=True, options=dict(
                 host=dict(type="str", required=True),
                 reachable=dict(type="bool", default=True),
-                name=dict(type="str"),
+                name=dict(type="raw"),
             )),
             count=dict(type="int", default=3),
             interval=dict(type="float", default=0.2),

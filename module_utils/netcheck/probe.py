@@ -158,11 +158,13 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
     """Run ``probe(item)`` for every item at once and return the results in item order.
 
     At most ``max_workers`` probes run at the same time. Each probe is expected to
-    bound itself with its own timeout; ``deadline_s`` is the global safety net:
-    when it passes, every probe not finished yet is reported as
-    ``on_unfinished(item, reason)`` and the call returns without waiting for it
-    (its worker thread is a daemon and dies with the process). A probe that
-    raises is reported the same way, with the exception as the reason.
+    bound itself with its own timeout, and ``deadline_s`` is the longest one probe may
+    take: items beyond ``max_workers`` wait for a worker, so the global safety net is
+    ``deadline_s`` times the number of rounds (ceil(items / max_workers)). When it
+    passes, every probe not finished yet is reported as ``on_unfinished(item, reason)``
+    and the call returns without waiting for it (its worker thread is a daemon and dies
+    with the process). A probe that raises is reported the same way, with the exception
+    as the reason.
     """
     items = list(items)
     if not items:
@@ -192,13 +194,15 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
 
     # Daemon threads rather than a ThreadPoolExecutor: the executor joins its
     # workers at interpreter exit, which would defeat the global deadline.
-    workers = min(max_workers, len(items))
+    workers = max(1, min(max_workers, len(items)))
+    rounds = int(math.ceil(len(items) / float(workers)))
     for _ in range(workers):
         threading.Thread(target=worker, daemon=True).start()
-    done.wait(deadline_s)
+    total_s = deadline_s * rounds
+    done.wait(total_s)
     with lock:
         done.set()  # stop workers from taking new items
-        reason = "no verdict within the global deadline of %g s" % deadline_s
+        reason = "no verdict within the global deadline of %g s" % total_s
         return [r if r is not None else on_unfinished(items[i], reason) for i, r in enumerate(results)]
 
 
