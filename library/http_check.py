@@ -297,7 +297,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.http import FOLLOW, METHODS, check_urls, parse_targets
-from ..module_utils.netcheck.probe import InputError, failure_message, outcome
+from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
 
 URL_OPTIONS = dict(
     url=dict(type="str", required=True),
@@ -318,7 +318,8 @@ DEFAULT_KEYS = ("method", "status_codes", "headers", "expect_headers", "follow_r
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=dict(
             urls=dict(type="list", elements="dict", required=True, options=URL_OPTIONS),
             method=dict(type="str", choices=list(METHODS), default="HEAD"),

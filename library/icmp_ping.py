@@ -268,13 +268,14 @@ from ..module_utils.netcheck.icmp import (
     METHODS, InputError, MethodUnavailable, parse_targets, ping_targets, validate_options, validate_thresholds,
 )
 from ..module_utils.netcheck.neighbour import next_hops
-from ..module_utils.netcheck.probe import failure_message, outcome
+from ..module_utils.netcheck.probe import failure_message, new_module, outcome
 
 THRESHOLDS = dict(rtt_ms=dict(type="float"), loss_pct=dict(type="float"))
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=dict(
             targets=dict(type="list", elements="dict", required=True, options=dict(
                 host=dict(type="str", required=True),

@@ -228,7 +228,7 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.probe import InputError, failure_message, outcome
+from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
 from ..module_utils.netcheck.tcp import STATES, check_targets, parse_targets
 
 TARGET_OPTIONS = dict(
@@ -244,7 +244,8 @@ TARGET_OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=dict(
             targets=dict(type="list", elements="dict", required=True, options=TARGET_OPTIONS),
             timeout=dict(type="float", default=3.0),
