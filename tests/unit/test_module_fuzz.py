@@ -10,6 +10,7 @@ only, and name resolution is switched off (a name never leaves this host): nothi
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 
@@ -22,6 +23,8 @@ from collection_loader import load_module
 
 CASES = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 # what Ansible's own argument-spec errors say when they name a field
+# Outcomes recorded for docs/reliability.md when NETCHECK_FUZZ_TABLE names a file (scripts/reliability_table.py).
+RECORD = os.environ.get("NETCHECK_FUZZ_TABLE")
 ANSIBLE_FIELD_WORDS = ("argument", "parameter", "value of", "missing required", "Unsupported", "must be one of",
                        "is of type", "elements")
 
@@ -57,12 +60,19 @@ def run_module(name, args, capsys):
     return json.loads(out[out.index("{"):])
 
 
-def assert_clean_outcome(result, args):
+def assert_clean_outcome(result, args, module):
     assert "exception" not in result, result.get("exception")
+    outcome = "ran, every target as expected"
     if result.get("failed") and not result.get("results"):
         msg = result["msg"]
         named = [key for key in _keys(args) if key in msg]
         assert named or any(word in msg for word in ANSIBLE_FIELD_WORDS), msg
+        outcome = "refused, naming the field"
+    elif result.get("failed"):
+        outcome = "ran, some target missed its expectation"
+    if RECORD:
+        with open(RECORD, "a") as handle:
+            handle.write(json.dumps({"module": module, "outcome": outcome}) + "\n")
 
 
 def _keys(value):
@@ -95,7 +105,7 @@ seconds = st.one_of(st.floats(0.05, 0.3), junk)
 @CASES
 def test_port_check_main_never_crashes_and_names_the_bad_field(capsys, targets, timeout, max_workers):
     args = {"targets": targets, "timeout": timeout, "max_workers": max_workers}
-    assert_clean_outcome(run_module("port_check", args, capsys), args)
+    assert_clean_outcome(run_module("port_check", args, capsys), args, "port_check")
 
 
 @given(targets=st.lists(st.one_of(hosts, st.fixed_dictionaries(
@@ -112,7 +122,7 @@ def test_icmp_ping_main_never_crashes_and_names_the_bad_field(capsys, targets, c
     targets = [t if isinstance(t, dict) else {"host": t} for t in targets]
     args = {"targets": targets, "count": count, "interval": interval, "timeout": timeout, "size": size,
             "method": method, "warn": warn, "neighbour": neighbour}
-    assert_clean_outcome(run_module("icmp_ping", args, capsys), args)
+    assert_clean_outcome(run_module("icmp_ping", args, capsys), args, "icmp_ping")
 
 
 urls = st.one_of(st.sampled_from(["http://127.0.0.1:9/", "http://[::1]:9/x", "https://127.0.0.1:9/",
@@ -136,7 +146,7 @@ urls = st.one_of(st.sampled_from(["http://127.0.0.1:9/", "http://[::1]:9/x", "ht
 @CASES
 def test_http_check_main_never_crashes_and_names_the_bad_field(capsys, urls):
     args = {"urls": urls}
-    assert_clean_outcome(run_module("http_check", args, capsys), args)
+    assert_clean_outcome(run_module("http_check", args, capsys), args, "http_check")
 
 
 def test_a_non_string_send_or_name_is_refused_not_turned_into_a_string(capsys):
