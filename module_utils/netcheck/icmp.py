@@ -619,5 +619,5 @@ def ping_targets(targets, count=3, interval=0.2, timeout=1.0, size=56, method="a
 
 
 __all__ = ["InputError", "KIND", "METHODS", "MethodUnavailable", "PingTarget", "build_result", "checksum",
-           "choose_method", "dns_error_result", "parse_ping_output", "parse_targets", "ping_argv", "ping_targets", "quoted_echo",
-           "rtt_stats", "status_of", "validate_options", "validate_thresholds"]
+           "choose_method", "dns_error_result", "parse_ping_output", "parse_targets", "ping_argv", "ping_targets",
+           "quoted_echo", "rtt_stats", "status_of", "validate_options", "validate_thresholds"]

@@ -266,6 +266,6 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
 
 __all__ = [
     "DEFAULT_MAX_WORKERS", "InputError", "failure_message", "outcome", "RESULT_KEYS", "format_hostport", "ms_since",
-    "new_module", "probe_result", "run_concurrently", "shape_error", "summarize", "validate_host", "validate_port", "validate_regex",
-    "validate_timeout",
+    "new_module", "probe_result", "run_concurrently", "shape_error", "summarize", "validate_host", "validate_port",
+    "validate_regex", "validate_timeout",
 ]

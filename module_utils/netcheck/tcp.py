@@ -426,10 +426,13 @@ class _Engine(object):
             attempt = key.data
             if attempt.index not in self.active:
                 continue
-            if attempt.stage == "connect":
-                self._connected(attempt)
-            else:
-                self._converse(attempt, events)
+            try:
+                if attempt.stage == "connect":
+                    self._connected(attempt)
+                else:
+                    self._converse(attempt, events)
+            except Exception as exc:  # a probe bug must not hide the other results
+                self._finish(attempt, "error", "probe crashed: %s: %s" % (type(exc).__name__, exc))
         now = time.monotonic()
         while self.deadlines and self.deadlines[0][0] <= now:
             _, index = heapq.heappop(self.deadlines)

@@ -250,8 +250,8 @@ def test_http_faults_fail_in_their_phase_within_the_timeout(hosts, lab, dst, fau
 # --- ICMP: loss and silence ---------------------------------------------------------------------------
 
 def test_thirty_percent_icmp_loss_reads_between_15_and_45_percent(src, iptables_rules, dst):
-    iptables_rules(dst.namespace, "INPUT", "-p", "icmp", "--icmp-type", "echo-request", "-m", "statistic", "--mode", "random",
-          "--probability", "0.3", "-j", "DROP")
+    iptables_rules(dst.namespace, "INPUT", "-p", "icmp", "--icmp-type", "echo-request", "-m", "statistic",
+                   "--mode", "random", "--probability", "0.3", "-j", "DROP")
     (result,), elapsed = probe(src.namespace, "icmp", [dst.ip], count=40, interval=0.02, timeout=1.0)
     assert 15 <= result["detail"]["loss_pct"] <= 45, result["detail"]["loss_pct"]
     assert result["detail"]["sent"] == 40
