@@ -37,6 +37,11 @@ for line in lines:
 """
 
 
+# A search always gets at least this long, even when its text arrived right at the deadline,
+# so that a quick pattern is not reported as timed out for want of a round trip to the process.
+MIN_SEARCH_S = 0.05
+
+
 class RegexTimeout(Exception):
     """The search did not finish before its deadline; its process was killed."""
 
@@ -47,6 +52,11 @@ class BoundedMatcher(object):
 
     def __init__(self):
         self._proc = None
+
+    def start(self):
+        """Start the search process now (it then boots while the caller does other work)."""
+        if self._proc is None:
+            self._start()
 
     def _start(self):
         if not sys.executable:  # an embedded interpreter: nothing to start
@@ -62,6 +72,7 @@ class BoundedMatcher(object):
         if proc is None:
             return bool(regex.search(text))
         started = time.monotonic()
+        deadline = max(deadline, started + MIN_SEARCH_S)
         try:
             proc.stdin.write(json.dumps([regex.pattern, text]).encode("ascii") + b"\n")
             proc.stdin.flush()

@@ -381,6 +381,9 @@ class _Engine(object):
             else:
                 queue.append(_Attempt(index, self.targets[index], *item))
         queue.reverse()  # pop() from the end keeps the targets' order
+        if any(attempt.target.expect is not None for attempt in queue):
+            self.matcher = BoundedMatcher()
+            self.matcher.start()  # boots while the handshakes run
         try:
             while queue or self.active:
                 while queue and len(self.active) < self.max_open:

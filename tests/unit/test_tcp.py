@@ -742,3 +742,14 @@ def test_neighbour_table_reads_both_families_from_ip_neigh():
            '{"dst":"10.77.0.12","dev":"eth0","lladdr":"6a:b6:c8:2c:c2:da","state":["REACHABLE"]}]')
     table = neighbour_table(lambda argv: (0, out, ""))
     assert table == {"10.77.0.99": "FAILED", "fd6e::99": "INCOMPLETE", "10.77.0.12": "REACHABLE"}
+
+
+def test_the_regex_process_is_not_left_behind():
+    import os
+    import subprocess as _subprocess
+    with loopback_server(banner_then_hold(b"a" * 40 + b"!")) as port:
+        result = check_target(target(port=port, expect=r"^(a+)+$", timeout=0.3))
+    assert result["detail"]["regex_timed_out"] is True
+    # every search process was killed and reaped: no child of ours still runs (or lingers as a zombie)
+    ps = _subprocess.run(["ps", "-o", "pid=,stat=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True)
+    assert "-I -S -c" not in ps.stdout, ps.stdout
