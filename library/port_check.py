@@ -94,10 +94,16 @@ attributes:
 extends_documentation_fragment:
   - action_common_attributes
 notes:
-  - A C(filtered) verdict takes the whole timeout; C(closed) and C(unreachable) come as soon as
-    the kernel knows. On the local subnet, a timeout whose ARP request is still unanswered (Linux
-    gives up only after about 3 seconds) is reported C(unreachable), not C(filtered), because nobody
-    holds that address (IPv4, read from C(/proc/net/arp)).
+  - A C(filtered) verdict takes the whole timeout; C(closed), C(rejected) and C(unreachable) come as
+    soon as the kernel knows. On the local subnet, a timeout whose ARP (IPv4) or NDP (IPv6) request
+    is still unanswered (Linux gives up only after about 3 seconds) is reported C(unreachable), not
+    C(filtered), because nobody holds that address (read from C(ip neigh), or C(/proc/net/arp)).
+  - The ICMP evidence (type, code, sender) is read from the socket's error queue (C(IP_RECVERR)),
+    on Linux. A target that got no answer while other ports of the same address were rejected with
+    ICMP in the same run is C(rejected) with C(detail.icmp_inferred=true), since hosts rate-limit their
+    ICMP errors.
+  - I(expect) is searched in a separate Python process that is killed at the deadline, so a
+    backtracking pattern cannot hang the task (C(detail.regex_timed_out)).
   - Only the first address a name resolves to is tried (set I(family) to choose between IPv4 and IPv6).
 seealso:
   - module: ansible.builtin.wait_for
