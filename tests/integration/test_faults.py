@@ -156,6 +156,15 @@ def test_every_icmp_reject_is_rejected_with_its_evidence_and_an_rst_is_closed(sr
     assert elapsed < 1.5
 
 
+def test_a_reject_by_the_source_hosts_own_firewall_says_so(src, dst, iptables_rules):
+    iptables_rules(src.namespace, "OUTPUT", "-p", "tcp", "--dport", "9250", "-j", "REJECT")
+    (result,), _ = probe(src.namespace, "tcp", [{"host": dst.ip, "port": 9250}], timeout=TIMEOUT)
+    assert result["state"] == "rejected"
+    assert "from this host itself (its own firewall" in result["error"]
+    assert result["detail"]["icmp_from"] == src.ip
+    record("REJECT in the source host's own OUTPUT chain", "port_check", result, TIMEOUT)
+
+
 def test_twenty_ports_behind_one_reject_rule_all_get_the_same_state(src, rules, dst):
     # the target rate-limits its ICMP errors: most SYNs get no answer at all; the ones that got
     # one prove the rule, so the whole host's silence reads as rejected, as nmap reads it filtered
