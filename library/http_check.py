@@ -43,8 +43,8 @@ options:
         type: str
         required: true
       name:
-        description: A label for this URL, returned as C(detail.name).
-        type: str
+        description: A label for this URL, returned as C(detail.name). Must be a string.
+        type: raw
       method:
         description: Overrides I(method) for this URL.
         type: str
@@ -64,6 +64,9 @@ options:
         description: Overrides I(follow_redirects) for this URL.
         type: str
         choices: [none, safe, all]
+      keep_headers_across_origins:
+        description: Overrides I(keep_headers_across_origins) for this URL.
+        type: bool
       validate_certs:
         description: Overrides I(validate_certs) for this URL.
         type: bool
@@ -104,6 +107,14 @@ options:
     type: str
     choices: [none, safe, all]
     default: safe
+  keep_headers_across_origins:
+    description:
+      - By default a redirect to another origin (scheme, host or port) drops every header of
+        I(headers), since any of them may be a secret (C(X-Api-Key), C(X-Auth-Token)...).
+      - C(true) sends them on to the other origin, except C(Authorization), C(Proxy-Authorization)
+        and C(Cookie), which never leave the origin they were given for.
+    type: bool
+    default: false
   validate_certs:
     description: Verify the server certificate and host name (https).
     type: bool
@@ -286,27 +297,29 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.http import FOLLOW, METHODS, check_urls, parse_targets
-from ..module_utils.netcheck.probe import InputError, failure_message, outcome
+from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
 
 URL_OPTIONS = dict(
     url=dict(type="str", required=True),
-    name=dict(type="str"),
+    name=dict(type="raw"),
     method=dict(type="str", choices=list(METHODS)),
     status_codes=dict(type="list", elements="int"),
     headers=dict(type="dict", no_log=True),
     expect_headers=dict(type="dict"),
     follow_redirects=dict(type="str", choices=list(FOLLOW)),
+    keep_headers_across_origins=dict(type="bool"),
     validate_certs=dict(type="bool"),
     ca_path=dict(type="path"),
     timeout=dict(type="float"),
     body_regex=dict(type="str"),
 )
 DEFAULT_KEYS = ("method", "status_codes", "headers", "expect_headers", "follow_redirects", "validate_certs",
-                "ca_path", "timeout", "body_regex")
+                "ca_path", "timeout", "body_regex", "keep_headers_across_origins")
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=dict(
             urls=dict(type="list", elements="dict", required=True, options=URL_OPTIONS),
             method=dict(type="str", choices=list(METHODS), default="HEAD"),
@@ -314,6 +327,7 @@ def main():
             headers=dict(type="dict", default={}, no_log=True),
             expect_headers=dict(type="dict", default={}),
             follow_redirects=dict(type="str", choices=list(FOLLOW), default="safe"),
+            keep_headers_across_origins=dict(type="bool", default=False),
             validate_certs=dict(type="bool", default=True),
             ca_path=dict(type="path"),
             timeout=dict(type="float", default=5.0),

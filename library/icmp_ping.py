@@ -26,7 +26,8 @@ description:
     average RTT and on the loss) and has an expectation I(reachable). The task fails when a target
     misses its expectation or crosses I(crit); the result still lists every target.
   - Input is validated and every name resolved before anything is sent; a bad target fails the task
-    with a message naming the field, and no packet is sent.
+    with a message naming the field, and no packet is sent. A name that does not resolve is that
+    target's C(dns_error); the other targets are still pinged.
 version_added: "0.2.0"
 author:
   - netcheck maintainers
@@ -38,7 +39,7 @@ options:
     required: true
     suboptions:
       host:
-        description: Host name, IPv4 or IPv6 address. Names are resolved before anything is sent.
+        description: Host name, IPv4 or IPv6 address. Names are resolved (concurrently) before anything is sent.
         type: str
         required: true
       reachable:
@@ -48,8 +49,8 @@ options:
         type: bool
         default: true
       name:
-        description: A label for this target, returned as C(detail.name).
-        type: str
+        description: A label for this target, returned as C(detail.name). Must be a string.
+        type: raw
   count:
     description: Echo requests per target (1 to 1000).
     type: int
@@ -161,9 +162,10 @@ results:
     state:
       description: >-
         The status: C(ok), C(warn) or C(crit) from the thresholds on average RTT and loss, or
-        C(unreachable) when no echo came back.
+        C(unreachable) when no echo came back, C(dns_error) when the name did not resolve (nothing
+        was sent to it; the other targets are still pinged).
       type: str
-      choices: [ok, warn, crit, unreachable]
+      choices: [ok, warn, crit, unreachable, dns_error]
       sample: ok
     ok:
       description: Whether the target met its expectation (reachable and not crit, or unreachable when I(reachable=false)).
@@ -265,19 +267,20 @@ from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.icmp import (
     METHODS, InputError, MethodUnavailable, parse_targets, ping_targets, validate_options, validate_thresholds,
 )
-from ..module_utils.netcheck.neighbour import next_hop
-from ..module_utils.netcheck.probe import failure_message, outcome
+from ..module_utils.netcheck.neighbour import next_hops
+from ..module_utils.netcheck.probe import failure_message, new_module, outcome
 
 THRESHOLDS = dict(rtt_ms=dict(type="float"), loss_pct=dict(type="float"))
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=dict(
             targets=dict(type="list", elements="dict", required=True, options=dict(
                 host=dict(type="str", required=True),
                 reachable=dict(type="bool", default=True),
-                name=dict(type="str"),
+                name=dict(type="raw"),
             )),
             count=dict(type="int", default=3),
             interval=dict(type="float", default=0.2),
@@ -305,7 +308,7 @@ def main():
     def run(argv):
         return module.run_command(argv)
 
-    lookup = (lambda address: next_hop(address, run)) if params["neighbour"] else None
+    lookup = (lambda addresses: next_hops(addresses, run)) if params["neighbour"] else None
     try:
         results, method, notes = ping_targets(targets, count, interval, timeout, size, params["method"], warn, crit,
                                               run=run, which=lambda name: module.get_bin_path(name),

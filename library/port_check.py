@@ -11,9 +11,10 @@ short_description: Check many TCP ports from the managed host at once (telnet HO
 description:
   - Opens a TCP connection from the managed host to every target in I(targets), all at the
     same time, and reports for each one whether the port is C(open), C(closed) (the host answered
-    with RST / ECONNREFUSED), C(filtered) (no answer before the timeout, or the managed host's own
-    firewall refused the SYN), C(unreachable) (EHOSTUNREACH / ENETUNREACH, for instance ARP got no
-    answer) or C(dns_error) (the name did not resolve).
+    with RST), C(filtered) (no answer before the timeout, or the managed host's own firewall refused
+    the SYN), C(rejected) (a firewall answered with an ICMP unreachable such as port unreachable or
+    host/admin prohibited; its type, code and sender are returned), C(unreachable) (no route, or
+    ARP/NDP got no answer) or C(dns_error) (the name did not resolve). See docs/port_check.md.
   - Reports the time to the verdict, the errno, the address actually used, and optionally sends a
     string and waits for a regular expression in the answer (the banner).
   - Each target has an I(expected_state) (default C(open)). The task fails when any target misses
@@ -48,8 +49,8 @@ options:
         type: float
       send:
         description:
-          - Text sent once connected (UTF-8), for instance C("QUIT\r\n").
-        type: str
+          - Text sent once connected (UTF-8), for instance C("QUIT\r\n"). Must be a string.
+        type: raw
       expect:
         description:
           - Python regular expression searched in what the server sends (read until it matches,
@@ -57,9 +58,11 @@ options:
             C(ok) when it does not match.
         type: str
       expected_state:
-        description: The state this target must have for the task to pass.
+        description:
+          - The state this target must have for the task to pass. C(filtered) also accepts
+            C(rejected) (nmap calls both filtered).
         type: str
-        choices: [open, closed, filtered, unreachable, dns_error]
+        choices: [open, closed, filtered, rejected, unreachable, dns_error]
         default: open
       family:
         description: Address family used when a name resolves to both.
@@ -67,18 +70,19 @@ options:
         choices: [any, ipv4, ipv6]
         default: any
       name:
-        description: A label for this target, returned as C(detail.name) (for instance the inventory name).
-        type: str
+        description: A label for this target, returned as C(detail.name) (for instance the inventory name). Must be a string.
+        type: raw
   timeout:
     description: Default per-target timeout in seconds.
     type: float
     default: 3
   max_workers:
     description:
-      - How many targets are checked at the same moment at most. With the default, 256 filtered
-        targets take about one I(timeout), 512 about two.
+      - How many sockets are open at the same moment at most (within the host's file limit). All
+        targets start at once up to this bound, in one non-blocking engine; with the default, 4096
+        filtered targets take about one I(timeout).
     type: int
-    default: 256
+    default: 4096
 attributes:
   check_mode:
     support: full
@@ -90,10 +94,16 @@ attributes:
 extends_documentation_fragment:
   - action_common_attributes
 notes:
-  - A C(filtered) verdict takes the whole timeout; C(closed) and C(unreachable) come as soon as
-    the kernel knows. On the local subnet, a timeout whose ARP request is still unanswered (Linux
-    gives up only after about 3 seconds) is reported C(unreachable), not C(filtered), because nobody
-    holds that address (IPv4, read from C(/proc/net/arp)).
+  - A C(filtered) verdict takes the whole timeout; C(closed), C(rejected) and C(unreachable) come as
+    soon as the kernel knows. On the local subnet, a timeout whose ARP (IPv4) or NDP (IPv6) request
+    is still unanswered (Linux gives up only after about 3 seconds) is reported C(unreachable), not
+    C(filtered), because nobody holds that address (read from C(ip neigh), or C(/proc/net/arp)).
+  - The ICMP evidence (type, code, sender) is read from the socket's error queue (C(IP_RECVERR)),
+    on Linux. A target that got no answer while other ports of the same address were rejected with
+    ICMP in the same run is C(rejected) with C(detail.icmp_inferred=true), since hosts rate-limit their
+    ICMP errors.
+  - I(expect) is searched in a separate Python process that is killed at the deadline, so a
+    backtracking pattern cannot hang the task (C(detail.regex_timed_out)).
   - Only the first address a name resolves to is tried (set I(family) to choose between IPv4 and IPv6).
 seealso:
   - module: ansible.builtin.wait_for
@@ -151,7 +161,7 @@ results:
       description: The verdict; C(error) only when the probe itself failed or passed the global deadline.
       type: str
       sample: open
-      choices: [open, closed, filtered, unreachable, dns_error, error]
+      choices: [open, closed, filtered, rejected, unreachable, dns_error, error]
     ok:
       description: Whether the state is the expected one and I(expect), when given, matched.
       type: bool
@@ -183,6 +193,12 @@ results:
         expect: {description: The I(expect) pattern, or null., type: str}
         expect_matched: {description: Whether I(expect) matched; null when there was nothing to expect., type: bool}
         conversation_error: {description: Why sending or reading failed after the connection was made; null when it did not., type: str}
+        icmp_type: {description: "The ICMP type of the error that failed the handshake (3 for IPv4, 1 for IPv6: destination unreachable); null when none came.", type: int}
+        icmp_code: {description: "Its code (IPv4 3 port unreachable, 10 host prohibited, 13 admin prohibited; IPv6 1 admin prohibited, 4 port unreachable); null when none came.", type: int}
+        icmp_from: {description: "Who sent it (the target, a router, or this host itself for ARP/NDP failures and its own firewall); null when none came.", type: str}
+        icmp_inferred: {description: "True when a timed-out target is reported rejected because the same host rejected sibling ports with ICMP in this run (ICMP rate limiting).", type: bool}
+        neighbour_state: {description: "The kernel's ARP/NDP state (INCOMPLETE or FAILED) behind an unreachable verdict at the timeout, else null.", type: str}
+        regex_timed_out: {description: "True when searching I(expect) passed the deadline (a backtracking pattern), else false.", type: bool}
       sample:
         host: 10.77.0.12
         port: 22
@@ -197,6 +213,12 @@ results:
         expect: "^SSH-2\\.0-"
         expect_matched: true
         conversation_error: null
+        icmp_type: null
+        icmp_code: null
+        icmp_from: null
+        icmp_inferred: false
+        neighbour_state: null
+        regex_timed_out: false
 summary:
   description: Counts over I(results).
   returned: always
@@ -212,27 +234,28 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.probe import InputError, failure_message, outcome
+from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
 from ..module_utils.netcheck.tcp import STATES, check_targets, parse_targets
 
 TARGET_OPTIONS = dict(
     host=dict(type="str", required=True),
     port=dict(type="int", required=True),
     timeout=dict(type="float"),
-    send=dict(type="str"),
+    send=dict(type="raw"),
     expect=dict(type="str"),
     expected_state=dict(type="str", choices=list(STATES), default="open"),
     family=dict(type="str", choices=["any", "ipv4", "ipv6"], default="any"),
-    name=dict(type="str"),
+    name=dict(type="raw"),
 )
 
 
 def main():
-    module = AnsibleModule(
+    module = new_module(
+        AnsibleModule,
         argument_spec=dict(
             targets=dict(type="list", elements="dict", required=True, options=TARGET_OPTIONS),
             timeout=dict(type="float", default=3.0),
-            max_workers=dict(type="int", default=256),
+            max_workers=dict(type="int", default=4096),
         ),
         supports_check_mode=True,
     )

@@ -11,7 +11,9 @@ A check that fails names the phase where it stopped.
 
 from __future__ import annotations
 
+import errno
 import http.client
+import io
 import os
 import re
 import select
@@ -20,12 +22,15 @@ import ssl
 import tempfile
 import threading
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
+from .neighbour import default_run, neighbour_table
 from .probe import (
     DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, run_concurrently, validate_host, validate_regex,
     validate_timeout,
 )
+from .regex import MatcherPool, RegexTimeout
+from .tcp import classify_failure, enable_recverr, read_icmp_error
 
 KIND = "http"
 METHODS = ("HEAD", "GET")
@@ -40,7 +45,7 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _BAD_VALUE = re.compile(r"[\r\n\0]")
 DEFAULTS = {"method": "HEAD", "status_codes": [200], "headers": {}, "expect_headers": {},
             "follow_redirects": "safe", "validate_certs": True, "ca_path": None, "timeout": 5.0,
-            "body_regex": None}
+            "body_regex": None, "keep_headers_across_origins": False}
 TARGET_KEYS = tuple(DEFAULTS) + ("url", "name")
 
 
@@ -79,10 +84,24 @@ def parse_url(url, field):
     if not parts.hostname:
         raise InputError("%s: %r has no host" % (field, url))
     host = validate_host(parts.hostname, field + " host")
-    path = parts.path or "/"
+    path = _ascii(parts.path) or "/"
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + _ascii(parts.query)
     return scheme, host, port if port is not None else (443 if scheme == "https" else 80), path
+
+
+def _ascii(text):
+    """A URL part as HTTP/1.1 sends it: non-ASCII characters percent-encoded as UTF-8 (what
+    browsers and curl do), everything already ASCII, escapes included, left as it is."""
+    return quote(text, safe="".join(chr(c) for c in range(0x21, 0x7f)))
+
+
+def _utf8_header(value):
+    """A header http.client decoded as Latin-1, read as the UTF-8 that servers send in practice."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def validate_headers(headers, field):
@@ -200,12 +219,18 @@ def parse_targets(raw_targets, defaults=None, field="urls"):
             values["body_regex"] = validate_regex(values["body_regex"], where + ".body_regex")
         if values["ca_path"] is not None and not os.path.isfile(values["ca_path"]):
             raise InputError("%s.ca_path: %r is not a file" % (where, values["ca_path"]))
+        if not isinstance(values["keep_headers_across_origins"], bool):
+            raise InputError("%s.keep_headers_across_origins: must be true or false" % where)
         if values["name"] is not None and not isinstance(values["name"], str):
             raise InputError("%s.name: must be a string" % where)
         target = HttpTarget(**values)
         target.context = None
         if scheme == "https" or values["follow_redirects"] != "none":
-            target.context = _context(values["validate_certs"], values["ca_path"], contexts, lock)
+            try:
+                target.context = _context(values["validate_certs"], values["ca_path"], contexts, lock)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise InputError("%s.ca_path: %r holds no usable PEM CA certificate (%s)"
+                                 % (where, values["ca_path"], getattr(exc, "reason", None) or exc))
         targets.append(target)
     return targets
 
@@ -285,24 +310,109 @@ def _connect(host, port, timeout, deadline, timings, facts):
     for family, socktype, proto, _, sockaddr in infos:
         facts["address"] = sockaddr[0]
         sock = socket.socket(family, socktype, proto)
+        enable_recverr(sock, family)
         try:
-            sock.settimeout(_remaining(deadline, "connect", timeout))
-            sock.connect(sockaddr)
+            _connect_within(sock, sockaddr, _remaining(deadline, "connect", timeout))
         except socket.timeout:
             sock.close()
-            error = PhaseError("connect", "no answer to the TCP handshake within %g s (filtered?)" % timeout)
+            error = PhaseError("connect", _timeout_reason(sockaddr[0], family, timeout))
             break  # the deadline is spent
         except PhaseError as exc:
             sock.close()
             error = exc
             break
         except OSError as exc:
+            error = PhaseError("connect", _refusal_reason(sock, exc))
             sock.close()
-            error = PhaseError("connect", (exc.strerror or str(exc)).lower())
             continue
         timings["connect_ms"] = ms_since(start)
         return sock
     raise error
+
+
+def _connect_within(sock, sockaddr, seconds):
+    """connect() bounded by ``seconds`` in all. Python's own connect timeout restarted its wait
+    when an ICMP error woke it without ending the handshake (seen here: 3 s for a 2 s timeout)."""
+    deadline = time.monotonic() + seconds
+    sock.setblocking(False)
+    code = sock.connect_ex(sockaddr)
+    if code in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("timed out")
+            if poller.poll(left * 1000.0):
+                break
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))
+    sock.setblocking(True)
+
+
+def _refusal_reason(sock, exc):
+    """Why a connect failed, in port_check's words (an ICMP reject is not a RST nor a missing route)."""
+    try:
+        local = sock.getsockname()[0]
+    except OSError:
+        local = None
+    icmp = read_icmp_error(sock)
+    if icmp is None:  # an RST or a local error: curl's words
+        return (exc.strerror or str(exc)).lower()
+    state, reason = classify_failure(exc.errno, icmp, local)
+    return "%s: %s" % (state, reason)
+
+
+def _timeout_reason(address, family, timeout, neighbours=None):
+    """A handshake timeout: ``unreachable`` when ARP/NDP for the address got no answer, else filtered."""
+    table = (neighbours or (lambda: neighbour_table(default_run)))()
+    state = table.get(address.split("%")[0])
+    if state in ("INCOMPLETE", "FAILED"):
+        return "unreachable: no %s answer for %s within %g s (no host has this address)" % (
+            "NDP" if family == socket.AF_INET6 else "ARP", address, timeout)
+    return "filtered: no answer to the TCP handshake within %g s (SYN dropped on the way or by the target)" % timeout
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as http.client reads it, with the request's deadline over every read: a server
+    trickling one byte at a time cannot stretch the check past its timeout."""
+
+    def __init__(self, sock, deadline, timeout, progress):
+        io.RawIOBase.__init__(self)
+        self._sock = sock
+        self._deadline = deadline
+        self._timeout = timeout
+        self._progress = progress  # bytes read so far, shared with the caller
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed()
+        self._sock.settimeout(left)
+        try:
+            count = self._sock.recv_into(buffer)
+        except socket.timeout:
+            raise _DeadlinePassed()
+        self._progress[0] += count
+        return count
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+class _DeadlineSocket(object):
+    """What http.client.HTTPResponse needs of a socket: makefile(), bounded by the deadline."""
+
+    def __init__(self, sock, deadline, timeout, progress):
+        self._reader = _DeadlineReader(sock, deadline, timeout, progress)
+
+    def makefile(self, mode, *args, **kwargs):
+        return io.BufferedReader(self._reader)
 
 
 def _handshake(sock, target, host, port, deadline, timings, facts):
@@ -369,14 +479,28 @@ def request_once(url, target, deadline, timings, facts, headers):
                 raise PhaseError("processing", "no response within %g s after the request was sent" % target.timeout)
         timings["processing_ms"] = ms_since(start)
         first_byte = time.monotonic()
-        sock.settimeout(_remaining(deadline, "transfer", target.timeout))
+        progress = [0]
+        part = "headers"
         try:
-            response = conn.getresponse()
+            response = http.client.HTTPResponse(_DeadlineSocket(sock, deadline, target.timeout, progress),
+                                                method=target.method)
+            response.begin()
+            part = "body"
             body = b""
-            if target.method == "GET":
-                body = response.read(MAX_BODY_BYTES)
-        except socket.timeout:
-            raise PhaseError("transfer", "the answer stopped before it was complete (%g s timeout)" % target.timeout)
+            while target.method == "GET" and len(body) < MAX_BODY_BYTES:
+                # read(n) returns what one read gave: loop until the end (or the cap) so that
+                # an answer cut short or trickling is seen as such
+                chunk = response.read(MAX_BODY_BYTES - len(body))
+                if not chunk:
+                    break
+                body += chunk
+            if target.method == "GET" and len(body) < MAX_BODY_BYTES and response.length:
+                # http.client's read(n) does not raise on a short body: the Content-Length says it
+                raise http.client.IncompleteRead(body, response.length)
+        except _DeadlinePassed:
+            raise PhaseError("transfer", "the answer was still arriving when the %g s timeout passed (%s "
+                                         "incomplete after %d bytes in %.1f s)"
+                             % (target.timeout, part, progress[0], time.monotonic() - first_byte))
         except (http.client.HTTPException, OSError) as exc:
             raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc))
         timings["transfer_ms"] = ms_since(first_byte)
@@ -407,8 +531,13 @@ def _lower_headers(pairs):
 
 # --- checks -------------------------------------------------------------------
 
-def evaluate(target, facts, body=b""):
-    """The expectations the answer misses, as readable strings."""
+def evaluate(target, facts, body=b"", search=None):
+    """The expectations the answer misses, as readable strings.
+
+    ``search(regex, text)`` finds a user regex in what the server sent, bounded in time
+    (raising RegexTimeout); by default an unbounded ``regex.search``.
+    """
+    search = search or (lambda regex, text: regex.search(text))
     failed = []
     if facts["status"] not in target.status_codes:
         failed.append("status %s not in %s" % (facts["status"], target.status_codes))
@@ -419,17 +548,27 @@ def evaluate(target, facts, body=b""):
                 failed.append("header %s present, expected absent" % name)
         elif value is None:
             failed.append("header %s missing" % name)
-        elif not pattern.search(value):
-            failed.append("header %s: %r does not match %r" % (name, value, pattern.pattern))
+        else:
+            try:
+                if not search(pattern, value):
+                    failed.append("header %s: %r does not match %r" % (name, value, pattern.pattern))
+            except RegexTimeout as exc:
+                failed.append("header %s: %s" % (name, exc))
     if target.body_regex is not None:
         text = body.decode("utf-8", "replace")
-        if not target.body_regex.search(text):
-            failed.append("body does not match %r" % target.body_regex.pattern)
+        try:
+            if not search(target.body_regex, text):
+                failed.append("body does not match %r" % target.body_regex.pattern)
+        except RegexTimeout as exc:
+            failed.append("body: %s" % exc)
     return failed
 
 
-def check_url(target):
-    """Check one HttpTarget, following redirects as asked; the shared result shape."""
+def check_url(target, matchers=None):
+    """Check one HttpTarget, following redirects as asked; the shared result shape.
+
+    ``matchers`` (a MatcherPool) searches the user's regexes in a killable process.
+    """
     start = time.monotonic()
     url = target.url
     chain = []
@@ -451,7 +590,7 @@ def check_url(target):
                 raise
             location = facts["headers"].get("location")
             if facts["status"] in REDIRECT_CODES and location:
-                next_url = urljoin(url, location)
+                next_url = _ascii(urljoin(url, _utf8_header(location)))
                 chain.append({"url": url, "status": facts["status"], "location": next_url})
                 if target.follow_redirects == "none":
                     break
@@ -472,8 +611,13 @@ def check_url(target):
                     detail["phase"] = "redirect"
                     raise PhaseError("redirect", "more than %d redirects" % MAX_REDIRECTS)
                 if current[:3] != next_parts[:3]:
-                    # credentials stay with the origin they were given for, as curl does
-                    headers = {k: v for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
+                    # Credentials stay with the origin they were given for. Any user header may be
+                    # one (X-Api-Key, X-Auth-Token...): all of them stay unless the user opts in,
+                    # and even then the well-known credential headers never travel.
+                    if target.keep_headers_across_origins:
+                        headers = {k: v for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
+                    else:
+                        headers = {}
                 url = next_url
                 continue
             break
@@ -483,7 +627,15 @@ def check_url(target):
     detail.update(facts)
     detail["final_url"] = url
     detail["body_bytes"] = len(body) if target.method == "GET" else None
-    detail["failed_checks"] = evaluate(target, facts, body)
+    owned = matchers is None
+    matchers = matchers or MatcherPool(1)
+    try:
+        regex_deadline = time.monotonic() + target.timeout
+        detail["failed_checks"] = evaluate(target, facts, body,
+                                           lambda regex, text: matchers.search(regex, text, regex_deadline))
+    finally:
+        if owned:
+            matchers.close()
     timings["ttfb_ms"] = sum(timings.get(k, 0.0) for k in ("resolve_ms", "connect_ms", "tls_ms", "processing_ms"))
     timings["total_ms"] = ms_since(start)
     ok = not detail["failed_checks"]
@@ -498,8 +650,14 @@ def _unfinished(target, reason):
 
 def check_urls(targets, max_workers=DEFAULT_MAX_WORKERS):
     """Check every HttpTarget concurrently; results come back in the targets' order."""
-    deadline = max(t.timeout for t in targets) * (MAX_REDIRECTS + 2) + 5.0
-    return run_concurrently(check_url, targets, _unfinished, deadline, max_workers)
+    # one bound per URL: every hop's request, then the regex searches (each at most a timeout)
+    deadline = max(t.timeout for t in targets) * (MAX_REDIRECTS + 3) + 5.0
+    matchers = MatcherPool(4)
+    try:
+        return run_concurrently(lambda target: check_url(target, matchers), targets, _unfinished, deadline,
+                                max_workers)
+    finally:
+        matchers.close()
 
 
 __all__ = ["DEFAULTS", "FOLLOW", "METHODS", "HttpTarget", "InputError", "certificate_facts", "check_url",

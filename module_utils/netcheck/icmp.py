@@ -72,14 +72,15 @@ class MethodUnavailable(RuntimeError):
 
 
 class PingTarget(object):
-    __slots__ = ("host", "address", "family", "reachable", "name")
+    __slots__ = ("host", "address", "family", "reachable", "name", "dns_error")
 
-    def __init__(self, host, address, family, reachable=True, name=None):
+    def __init__(self, host, address, family, reachable=True, name=None, dns_error=None):
         self.host = host
-        self.address = address
+        self.address = address  # None when the name did not resolve (then dns_error says why)
         self.family = family
         self.reachable = reachable
         self.name = name
+        self.dns_error = dns_error
 
 
 class EchoRecord(object):
@@ -118,7 +119,8 @@ def resolve(host, field, family=socket.AF_UNSPEC):
 
 
 def parse_targets(raw_targets, field="targets"):
-    """Validate and resolve every target before anything is sent."""
+    """Validate every target, then resolve them (concurrently, each name once) before anything is
+    sent. A name that does not resolve is that target's ``dns_error``, not the run's failure."""
     if not isinstance(raw_targets, (list, tuple)) or not raw_targets:
         raise InputError("%s: give at least one target" % field)
     targets = []
@@ -140,10 +142,27 @@ def parse_targets(raw_targets, field="targets"):
         name = raw.get("name")
         if name is not None and not isinstance(name, str):
             raise InputError("%s.name: must be a string" % where)
-        address, family = resolve(host, where + ".host")
+        targets.append(PingTarget(host, None, None, reachable, name))
+    names = list(dict.fromkeys(target.host for target in targets))
+
+    def lookup(host):
+        try:
+            infos = socket.getaddrinfo(host, None, socket.AF_UNSPEC, socket.SOCK_RAW, 0)
+        except socket.gaierror as exc:
+            return exc.strerror
+        family, _, _, _, sockaddr = infos[0]
         if family not in (socket.AF_INET, socket.AF_INET6):
-            raise InputError("%s.host: %r is neither IPv4 nor IPv6" % (where, host))
-        targets.append(PingTarget(host, address, family, reachable, name))
+            return "neither IPv4 nor IPv6"
+        return sockaddr[0], family
+
+    # the stdlib resolver has no timeout: bounded by the global deadline of run_concurrently
+    answers = dict(zip(names, run_concurrently(lookup, names, lambda host, reason: reason, 15.0, max_workers=32)))
+    for target in targets:
+        answer = answers[target.host]
+        if isinstance(answer, tuple):
+            target.address, target.family = answer
+        else:
+            target.dns_error = "%r does not resolve (%s)" % (target.host, answer)
     return targets
 
 
@@ -205,7 +224,9 @@ def build_result(target, record, method, warn, crit, elapsed_ms, route=None, nei
         if target.reachable and state == "unreachable":
             error = "no echo reply to %d echo requests" % sent
             if record.errors:
-                error += " (%s from %s)" % (record.errors[0]["message"], record.errors[0]["from"])
+                first = record.errors[0]
+                error += " (%s)" % (first["message"] if first["from"] is None
+                                    else "%s from %s" % (first["message"], first["from"]))
         elif target.reachable:
             error = "%s: avg RTT %.3f ms, loss %g%%" % (state, stats["rtt_avg_ms"], loss_pct)
         else:
@@ -550,32 +571,53 @@ def choose_method(method, families, which):
     raise MethodUnavailable("no ICMP method works here: " + "; ".join(notes))
 
 
+def dns_error_result(target, method):
+    """The result of a target whose name did not resolve: nothing was sent to it."""
+    ok = not target.reachable  # "must not answer" is met, though for a reason worth reading
+    detail = {
+        "host": target.host, "address": None, "name": target.name, "family": None,
+        "reachable": target.reachable, "method": method, "sent": 0, "received": 0, "loss_pct": 100.0,
+        "rtts_ms": [], "ttl": None, "duplicates": 0, "icmp_errors": [], "route": None, "neighbour": None,
+    }
+    detail.update(rtt_stats([]))
+    return probe_result(target.host, KIND, "dns_error", ok, {"total_ms": 0.0},
+                        None if ok else "name resolution failed: %s" % target.dns_error, detail)
+
+
 def ping_targets(targets, count=3, interval=0.2, timeout=1.0, size=56, method="auto", warn=None, crit=None,
                  run=None, which=None, neighbours=None):
     """Ping all targets; returns (results, method used, notes on skipped methods).
 
     ``run(argv) -> (rc, out, err)`` runs commands (the system method, the neighbour
-    lookups); ``which(name)`` finds binaries; ``neighbours(address) -> (route,
-    neighbour)`` is called per target after the echoes (None: not looked up).
+    lookups); ``which(name)`` finds binaries; ``neighbours(addresses) -> {address: (route,
+    neighbour)}`` is called once after the echoes with every distinct address (None: not
+    looked up). Targets whose name did not resolve get ``dns_error`` and nothing is sent to them.
     """
     run = run or default_run
     which = which or shutil.which
-    used, notes = choose_method(method, sorted({t.family for t in targets}), which)
+    resolved = [t for t in targets if t.address is not None]
+    families = sorted({t.family for t in resolved}) or [socket.AF_INET]
+    used, notes = choose_method(method, families, which)
     start = time.monotonic()
-    if used == "system":
-        records = ping_system(targets, count, interval, timeout, size, run)
+    if not resolved:
+        records = []
+    elif used == "system":
+        records = ping_system(resolved, count, interval, timeout, size, run)
     else:
-        records = ping_sockets(targets, used, count, interval, timeout, size)
+        records = ping_sockets(resolved, used, count, interval, timeout, size)
     elapsed = ms_since(start)
+    hops = neighbours([t.address for t in resolved]) if neighbours is not None and resolved else {}
+    by_target = dict(zip(map(id, resolved), records))
     results = []
-    for target, record in zip(targets, records):
-        route = neighbour = None
-        if neighbours is not None:
-            route, neighbour = neighbours(target.address)
-        results.append(build_result(target, record, used, warn, crit, elapsed, route, neighbour))
+    for target in targets:
+        if target.address is None:
+            results.append(dns_error_result(target, used))
+            continue
+        route, neighbour = hops.get(target.address, (None, None))
+        results.append(build_result(target, by_target[id(target)], used, warn, crit, elapsed, route, neighbour))
     return results, used, notes
 
 
 __all__ = ["InputError", "KIND", "METHODS", "MethodUnavailable", "PingTarget", "build_result", "checksum",
-           "choose_method", "parse_ping_output", "parse_targets", "ping_argv", "ping_targets", "quoted_echo",
-           "rtt_stats", "status_of", "validate_options", "validate_thresholds"]
+           "choose_method", "dns_error_result", "parse_ping_output", "parse_targets", "ping_argv", "ping_targets",
+           "quoted_echo", "rtt_stats", "status_of", "validate_options", "validate_thresholds"]

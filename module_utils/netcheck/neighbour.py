@@ -9,11 +9,14 @@ Where ``ip`` is missing, IPv4 falls back to /proc/net/route and /proc/net/arp.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 
 # Kernel neighbour states (ip-neighbour(8)); PERMANENT and NOARP also exist.
 NEIGHBOUR_STATES = ("REACHABLE", "STALE", "DELAY", "PROBE", "FAILED", "INCOMPLETE", "PERMANENT", "NOARP", "NONE")
@@ -120,6 +123,21 @@ def neighbour_of(address, dev=None, run=default_run):
     return {"ip": address, "state": None, "mac": None, "dev": dev, "source": "ip neigh", "error": error}
 
 
+def neighbour_table(run=default_run):
+    """Every neighbour entry of both families: {address: state} (one ``ip neigh`` call; IPv4 from
+    /proc/net/arp where ``ip`` is missing)."""
+    data, _ = _ip_json(run, ["ip", "-j", "neigh", "show"])
+    if data is not None:
+        return {entry["dst"]: (entry.get("state") or ["NONE"])[0] for entry in data if entry.get("dst")}
+    text = _read("/proc/net/arp") or ""
+    table = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 6:
+            table[fields[0]] = "REACHABLE" if int(fields[2], 16) & _ATF_COM else "INCOMPLETE"
+    return table
+
+
 def next_hop(address, run=default_run):
     """Route and neighbour entry of the next hop towards ``address`` (read after traffic was sent).
 
@@ -138,5 +156,90 @@ def next_hop(address, run=default_run):
     return route, neighbour
 
 
-__all__ = ["NEIGHBOUR_STATES", "default_run", "neighbour_of", "next_hop", "parse_proc_arp",
-           "parse_proc_route", "route_to"]
+def _json_documents(text):
+    """Every JSON document in ``text`` (``ip -batch`` prints one per command that succeeded)."""
+    decoder, index, documents = json.JSONDecoder(), 0, []
+    text = text or ""
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            return documents
+        try:
+            document, index = decoder.raw_decode(text, index)
+        except ValueError:
+            return documents
+        documents.append(document)
+
+
+def _canonical(address):
+    try:
+        return str(ipaddress.ip_address(address.split("%")[0]))
+    except (AttributeError, ValueError):
+        return address
+
+
+def next_hops(addresses, run=default_run):
+    """:func:`next_hop` for many addresses with two commands in all: one ``ip -batch`` of
+    ``route get`` and one ``ip neigh show`` (1,000 targets one by one took 8 s).
+
+    Returns {address: (route, neighbour)}; each distinct address is looked up once.
+    Where ``ip`` is missing, falls back to :func:`next_hop` per address (/proc files).
+    """
+    unique = list(dict.fromkeys(addresses))
+    if not unique:
+        return {}
+    if not shutil.which("ip"):
+        return {address: next_hop(address, run) for address in unique}
+    handle, path = tempfile.mkstemp(prefix="netcheck-routes-", suffix=".batch")
+    try:
+        with os.fdopen(handle, "w") as batch:
+            for address in unique:
+                batch.write("route get %s\n" % address)
+        _, out, err = run(["ip", "-j", "-force", "-batch", path])
+    finally:
+        os.unlink(path)
+    routes = {}
+    for document in _json_documents(out):
+        for entry in document if isinstance(document, list) else []:
+            if isinstance(entry, dict) and entry.get("dst"):
+                routes[_canonical(entry["dst"])] = entry
+    table, table_error = _ip_json(run, ["ip", "-j", "neigh", "show"])
+    neighbours = {}
+    for entry in table or []:
+        if entry.get("dst"):
+            neighbours[(_canonical(entry["dst"]), entry.get("dev"))] = entry
+    failure = (err or "").strip().splitlines()
+    answers = {}
+    for address in unique:
+        entry = routes.get(_canonical(address))
+        if entry is None:
+            route = {"dev": None, "gateway": None, "src": None, "type": None, "source": "ip route get",
+                     "error": failure[0] if failure else "no route"}
+        else:
+            route = {"dev": entry.get("dev"), "gateway": entry.get("gateway"), "src": entry.get("prefsrc"),
+                     "type": entry.get("type", "unicast"), "source": "ip route get", "error": None}
+        if route["type"] == "local" or route["dev"] == "lo":
+            neighbour = {"ip": address, "state": "LOCAL", "mac": None, "dev": route["dev"],
+                         "source": route["source"], "error": None}
+        elif route["dev"] is None:
+            neighbour = {"ip": None, "state": None, "mac": None, "dev": None, "source": None, "error": route["error"]}
+        else:
+            hop = route["gateway"] or address
+            found = neighbours.get((_canonical(hop), route["dev"]))
+            if table is None:
+                neighbour = {"ip": hop, "state": None, "mac": None, "dev": route["dev"], "source": "ip neigh",
+                             "error": table_error}
+            elif found is None:
+                neighbour = {"ip": hop, "state": "NONE", "mac": None, "dev": route["dev"], "source": "ip neigh",
+                             "error": None}
+            else:
+                neighbour = {"ip": hop, "state": (found.get("state") or ["NONE"])[0], "mac": found.get("lladdr"),
+                             "dev": route["dev"], "source": "ip neigh", "error": None}
+        neighbour["via_gateway"] = bool(route.get("gateway"))
+        answers[address] = (route, neighbour)
+    return answers
+
+
+__all__ = ["NEIGHBOUR_STATES", "default_run", "neighbour_of", "neighbour_table", "next_hop", "next_hops",
+           "parse_proc_arp", "parse_proc_route", "route_to"]

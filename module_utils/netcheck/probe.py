@@ -152,17 +152,77 @@ def validate_regex(value, field):
         raise InputError("%s: %r is not a valid regular expression (%s)" % (field, value, exc))
 
 
+# --- the module's own input shape -------------------------------------------
+
+def shape_error(argument_spec, params, prefix=""):
+    """The first option whose value has a shape that ansible-core cannot validate, named with its
+    path (``targets[1]: expected a mapping, got int``), or None. Values are never echoed: they
+    may be secrets.
+
+    ansible-core 2.19 raises a bare TypeError (a traceback, no field named) when an option with
+    sub-options gets a number, a boolean or a list of them instead of a mapping, an OverflowError
+    when an int option gets an infinite float, and names no field for a string it cannot read as
+    a mapping.
+    """
+    for name, spec in argument_spec.items():
+        value = (params or {}).get(name)
+        field = prefix + name
+        if isinstance(value, float) and not math.isfinite(value) and spec.get("type") in ("int", "float"):
+            return "%s: not a finite number" % field
+        if spec.get("type") == "list" and spec.get("elements") in ("int", "float") and isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, float) and not math.isfinite(item):
+                    return "%s[%d]: not a finite number" % (field, index)
+        if value is None or not spec.get("options"):
+            continue
+        if spec.get("type") == "list":
+            if not isinstance(value, list):
+                return "%s: expected a list of mappings, got %s" % (field, type(value).__name__)
+            items = [("%s[%d]" % (field, index), item) for index, item in enumerate(value)]
+        else:
+            items = [(field, value)]
+        for where, item in items:
+            if isinstance(item, str) and (item.lstrip().startswith("{") or "=" in item):
+                continue  # Ansible reads JSON or key=value text as a mapping
+            if not isinstance(item, dict):
+                return "%s: expected a mapping, got %s" % (where, type(item).__name__)
+            inner = shape_error(spec["options"], item, where + ".")
+            if inner:
+                return inner
+    return None
+
+
+def new_module(module_class, argument_spec, **kwargs):
+    """``module_class(argument_spec=..., **kwargs)`` (an AnsibleModule), but input whose shape
+    ansible-core itself cannot handle fails the task naming the field, instead of a traceback.
+
+    The input is first read by a loose module (every option raw, every value no_log, so that a
+    failure echoes nothing) to look at its shape; the real module is built after.
+    """
+    loose_spec = {name: {"type": "raw", "no_log": True} for name in argument_spec}
+    loose = module_class(argument_spec=loose_spec, **kwargs)
+    error = shape_error(argument_spec, loose.params)
+    if error:
+        loose.fail_json(msg=error, changed=False)
+    try:
+        return module_class(argument_spec=argument_spec, **kwargs)
+    except (TypeError, ValueError, OverflowError) as exc:
+        loose.fail_json(msg="the options could not be read: %s: %s" % (type(exc).__name__, exc), changed=False)
+
+
 # --- concurrency ----------------------------------------------------------
 
 def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAULT_MAX_WORKERS):
     """Run ``probe(item)`` for every item at once and return the results in item order.
 
     At most ``max_workers`` probes run at the same time. Each probe is expected to
-    bound itself with its own timeout; ``deadline_s`` is the global safety net:
-    when it passes, every probe not finished yet is reported as
-    ``on_unfinished(item, reason)`` and the call returns without waiting for it
-    (its worker thread is a daemon and dies with the process). A probe that
-    raises is reported the same way, with the exception as the reason.
+    bound itself with its own timeout, and ``deadline_s`` is the longest one probe may
+    take: items beyond ``max_workers`` wait for a worker, so the global safety net is
+    ``deadline_s`` times the number of rounds (ceil(items / max_workers)). When it
+    passes, every probe not finished yet is reported as ``on_unfinished(item, reason)``
+    and the call returns without waiting for it (its worker thread is a daemon and dies
+    with the process). A probe that raises is reported the same way, with the exception
+    as the reason.
     """
     items = list(items)
     if not items:
@@ -192,18 +252,20 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
 
     # Daemon threads rather than a ThreadPoolExecutor: the executor joins its
     # workers at interpreter exit, which would defeat the global deadline.
-    workers = min(max_workers, len(items))
+    workers = max(1, min(max_workers, len(items)))
+    rounds = int(math.ceil(len(items) / float(workers)))
     for _ in range(workers):
         threading.Thread(target=worker, daemon=True).start()
-    done.wait(deadline_s)
+    total_s = deadline_s * rounds
+    done.wait(total_s)
     with lock:
         done.set()  # stop workers from taking new items
-        reason = "no verdict within the global deadline of %g s" % deadline_s
+        reason = "no verdict within the global deadline of %g s" % total_s
         return [r if r is not None else on_unfinished(items[i], reason) for i, r in enumerate(results)]
 
 
 __all__ = [
     "DEFAULT_MAX_WORKERS", "InputError", "failure_message", "outcome", "RESULT_KEYS", "format_hostport", "ms_since",
-    "probe_result", "run_concurrently", "summarize", "validate_host", "validate_port", "validate_regex",
-    "validate_timeout",
+    "new_module", "probe_result", "run_concurrently", "shape_error", "summarize", "validate_host", "validate_port",
+    "validate_regex", "validate_timeout",
 ]

@@ -202,7 +202,6 @@ BAD_INPUT = [
     ({"size": 65508}, "size: 65508"),
     ({"timeout": 0}, "timeout: 0"),
     ({"crit": {"loss_pct": 150}}, "crit.loss_pct"),
-    ({"targets": [{"host": "{ip}"}, {"host": "no-such-host.invalid"}]}, "targets[1].host: 'no-such-host.invalid' does not resolve"),
     ({"targets": [{"host": "{ip}"}, {"host": "10.0.0.1;reboot"}]}, "targets[1].host"),
     ({"targets": [{"host": "{ip}"}, {"host": "two words"}]}, "targets[1].host"),
 ]

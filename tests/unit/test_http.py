@@ -945,3 +945,154 @@ def test_validate_headers_raises_nothing_but_input_error_on_arbitrary_dicts_of_t
         return
     assert clean == headers
     assert not any(c in value for value in clean.values() for c in "\r\n\0")
+
+
+# --- faults of issue 14: a trickling server, backtracking regexes, odd bytes, secrets -------------
+
+import contextlib  # noqa: E402
+
+
+@contextlib.contextmanager
+def raw_server(script):
+    """A loopback server whose every connection runs ``script(conn)`` (a bytes-level HTTP peer)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=_run_script, args=(script, conn), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield "http://127.0.0.1:%d" % server.getsockname()[1]
+    finally:
+        stop.set()
+        server.close()
+
+
+def _run_script(script, conn):
+    with conn:
+        conn.settimeout(10)
+        try:
+            conn.recv(65536)  # the request
+            script(conn)
+        except OSError:
+            pass
+
+
+def trickle_headers(conn):
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    for index in range(80):  # one header line every 0.1 s: 8 s in all
+        conn.sendall(b"X-Slow-%d: a\r\n" % index)
+        time.sleep(0.1)
+    conn.sendall(b"Content-Length: 0\r\n\r\n")
+
+
+def trickle_body(conn):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    for _ in range(100):
+        conn.sendall(b"x")
+        time.sleep(0.1)
+
+
+def test_a_trickling_header_server_fails_at_the_timeout_naming_the_phase():
+    with raw_server(trickle_headers) as base:
+        start = time.monotonic()
+        result = check_url(target(base + "/", timeout=1))
+        elapsed = time.monotonic() - start
+    assert (result["state"], result["detail"]["phase"]) == ("failed", "transfer")
+    assert "still arriving when the 1 s timeout passed (headers incomplete" in result["error"]
+    assert elapsed < 1.6, elapsed
+
+
+def test_a_trickling_body_fails_at_the_timeout_naming_the_body():
+    with raw_server(trickle_body) as base:
+        start = time.monotonic()
+        result = check_url(target(base + "/", method="GET", timeout=1))
+        elapsed = time.monotonic() - start
+    assert result["detail"]["phase"] == "transfer"
+    assert "(body incomplete" in result["error"]
+    assert elapsed < 1.6, elapsed
+
+
+def answer(body, headers=b""):
+    def script(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), headers, body))
+    return script
+
+
+def test_a_backtracking_body_regex_ends_at_the_timeout_and_says_so():
+    with raw_server(answer(b"a" * 40 + b"!")) as base:
+        start = time.monotonic()
+        result = check_url(target(base + "/", method="GET", body_regex=r"^(a+)+$", timeout=1))
+        elapsed = time.monotonic() - start
+    assert (result["state"], result["ok"]) == ("answered", False)
+    assert "still searching" in result["error"] and "body" in result["error"]
+    assert elapsed < 2.6, elapsed
+
+
+def test_a_backtracking_expect_headers_regex_ends_at_the_timeout_and_says_so():
+    with raw_server(answer(b"", b"X-Thing: " + b"a" * 40 + b"!\r\n")) as base:
+        start = time.monotonic()
+        results = check_urls(parse_targets([{"url": base + "/", "timeout": 1,
+                                             "expect_headers": {"X-Thing": r"^(a+)+$"}}]))
+        elapsed = time.monotonic() - start
+    assert "header x-thing: the regular expression" in results[0]["error"]
+    assert elapsed < 2.6, elapsed
+
+
+def test_a_ca_path_that_holds_no_certificate_is_a_field_error():
+    with pytest.raises(InputError, match=r"^urls\[0\]\.ca_path: '/etc/passwd' holds no usable PEM CA"):
+        parse_targets([{"url": "https://127.0.0.1/", "ca_path": "/etc/passwd"}])
+
+
+def test_a_non_ascii_path_is_sent_percent_encoded(start_server):
+    server = start_server("utf8", handler=RecordingHandler)
+    result = check_url(target(server.base + "/caf\u00e9/\u2713?q=\u00fc"))
+    assert result["state"] == "answered"
+    assert server.recorded[-1][1] == "/caf%C3%A9/%E2%9C%93?q=%C3%BC"
+
+
+def test_a_non_ascii_redirect_location_never_crashes_the_probe(start_server):
+    final = start_server("final", handler=RecordingHandler)
+    location = (final.base + "/d\u00e9j\u00e0").encode("utf-8")
+
+    def redirect(conn):
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n")
+
+    with raw_server(redirect) as base:
+        result = check_url(target(base + "/"))
+    assert tuple(result) == RESULT_KEYS
+    assert result["state"] == "answered", result["error"]
+    assert final.recorded[-1][1] == "/d%C3%A9j%C3%A0"  # the UTF-8 the server sent, percent-encoded
+
+
+def test_every_user_header_is_dropped_on_a_cross_origin_redirect(web, start_server):
+    other = start_server("other", handler=RecordingHandler)
+    headers = {"X-Api-Key": "k-123", "X-Auth-Token": "t-456", "Authorization": AUTH}
+    result = check_url(target(web.base + "/redirect?to=" + other.base + "/", headers=headers))
+    assert result["detail"]["final_url"] == other.base + "/"
+    sent = other.recorded[-1][2]
+    assert not {"X-Api-Key", "X-Auth-Token", "Authorization"} & set(sent.keys())
+
+
+def test_keep_headers_across_origins_forwards_user_headers_but_never_credentials(web, start_server):
+    other = start_server("other", handler=RecordingHandler)
+    headers = {"X-Trace": "abc", "Authorization": AUTH, "Cookie": "a=b"}
+    check_url(target(web.base + "/redirect?to=" + other.base + "/", headers=headers,
+                     keep_headers_across_origins=True))
+    sent = other.recorded[-1][2]
+    assert sent["X-Trace"] == "abc"
+    assert "Authorization" not in sent and "Cookie" not in sent
+
+
+def test_user_headers_stay_on_a_same_origin_redirect(start_server):
+    server = start_server("same", handler=RecordingHandler)
+    check_url(target(server.base + "/redirect?to=/", headers={"X-Api-Key": "k-123"}))
+    assert [r[2]["X-Api-Key"] for r in server.recorded] == ["k-123", "k-123"]

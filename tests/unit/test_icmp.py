@@ -763,7 +763,7 @@ def test_parse_targets_rejects_bad_targets_naming_the_field(targets, prefix):
     assert str(caught.value).startswith(prefix)
 
 
-def test_parse_targets_rejects_an_unresolvable_name_naming_the_field(monkeypatch):
+def test_an_unresolvable_name_is_that_targets_dns_error_and_the_others_are_pinged(monkeypatch):
     asked = []
     real_getaddrinfo = socket.getaddrinfo
 
@@ -774,11 +774,15 @@ def test_parse_targets_rejects_an_unresolvable_name_naming_the_field(monkeypatch
         return real_getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    with pytest.raises(InputError) as caught:
-        parse_targets(["127.0.0.1", "no-such-host.invalid"])
-    assert str(caught.value).startswith("targets[1].host: 'no-such-host.invalid' does not resolve")
-    assert "Name or service not known" in str(caught.value)
-    assert asked[-1] == "no-such-host.invalid"
+    targets = parse_targets(["127.0.0.1", "no-such-host.invalid", {"host": "no-such-host.invalid", "reachable": False}])
+    assert asked.count("no-such-host.invalid") == 1  # each distinct name resolved once
+    assert (targets[0].address, targets[1].address) == ("127.0.0.1", None)
+    results, _, _ = ping_targets(targets, count=1, interval=0.01, timeout=0.5, method="raw")
+    assert [r["state"] for r in results] == ["ok", "dns_error", "dns_error"]
+    assert [r["ok"] for r in results] == [True, False, True]
+    assert results[1]["error"] == ("name resolution failed: 'no-such-host.invalid' does not resolve "
+                                   "(Name or service not known)")
+    assert (results[1]["detail"]["sent"], results[1]["detail"]["address"]) == (0, None)
 
 
 # --- build_result -----------------------------------------------------------------------------
@@ -1063,3 +1067,14 @@ def test_system_ping_with_a_small_payload_still_counts_the_replies():
                                  method="system")
     assert results[0]["detail"]["received"] == 2
 
+
+
+def test_a_send_failure_is_named_without_a_sender_of_none():
+    from netcheck.icmp import EchoRecord, PingTarget, build_result
+    record = EchoRecord()
+    record.sent = 1
+    record.errors.append({"seq": 0, "from": None, "type": None, "code": None,
+                          "message": "send failed: Network is unreachable"})
+    result = build_result(PingTarget("10.99.0.1", "10.99.0.1", socket.AF_INET), record, "raw", None, None, 1.0)
+    assert result["error"] == "no echo reply to 1 echo requests (send failed: Network is unreachable)"
+    assert "None" not in result["error"]

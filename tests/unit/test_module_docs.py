@@ -369,9 +369,9 @@ def _documented_detail(module_name):
 
 def test_icmp_ping_return_documents_exactly_what_the_probe_returns():
     from netcheck.icmp import parse_targets as icmp_targets, ping_targets
-    from netcheck.neighbour import next_hop
+    from netcheck.neighbour import next_hops
     results, _, _ = ping_targets(icmp_targets(["127.0.0.1"]), count=1, interval=0.01, timeout=0.5,
-                                 neighbours=next_hop)
+                                 neighbours=next_hops)
     top, detail = _documented_detail("icmp_ping")
     assert set(results[0]) == top
     assert set(results[0]["detail"]) == detail

@@ -364,3 +364,51 @@ def test_ansible_run_command_without_ip_falls_back_to_proc(monkeypatch, tmp_path
         route, entry = next_hop("8.8.8.8", run=lambda argv: module.run_command(argv))
     assert route["source"] == "/proc/net/route"
     assert entry["ip"] == "192.0.2.1" and entry["source"] == "/proc/net/arp"
+
+
+# --- many targets at once (issue 14: 1,000 lookups one by one took 8 s) ------------------------
+
+def test_next_hops_of_a_thousand_loopback_addresses_takes_two_commands_and_well_under_a_second():
+    import shutil
+    import time
+    from netcheck.neighbour import next_hops
+    if not shutil.which("ip"):
+        pytest.skip("no ip command here")
+    calls = []
+
+    def run(argv):
+        calls.append(argv[:4])
+        return default_run(argv)
+
+    addresses = ["127.0.%d.%d" % (i // 250, 1 + i % 250) for i in range(1000)]
+    start = time.monotonic()
+    hops = next_hops(addresses + addresses[:10], run)  # repeated addresses are looked up once
+    elapsed = time.monotonic() - start
+    assert len(hops) == 1000
+    assert {hops[a][1]["state"] for a in addresses} == {"LOCAL"}
+    assert len(calls) == 2
+    assert elapsed < 1.0, elapsed
+
+
+def test_next_hops_maps_routes_and_neighbours_and_names_a_missing_route():
+    import json as _json
+    from netcheck.neighbour import next_hops
+    routes = ('[{"dst":"10.77.0.12","dev":"eth0","prefsrc":"10.77.0.11","flags":[]}]\n'
+              '[{"dst":"8.8.8.8","gateway":"10.77.0.1","dev":"eth0","prefsrc":"10.77.0.11"}]\n'
+              '[{"dst":"fd00::12","dev":"eth0","prefsrc":"fd00::11"}]\n')
+    neigh = _json.dumps([{"dst": "10.77.0.12", "dev": "eth0", "lladdr": "aa:bb:cc:dd:ee:ff", "state": ["REACHABLE"]},
+                         {"dst": "10.77.0.1", "dev": "eth0", "lladdr": "aa:bb:cc:dd:ee:01", "state": ["STALE"]},
+                         {"dst": "fd00::12", "dev": "eth0", "state": ["FAILED"]}])
+
+    def run(argv):
+        if "-batch" in argv:
+            return 1, routes, "RTNETLINK answers: Network is unreachable\nCommand failed x:4\n"
+        return 0, neigh, ""
+
+    hops = next_hops(["10.77.0.12", "8.8.8.8", "fd00:0::12", "10.99.0.1"], run)
+    assert hops["10.77.0.12"][1]["mac"] == "aa:bb:cc:dd:ee:ff"
+    assert (hops["8.8.8.8"][1]["ip"], hops["8.8.8.8"][1]["state"], hops["8.8.8.8"][1]["via_gateway"]) == \
+        ("10.77.0.1", "STALE", True)
+    assert hops["fd00:0::12"][1]["state"] == "FAILED"
+    assert hops["10.99.0.1"][0]["error"] == "RTNETLINK answers: Network is unreachable"
+    assert hops["10.99.0.1"][1]["state"] is None

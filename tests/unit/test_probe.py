@@ -379,3 +379,14 @@ def test_run_concurrently_never_exceeds_max_workers():
     assert results == list(range(12))
     assert peak[0] == 3
 
+
+
+def test_run_concurrently_gives_queued_items_their_own_rounds_before_the_deadline():
+    # 10 items of 0.3 s through one worker: 3 s in all, though one item's bound is 0.5 s;
+    # every item waits its turn and gets its real result (the old deadline cut 6 of them)
+    def probe(item):
+        time.sleep(0.3)
+        return item
+
+    results = run_concurrently(probe, range(10), _unfinished, deadline_s=0.5, max_workers=1)
+    assert results == list(range(10))

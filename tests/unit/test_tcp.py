@@ -564,97 +564,72 @@ def test_expected_dns_error_is_ok(monkeypatch):
     assert (result["state"], result["ok"], result["error"]) == ("dns_error", True, None)
 
 
-# --- verdicts that need another network: a fake socket ----------------------------------
+# --- verdicts that need another network: the classifier, fed what the kernel reports ----
+# (the same faults made for real, with iptables in a lab host: tests/integration/test_faults.py)
 
-class FakeSocket(object):
-    """Stands in for socket.socket; connect raises what the test asks for."""
-
-    failure = None
-    closed = 0
-
-    def __init__(self, *args):
-        self.timeout = None
-
-    def settimeout(self, value):
-        self.timeout = value
-
-    def connect(self, sockaddr):
-        assert sockaddr[0] == "127.0.0.1"  # the fake never sends, but keep addresses loopback
-        raise self.failure
-
-    def close(self):
-        FakeSocket.closed += 1
+def _icmp(kind, code, sender, family=socket.AF_INET, code_errno=errno.EHOSTUNREACH):
+    origin = tcp.SO_EE_ORIGIN_ICMP6 if family == socket.AF_INET6 else tcp.SO_EE_ORIGIN_ICMP
+    return {"origin": origin, "family": family, "type": kind, "code": code, "errno": code_errno, "from": sender}
 
 
-@pytest.fixture
-def fake_connect(monkeypatch):
-    def install(failure):
-        FakeSocket.failure = failure
-        FakeSocket.closed = 0
-        monkeypatch.setattr(tcp.socket, "socket", FakeSocket)
-    return install
-
-
-def test_connect_timeout_is_reported_filtered_naming_the_timeout(fake_connect):
-    fake_connect(socket.timeout("timed out"))
-    result = check_target(target(port=9, timeout=1.5))
-    assert (result["state"], result["ok"]) == ("filtered", False)
-    assert "no answer within 1.5 s" in result["error"]
-    assert result["timings"]["total_ms"] >= result["timings"]["connect_ms"]
-    assert FakeSocket.closed == 1
-
-
-def test_expected_filtered_timeout_is_ok(fake_connect):
-    fake_connect(socket.timeout("timed out"))
-    result = check_target(target(port=9, expected_state="filtered"))
-    assert (result["state"], result["ok"], result["error"]) == ("filtered", True, None)
-
-
-@pytest.mark.parametrize("code, state", [
-    (errno.EHOSTUNREACH, "unreachable"),
-    (errno.ENETUNREACH, "unreachable"),
-    (errno.EHOSTDOWN, "unreachable"),
-    (errno.ECONNREFUSED, "closed"),
-    (errno.EPERM, "filtered"),
-    (errno.EACCES, "filtered"),
+@pytest.mark.parametrize("icmp, state, words", [
+    (_icmp(3, 3, "10.0.0.2", code_errno=errno.ECONNREFUSED), "rejected", "port unreachable from 10.0.0.2"),
+    (_icmp(3, 10, "10.0.0.2"), "rejected", "host prohibited from 10.0.0.2"),
+    (_icmp(3, 13, "10.0.0.2"), "rejected", "administratively prohibited from 10.0.0.2"),
+    (_icmp(1, 1, "fd00::2", socket.AF_INET6, errno.EACCES), "rejected", "administratively prohibited from fd00::2"),
+    (_icmp(1, 4, "fd00::2", socket.AF_INET6, errno.ECONNREFUSED), "rejected", "port unreachable"),
+    (_icmp(3, 1, "10.0.0.1"), "unreachable", "host unreachable from this host itself (no ARP answer"),
+    (_icmp(1, 3, "fd00::1", socket.AF_INET6), "unreachable", "address unreachable from this host itself (no NDP"),
+    (_icmp(3, 1, "10.9.9.9"), "unreachable", "host unreachable from 10.9.9.9"),
+    (_icmp(3, 3, "10.0.0.1", code_errno=errno.ECONNREFUSED), "rejected", "this host itself (its own firewall"),
 ])
-def test_connect_errno_maps_to_its_state(fake_connect, code, state):
-    fake_connect(OSError(code, errno.errorcode[code]))
-    result = check_target(target(port=9))
-    assert result["state"] == state
-    assert result["detail"]["errno"] == code
-    assert result["detail"]["errno_name"] == errno.errorcode[code]
-    assert FakeSocket.closed == 1
+def test_an_icmp_error_decides_the_verdict_not_the_errno(icmp, state, words):
+    local = "fd00::1" if icmp["family"] == socket.AF_INET6 else "10.0.0.1"
+    got_state, reason = tcp.classify_failure(icmp["errno"], icmp, local)
+    assert got_state == state
+    assert words in reason
 
 
-def test_a_reset_right_after_the_handshake_is_not_reported_as_nothing_listening(fake_connect):
-    fake_connect(OSError(errno.ECONNRESET, "Connection reset by peer"))
-    result = check_target(target(port=9))
-    assert "nothing listens there" not in (result["error"] or "")
-    assert result["state"] == "open"
+@pytest.mark.parametrize("code, state, words", [
+    (errno.ECONNREFUSED, "closed", "RST"),
+    (errno.EHOSTUNREACH, "unreachable", "no route"),
+    (errno.ENETUNREACH, "unreachable", "no route"),
+    (errno.EPERM, "filtered", "own firewall"),
+    (errno.EACCES, "filtered", "own firewall"),
+    (errno.ETIMEDOUT, "filtered", "no answer"),
+    (errno.EINVAL, None, None),
+])
+def test_without_icmp_evidence_the_errno_decides(code, state, words):
+    got_state, reason = tcp.classify_failure(code, None, "10.0.0.1")
+    assert got_state == state
+    assert words is None or words in reason
 
 
-def test_a_kernel_connect_timeout_is_filtered(fake_connect):
-    # OSError(ETIMEDOUT, ...) is a TimeoutError, i.e. socket.timeout: the timeout branch handles it.
-    fake_connect(OSError(errno.ETIMEDOUT, "Connection timed out"))
-    result = check_target(target(port=9, timeout=1))
-    assert (result["state"], result["ok"]) == ("filtered", False)
-    assert "no answer within 1 s" in result["error"]
+def test_parse_extended_err_reads_type_code_and_sender_of_both_families():
+    v4 = struct.pack("=IBBBBII", errno.EHOSTUNREACH, tcp.SO_EE_ORIGIN_ICMP, 3, 10, 0, 0, 0)
+    v4 += struct.pack("=HH4s8x", socket.AF_INET, 0, socket.inet_aton("10.77.0.12"))
+    assert tcp.parse_extended_err(v4) == {"origin": tcp.SO_EE_ORIGIN_ICMP, "family": socket.AF_INET, "type": 3,
+                                          "code": 10, "errno": errno.EHOSTUNREACH, "from": "10.77.0.12"}
+    v6 = struct.pack("=IBBBBII", errno.EACCES, tcp.SO_EE_ORIGIN_ICMP6, 1, 1, 0, 0, 0)
+    v6 += struct.pack("=HHI16sI", socket.AF_INET6, 0, 0, socket.inet_pton(socket.AF_INET6, "fd00::12"), 0)
+    assert tcp.parse_extended_err(v6)["from"] == "fd00::12"
+    assert tcp.parse_extended_err(v6)["family"] == socket.AF_INET6
+    assert tcp.parse_extended_err(b"\0" * 4) is None
+    assert tcp.parse_extended_err(struct.pack("=IBBBBII", 0, 0, 0, 0, 0, 0, 0)) is None  # origin none
 
 
-def test_a_locally_refused_syn_says_it_was_this_hosts_firewall(fake_connect):
-    fake_connect(OSError(errno.EPERM, "Operation not permitted"))
-    result = check_target(target(port=9))
-    assert result["state"] == "filtered"
-    assert "own firewall" in result["error"]
+def test_an_expected_filtered_accepts_an_icmp_reject_as_nmap_does():
+    assert tcp.state_meets("rejected", "filtered")
+    assert tcp.state_meets("filtered", "filtered")
+    assert not tcp.state_meets("filtered", "rejected")
+    assert not tcp.state_meets("closed", "filtered")
 
 
-def test_an_unexpected_connect_errno_is_an_error_state(fake_connect):
-    fake_connect(OSError(errno.EINVAL, "Invalid argument"))
-    result = check_target(target(port=9))
-    assert (result["state"], result["ok"]) == ("error", False)
-    assert result["error"].startswith("connect failed: ")
-    assert result["detail"]["errno_name"] == "EINVAL"
+def test_a_closed_loopback_port_has_no_icmp_evidence_and_is_closed(closed_port):
+    result = check_target(target(port=closed_port))
+    assert result["state"] == "closed"
+    assert (result["detail"]["icmp_type"], result["detail"]["icmp_from"]) == (None, None)
+    assert result["detail"]["errno_name"] == "ECONNREFUSED"
 
 
 # --- check_targets ---------------------------------------------------------------------
@@ -691,14 +666,90 @@ def test_check_targets_with_one_worker_still_checks_every_target(listening_port,
     assert [r["state"] for r in results] == ["open", "closed"] * 3
 
 
-def test_a_timeout_with_an_unanswered_arp_entry_means_nobody_has_the_address(tmp_path):
-    from netcheck.tcp import _arp_unanswered
-    arp = tmp_path / "arp"
-    arp.write_text("IP address       HW type     Flags       HW address            Mask     Device\n"
-                   "10.77.0.249      0x1         0x0         00:00:00:00:00:00     *        eth0\n"
-                   "10.77.0.12       0x1         0x2         4e:37:94:f1:b2:7c     *        eth0\n")
-    assert _arp_unanswered(socket.AF_INET, "10.77.0.249", str(arp)) is True
-    assert _arp_unanswered(socket.AF_INET, "10.77.0.12", str(arp)) is False  # answered: a firewall dropped it
-    assert _arp_unanswered(socket.AF_INET, "10.0.0.1", str(arp)) is False  # off-link: no entry at all
-    assert _arp_unanswered(socket.AF_INET6, "10.77.0.249", str(arp)) is False
-    assert _arp_unanswered(socket.AF_INET, "10.77.0.249", str(tmp_path / "missing")) is False
+def test_queued_targets_get_their_real_verdict_not_a_global_deadline_error():
+    # 8 silent servers' worth of waiting through one socket at a time: each target waits its
+    # turn, and still gets its own verdict (the old pool gave "no verdict within the global deadline")
+    with loopback_server(banner_then_hold(b"")) as port:
+        targets = parse_targets([{"host": "127.0.0.1", "port": port, "expect": "never"}] * 8, default_timeout=0.2)
+        start = time.monotonic()
+        results = check_targets(targets, max_workers=1)
+        elapsed = time.monotonic() - start
+    assert [(r["state"], r["detail"]["expect_matched"]) for r in results] == [("open", False)] * 8
+    assert all("global deadline" not in (r["error"] or "") for r in results)
+    assert 1.5 <= elapsed < 4.0
+
+
+def test_a_backtracking_expect_ends_at_the_timeout_and_says_the_regex_timed_out():
+    with loopback_server(banner_then_hold(b"a" * 40 + b"!")) as port:
+        start = time.monotonic()
+        result = check_target(target(port=port, expect=r"^(a+)+$", timeout=1.0))
+        elapsed = time.monotonic() - start
+    assert result["state"] == "open" and not result["ok"]
+    assert result["detail"]["regex_timed_out"] is True
+    assert "still searching" in result["error"]
+    assert elapsed < 2.5, elapsed
+
+
+def test_the_timed_out_search_process_is_killed_and_the_next_target_still_matches():
+    with loopback_server(banner_then_hold(b"a" * 40 + b"!")) as bad, \
+            loopback_server(banner_then_hold(b"SSH-2.0-x\r\n")) as good:
+        results = check_targets(parse_targets([
+            {"host": "127.0.0.1", "port": bad, "expect": r"^(a+)+$", "timeout": 0.5},
+            {"host": "127.0.0.1", "port": good, "expect": r"^SSH-2\.0-", "timeout": 3},
+        ]))
+    assert [r["ok"] for r in results] == [False, True]
+
+
+@contextlib.contextmanager
+def draining_listener():
+    """A loopback port whose connections are accepted and closed at once (a backlog of 4096)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4096)
+
+    def drain():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+def test_more_targets_than_the_soft_file_limit_all_finish():
+    # the engine bounds its open sockets by RLIMIT_NOFILE, whatever max_workers asks for
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with draining_listener() as port:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+        try:
+            results = check_targets(parse_targets([{"host": "127.0.0.1", "port": port}] * 1000), max_workers=100000)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert {r["state"] for r in results} == {"open"}
+
+
+def test_neighbour_table_reads_both_families_from_ip_neigh():
+    from netcheck.neighbour import neighbour_table
+    out = ('[{"dst":"10.77.0.99","dev":"eth0","state":["FAILED"]},'
+           '{"dst":"fd6e::99","dev":"eth0","state":["INCOMPLETE"]},'
+           '{"dst":"10.77.0.12","dev":"eth0","lladdr":"6a:b6:c8:2c:c2:da","state":["REACHABLE"]}]')
+    table = neighbour_table(lambda argv: (0, out, ""))
+    assert table == {"10.77.0.99": "FAILED", "fd6e::99": "INCOMPLETE", "10.77.0.12": "REACHABLE"}
+
+
+def test_the_regex_process_is_not_left_behind():
+    import os
+    import subprocess as _subprocess
+    with loopback_server(banner_then_hold(b"a" * 40 + b"!")) as port:
+        result = check_target(target(port=port, expect=r"^(a+)+$", timeout=0.3))
+    assert result["detail"]["regex_timed_out"] is True
+    # every search process was killed and reaped: no child of ours still runs (or lingers as a zombie)
+    ps = _subprocess.run(["ps", "-o", "pid=,stat=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True)
+    assert "-I -S -c" not in ps.stdout, ps.stdout
