@@ -1078,3 +1078,11 @@ def test_a_send_failure_is_named_without_a_sender_of_none():
     result = build_result(PingTarget("10.99.0.1", "10.99.0.1", socket.AF_INET), record, "raw", None, None, 1.0)
     assert result["error"] == "no echo reply to 1 echo requests (send failed: Network is unreachable)"
     assert "None" not in result["error"]
+
+
+@needs_raw
+def test_four_hundred_targets_in_one_round_lose_no_reply_to_a_full_receive_buffer():
+    # every echo of a round is sent at once: 1,200 replies arrive together and must all be read
+    targets = ["127.0.%d.%d" % (i // 250, 1 + i % 250) for i in range(400)]
+    results, _, _ = ping_targets(parse_targets(targets), count=3, interval=0.05, timeout=1.0, neighbours=None)
+    assert [r["detail"]["loss_pct"] for r in results] == [0.0] * 400
