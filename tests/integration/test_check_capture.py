@@ -110,3 +110,13 @@ def test_a_passing_run_keeps_the_summaries_but_fetches_no_pcap_on_failure_only(l
     assert not list(run_dir.glob("*/*.pcap"))
     assert sorted(p.parent.name for p in run_dir.glob("*/eth0.summary.json")) == sorted(h.name for h in hosts)
     assert not no_tcpdump_within(hosts, 5)
+
+
+def test_a_capture_that_cannot_start_does_not_stop_the_checks(lab, hosts, tmp_path):
+    proc = check(lab, tmp_path, "-e", "netcheck_capture=true", "-e", "capture_filter='tcp port ('")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("...ignoring") == len(hosts), proc.stdout
+    assert "totals: 6 pairs, 6 ok, 0 failed, 0 sources not run" in proc.stdout
+    run_dir = run_dir_of(tmp_path)
+    assert not [p for p in run_dir.iterdir() if p.is_dir()]
+    assert not tcpdumps(hosts)
