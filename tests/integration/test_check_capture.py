@@ -87,6 +87,23 @@ def test_a_drop_on_the_target_is_found_in_both_captures_and_the_pcaps_sit_beside
     assert capture["source"]["id"] and capture["target"]["id"] and capture["source"]["id"] != capture["target"]["id"]
     assert capture["source"]["pcap"] == "%s/eth0.pcap" % source.name
     assert capture["target"]["pcap"] == "%s/eth0.pcap" % target.name
+    # the same run directory holds the reports, and the HTML carries the pair's capture
+    assert "target_firewall" in (run_dir / "report.html").read_text()
+    assert not no_tcpdump_within(hosts, 5)
+
+
+def test_tags_keep_the_capture_and_fetch_never_keeps_only_the_summaries(lab, hosts, iptables_rules, tmp_path):
+    source, target, _ = hosts
+    iptables_rules(target.namespace, "INPUT", "-p", "tcp", "--dport", str(PORT), "-j", "DROP")
+    proc = check(lab, tmp_path, "-e", "netcheck_capture=true", "-e", "netcheck_capture_fetch=never", "--tags", "tcp")
+    assert proc.returncode != 0, proc.stdout
+    run_dir = run_dir_of(tmp_path)
+    run = json.loads((run_dir / "report.json").read_text())
+    (pair,) = [p for p in run["pairs"] if p["source"] == source.name and p["target"] == target.name]
+    assert [e["where"] for e in pair["capture"]["evidence"]] == ["target_firewall"]
+    assert pair["capture"]["source"]["pcap"] is None and pair["capture"]["target"]["pcap"] is None
+    assert not list(run_dir.glob("*/*.pcap"))
+    assert len(list(run_dir.glob("*/eth0.summary.json"))) == len(hosts)
     assert not no_tcpdump_within(hosts, 5)
 
 
@@ -103,12 +120,18 @@ def test_without_netcheck_capture_nothing_is_captured(lab, hosts, iptables_rules
     assert not tcpdumps(hosts)
 
 
-def test_a_passing_run_keeps_the_summaries_but_fetches_no_pcap_on_failure_only(lab, hosts, tmp_path):
-    proc = check(lab, tmp_path, "-e", "netcheck_capture=true")
+def test_a_passing_run_fetches_no_pcap_on_failure_only_and_every_pcap_always(lab, hosts, tmp_path):
+    proc = check(lab, tmp_path / "on_failure", "-e", "netcheck_capture=true")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = run_dir_of(tmp_path)
+    run_dir = run_dir_of(tmp_path / "on_failure")
     assert not list(run_dir.glob("*/*.pcap"))
     assert sorted(p.parent.name for p in run_dir.glob("*/eth0.summary.json")) == sorted(h.name for h in hosts)
+    proc = check(lab, tmp_path / "always", "-e", "netcheck_capture=true", "-e", "netcheck_capture_fetch=always")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = run_dir_of(tmp_path / "always")
+    assert sorted(p.parent.name for p in run_dir.glob("*/eth0.pcap")) == sorted(h.name for h in hosts)
+    run = json.loads((run_dir / "report.json").read_text())
+    assert all(p["capture"] is None for p in run["pairs"]), "only failing pairs carry a capture"
     assert not no_tcpdump_within(hosts, 5)
 
 
