@@ -248,10 +248,13 @@ def render_failures(run):
         lines.append("%s %s -> %s (%s): %s [%s] %s" % ("KNOWN" if known else "FAIL", pair["source"], pair["target"],
                                                         pair.get("address") or "-", verdict["code"],
                                                         verdict["first_failing_layer"], verdict["hint"]))
-        for fact in verdict["evidence"][:4]:
+        shown = verdict["evidence"][:4]
+        for fact in shown:
             lines.append("     %s" % fact)
+        # the two-point answer is the last fact of the evidence: never cut off
         for found in (pair.get("capture") or {}).get("evidence") or []:
-            lines.append("     capture: %s" % found["sentence"])
+            if found["sentence"] not in shown:
+                lines.append("     capture: %s" % found["sentence"])
         explain = pair.get("explain") or {}
         if explain.get("message"):
             lines.append("     EC2: %s%s" % (explain["message"], (" -> " + explain["fix"]) if explain.get("fix") else ""))
@@ -276,5 +279,5 @@ def render(run):
     return render_matrix(run) + [""] + render_failures(run) + render_totals(run)
 
 
-__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "apply_captures", "asymmetric_pairs", "build_run", "cell", "render",
-           "render_failures", "render_matrix", "render_totals", "run_failed", "source_entry", "totals"]
+__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "apply_captures", "asymmetric_pairs", "build_run",
+           "cell", "render", "render_failures", "render_matrix", "render_totals", "run_failed", "source_entry", "totals"]

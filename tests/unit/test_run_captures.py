@@ -91,6 +91,9 @@ def test_a_drop_on_the_target_becomes_two_point_evidence_on_the_failing_pair(tmp
         (WEB, 22), (WEB, 5432), (DB, 22)]
     # passing pairs are left alone
     assert to_app["capture"] is None and back["capture"] is None
+    # on the terminal the answer is printed once, even past the first four facts
+    assert runmodel.render_failures(run).count("     " + found["sentence"]) == 1
+    failing["verdict"]["evidence"][1:1] = ["fact 2", "fact 3", "fact 4"]
     assert "     capture: " + found["sentence"] in runmodel.render_failures(run)
 
 
