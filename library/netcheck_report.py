@@ -38,9 +38,29 @@ options:
     default: ansible_host
   report_dir:
     description:
-      - The parent directory of the run's reports; each run writes into C(<report_dir>/<UTC timestamp>/).
+      - The parent directory of the run's reports; each run writes into C(<report_dir>/<UTC timestamp>/)
+        (or I(run_dir)).
       - Unset means C(reports/) beside the playbook; an empty string writes nothing.
     type: str
+  run_dir:
+    description:
+      - The run's directory, where the reports are written, named once at the start of the play so that the
+        packet captures' pcaps (C(<run_dir>/<host>/<interface>.pcap)) go to the same place (check.yml sets it).
+      - Unset means C(<report_dir>/<started, without - and :>/). Ignored when I(report_dir) is an empty string.
+    type: str
+  capture:
+    description:
+      - Join each source's packet capture to the failing pairs (check.yml's C(netcheck_capture); docs/capture.md).
+      - For each failing pair S -> T, C(pair.capture) holds, for S and for T when captured, the capture's C(id),
+        its C(pcap) (relative to the run directory when fetched there, else null) and the flows between S and T;
+        and C(evidence), one two-point answer per failing TCP port when both ends were captured (C(where),
+        C(sentence), C(facts), C(port)). Each answer's sentence is also added to the verdict's evidence.
+    type: bool
+    default: false
+  capture_register:
+    description: The variable each host registered its stopped capture in (the capture role's C(capture_result)).
+    type: str
+    default: capture_result
   report_options:
     description: Options passed to the report writers (C(write_all(run, run_dir, options))).
     type: dict
@@ -98,6 +118,14 @@ EXAMPLES = r"""
   netcheck.netcheck.netcheck_report:
     sources: "{{ ansible_play_hosts_all }}"
     report_dir: /var/tmp/netcheck
+  delegate_to: localhost
+  run_once: true
+
+- name: The answer, with each host's packet capture (role netcheck.netcheck.capture, registered as capture_result)
+  netcheck.netcheck.netcheck_report:
+    sources: "{{ ansible_play_hosts_all }}"
+    run_dir: /var/tmp/netcheck/run-1
+    capture: true
   delegate_to: localhost
   run_once: true
 """

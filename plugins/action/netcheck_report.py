@@ -15,7 +15,12 @@ string: write nothing), ``report_options`` (passed to write_all), ``baseline`` (
 file: its pairs are reported but do not fail the run; docs/reports.md), ``ec2_explain`` (true,
 false or auto: explain filtered pairs from security groups, NACLs and routes; auto = when the
 inventory is aws_ec2; docs/ec2.md), ``ec2_options`` (region, endpoint_url, profile, ...),
-``fail_on_mismatch`` (default true), ``started`` (the run's start, ISO 8601 UTC), ``playbook``.
+``fail_on_mismatch`` (default true), ``started`` (the run's start, ISO 8601 UTC), ``playbook``,
+``run_dir`` (the run's directory, computed once by the play so that the captures' pcaps and the
+reports share it; default ``<report_dir>/<started>``), ``capture`` (join each host's packet
+capture to the failing pairs: plugin_utils/run.apply_captures; docs/capture.md) and
+``capture_register`` (the variable the capture role registered the stopped capture in; default
+capture_result).
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ from ansible.utils.display import Display
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain import explain_run, inventory_options
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import (
     BaselineError, apply_baseline, run_failed, write_all)
-from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import build_run, render
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import apply_captures, build_run, render
 
 display = Display()
 VALID = frozenset(("sources", "register", "address_var", "report_dir", "report_options", "fail_on_mismatch",
-                   "started", "playbook", "baseline", "ec2_explain", "ec2_options"))
+                   "started", "playbook", "baseline", "ec2_explain", "ec2_options", "run_dir", "capture",
+                   "capture_register"))
 
 
 def _utc_now():
@@ -94,6 +100,23 @@ class ActionModule(ActionBase):
                 "ansible_core": ansible_core_version, "netcheck_version": _collection_version(),
                 "playbook": args.get("playbook") or None}
         run = build_run(gathered, meta)
+
+        report_dir = args.get("report_dir")
+        if report_dir is None:
+            report_dir = os.path.join(task_vars.get("playbook_dir") or ".", "reports")
+        run_dir = args.get("run_dir") or ""
+        if report_dir and not run_dir:
+            stamp = (meta["started"] or meta["finished"]).replace(":", "").replace("-", "")
+            run_dir = os.path.join(report_dir, stamp)
+        if boolean(args.get("capture", False), strict=False):
+            capture_register = args.get("capture_register") or "capture_result"
+            captures = {}
+            for entry in gathered:
+                facts = hostvars[entry["name"]] if entry["name"] in hostvars else {}
+                stopped = facts.get(capture_register)
+                captures[entry["name"]] = {"address": entry["address"],
+                                           "result": _plain(stopped) if stopped else None}
+            apply_captures(run, captures, run_dir or None)
         ec2 = inventory_options({name: hostvars[name] for name in sources if name in hostvars},
                                 enabled=args.get("ec2_explain", "auto"), **(args.get("ec2_options") or {}))
         if ec2 is not None:
@@ -109,13 +132,8 @@ class ActionModule(ActionBase):
         for line in render(run):
             display.display(line)
 
-        report_dir = args.get("report_dir")
-        if report_dir is None:
-            report_dir = os.path.join(task_vars.get("playbook_dir") or ".", "reports")
         written = {}
         if report_dir:
-            stamp = (meta["started"] or meta["finished"]).replace(":", "").replace("-", "")
-            run_dir = os.path.join(report_dir, stamp)
             try:
                 written = write_reports(run, run_dir, args.get("report_options") or {})
             except (OSError, ValueError) as exc:

@@ -11,6 +11,10 @@ that could not run).
 
 from __future__ import annotations
 
+import os
+
+from .capture_evidence import two_point
+
 # the exit-code contract lives with the reports, which know the known-failures baseline
 from .reports.model import run_failed  # noqa: F401  (re-exported)
 
@@ -112,6 +116,76 @@ def apply_accept_queues(run):
             break
 
 
+def _capture_summary(capture):
+    """The per-flow summary of a host's packet_capture result (None: no capture, or it never stopped)."""
+    result = (capture or {}).get("result") or {}
+    summary = result.get("summary")
+    return summary if isinstance(summary, dict) else None
+
+
+def _fetched_pcap(name, capture, run_dir):
+    """The pcap's path relative to the run directory when it was fetched there, else None."""
+    interface = ((capture or {}).get("result") or {}).get("interface")
+    if not run_dir or not interface:
+        return None
+    relative = os.path.join(name, "%s.pcap" % interface)
+    return relative if os.path.isfile(os.path.join(run_dir, relative)) else None
+
+
+def _failing_ports(pair):
+    ports = []
+    for result in (pair.get("layers") or {}).get("tcp") or []:
+        port = (result.get("detail") or {}).get("port")
+        if not result.get("ok") and port is not None and port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _between(flows, addresses):
+    return [f for f in flows if f.get("orig_h") in addresses or f.get("resp_h") in addresses]
+
+
+def apply_captures(run, captures, run_dir=None):
+    """Join packet captures to the failing pairs: ``pair["capture"]`` and two-point evidence.
+
+    ``captures``: {host name: {"address": its address, "result": its packet_capture result after
+    ``state: stopped`` (or None)}}. For each failing pair S -> T where S or T was captured,
+    ``pair["capture"]`` becomes {"source": side, "target": side, "evidence": [...]}, a side being
+    {"id", "pcap" (relative to ``run_dir`` when fetched there, else None), "flows" (this pair's
+    flows only)} or None when that host was not captured; "evidence" holds one
+    :func:`capture_evidence.two_point` answer per failing TCP port (with its "port") when both
+    ends were captured, and each answer's sentence is appended to the verdict's evidence.
+    """
+    by_address = {c.get("address"): name for name, c in captures.items() if c.get("address")}
+    for pair in run["pairs"]:
+        if pair["ok"]:
+            continue
+        source, address = pair["source"], pair.get("address")
+        target = pair["target"] if pair["target"] in captures else by_address.get(address)
+        at_source, at_target = _capture_summary(captures.get(source)), _capture_summary(captures.get(target))
+        if at_source is None and at_target is None:
+            continue
+        source_flows = _between((at_source or {}).get("flows") or [], {address})
+        # the target sees the source by the address it sent from (the route's choice) or its inventory one
+        source_addresses = {f["orig_h"] for f in source_flows if f.get("resp_h") == address}
+        source_addresses.add((captures.get(source) or {}).get("address"))
+        target_flows = _between((at_target or {}).get("flows") or [], source_addresses)
+        evidence = []
+        for port in _failing_ports(pair):
+            found = two_point(source, pair["target"], address, port, at_source, at_target)
+            if found is not None:
+                evidence.append(dict(found, port=port))
+                pair["verdict"]["evidence"].append(found["sentence"])
+        sides = {}
+        for role, name, summary, flows in (("source", source, at_source, source_flows),
+                                           ("target", target, at_target, target_flows)):
+            sides[role] = None if summary is None else {
+                "id": captures[name]["result"].get("id"), "pcap": _fetched_pcap(name, captures[name], run_dir),
+                "flows": flows}
+        pair["capture"] = {"source": sides["source"], "target": sides["target"], "evidence": evidence}
+    return run
+
+
 def asymmetric_pairs(pairs):
     """[[A, B]] where A reaches B as expected but B does not reach A."""
     outcome = {(p["source"], p["target"]): p["ok"] for p in pairs}
@@ -174,8 +248,13 @@ def render_failures(run):
         lines.append("%s %s -> %s (%s): %s [%s] %s" % ("KNOWN" if known else "FAIL", pair["source"], pair["target"],
                                                         pair.get("address") or "-", verdict["code"],
                                                         verdict["first_failing_layer"], verdict["hint"]))
-        for fact in verdict["evidence"][:4]:
+        shown = verdict["evidence"][:4]
+        for fact in shown:
             lines.append("     %s" % fact)
+        # the two-point answer is the last fact of the evidence: never cut off
+        for found in (pair.get("capture") or {}).get("evidence") or []:
+            if found["sentence"] not in shown:
+                lines.append("     capture: %s" % found["sentence"])
         explain = pair.get("explain") or {}
         if explain.get("message"):
             lines.append("     EC2: %s%s" % (explain["message"], (" -> " + explain["fix"]) if explain.get("fix") else ""))
@@ -200,5 +279,5 @@ def render(run):
     return render_matrix(run) + [""] + render_failures(run) + render_totals(run)
 
 
-__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "asymmetric_pairs", "build_run", "cell", "render",
-           "render_failures", "render_matrix", "render_totals", "run_failed", "source_entry", "totals"]
+__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "apply_captures", "asymmetric_pairs", "build_run",
+           "cell", "render", "render_failures", "render_matrix", "render_totals", "run_failed", "source_entry", "totals"]
