@@ -40,7 +40,7 @@ options:
     description:
       - The parent directory of the run's reports; each run writes into C(<report_dir>/<UTC timestamp>/)
         (or I(run_dir)).
-      - Unset means C(reports/) beside the playbook; an empty string writes nothing.
+      - Unset means C(reports/) in the directory ansible-playbook runs from; an empty string writes nothing.
     type: str
   run_dir:
     description:

@@ -10,7 +10,7 @@ fails when any pair missed its expectation or any source could not run, unless
 
 Options: ``sources`` (inventory names, required), ``register`` (the variable net_diagnose was
 registered as; default netcheck_diagnose), ``address_var`` (default ansible_host),
-``report_dir`` (the parent of the run's directory; default reports/ beside the playbook; empty
+``report_dir`` (the parent of the run's directory; default reports/ in the current directory; empty
 string: write nothing), ``report_options`` (passed to write_all), ``baseline`` (a known-failures
 file: its pairs are reported but do not fail the run; docs/reports.md), ``ec2_explain`` (true,
 false or auto: explain filtered pairs from security groups, NACLs and routes; auto = when the
@@ -103,7 +103,7 @@ class ActionModule(ActionBase):
 
         report_dir = args.get("report_dir")
         if report_dir is None:
-            report_dir = os.path.join(task_vars.get("playbook_dir") or ".", "reports")
+            report_dir = os.path.abspath("reports")
         run_dir = args.get("run_dir") or ""
         if report_dir and not run_dir:
             stamp = (meta["started"] or meta["finished"]).replace(":", "").replace("-", "")
