@@ -285,41 +285,14 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.http import FOLLOW, METHODS, check_urls, parse_targets
+from ..module_utils.netcheck.http import HTTP_MODULE_SPEC, HTTP_REQUEST_SPEC, check_urls, parse_targets
 from ..module_utils.netcheck.probe import InputError, failure_message, outcome
-
-URL_OPTIONS = dict(
-    url=dict(type="str", required=True),
-    name=dict(type="str"),
-    method=dict(type="str", choices=list(METHODS)),
-    status_codes=dict(type="list", elements="int"),
-    headers=dict(type="dict", no_log=True),
-    expect_headers=dict(type="dict"),
-    follow_redirects=dict(type="str", choices=list(FOLLOW)),
-    validate_certs=dict(type="bool"),
-    ca_path=dict(type="path"),
-    timeout=dict(type="float"),
-    body_regex=dict(type="str"),
-)
-DEFAULT_KEYS = ("method", "status_codes", "headers", "expect_headers", "follow_redirects", "validate_certs",
-                "ca_path", "timeout", "body_regex")
+from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            urls=dict(type="list", elements="dict", required=True, options=URL_OPTIONS),
-            method=dict(type="str", choices=list(METHODS), default="HEAD"),
-            status_codes=dict(type="list", elements="int", default=[200]),
-            headers=dict(type="dict", default={}, no_log=True),
-            expect_headers=dict(type="dict", default={}),
-            follow_redirects=dict(type="str", choices=list(FOLLOW), default="safe"),
-            validate_certs=dict(type="bool", default=True),
-            ca_path=dict(type="path"),
-            timeout=dict(type="float", default=5.0),
-            body_regex=dict(type="str"),
-            max_workers=dict(type="int", default=256),
-        ),
+        argument_spec=argument_spec(HTTP_MODULE_SPEC),
         supports_check_mode=True,
     )
     params = module.params
@@ -327,7 +300,7 @@ def main():
     if params["max_workers"] < 1:
         module.fail_json(msg="max_workers: %s must be at least 1" % params["max_workers"], **outcome([], start))
     try:
-        targets = parse_targets(params["urls"], {key: params[key] for key in DEFAULT_KEYS})
+        targets = parse_targets(params["urls"], {key: params[key] for key in HTTP_REQUEST_SPEC})
     except InputError as exc:
         module.fail_json(msg=str(exc), **outcome([], start))
 

@@ -263,31 +263,17 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.icmp import (
-    METHODS, InputError, MethodUnavailable, parse_targets, ping_targets, validate_options, validate_thresholds,
+    ICMP_MODULE_SPEC, InputError, MethodUnavailable, parse_targets, ping_targets, validate_options,
+    validate_thresholds,
 )
 from ..module_utils.netcheck.neighbour import next_hop
 from ..module_utils.netcheck.probe import failure_message, outcome
-
-THRESHOLDS = dict(rtt_ms=dict(type="float"), loss_pct=dict(type="float"))
+from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            targets=dict(type="list", elements="dict", required=True, options=dict(
-                host=dict(type="str", required=True),
-                reachable=dict(type="bool", default=True),
-                name=dict(type="str"),
-            )),
-            count=dict(type="int", default=3),
-            interval=dict(type="float", default=0.2),
-            timeout=dict(type="float", default=1.0),
-            size=dict(type="int", default=56),
-            method=dict(type="str", choices=list(METHODS), default="auto"),
-            warn=dict(type="dict", options=THRESHOLDS),
-            crit=dict(type="dict", options=THRESHOLDS),
-            neighbour=dict(type="bool", default=True),
-        ),
+        argument_spec=argument_spec(ICMP_MODULE_SPEC),
         supports_check_mode=True,
     )
     params = module.params

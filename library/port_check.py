@@ -213,27 +213,13 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.probe import InputError, failure_message, outcome
-from ..module_utils.netcheck.tcp import STATES, check_targets, parse_targets
-
-TARGET_OPTIONS = dict(
-    host=dict(type="str", required=True),
-    port=dict(type="int", required=True),
-    timeout=dict(type="float"),
-    send=dict(type="str"),
-    expect=dict(type="str"),
-    expected_state=dict(type="str", choices=list(STATES), default="open"),
-    family=dict(type="str", choices=["any", "ipv4", "ipv6"], default="any"),
-    name=dict(type="str"),
-)
+from ..module_utils.netcheck.spec import argument_spec
+from ..module_utils.netcheck.tcp import TCP_MODULE_SPEC, check_targets, parse_targets
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            targets=dict(type="list", elements="dict", required=True, options=TARGET_OPTIONS),
-            timeout=dict(type="float", default=3.0),
-            max_workers=dict(type="int", default=256),
-        ),
+        argument_spec=argument_spec(TCP_MODULE_SPEC),
         supports_check_mode=True,
     )
     start = time.monotonic()

@@ -36,6 +36,28 @@ _LOCALLY_FILTERED = {errno.EPERM, errno.EACCES}
 _TIMED_OUT = {errno.ETIMEDOUT}
 _EAI_NAMES = {getattr(socket, name): name for name in dir(socket) if name.startswith("EAI_")}
 
+# The options a user writes (module.spec explains the format); port_check's argument_spec,
+# the netcheck role's group targets and its argument_specs are made from these.
+TCP_TARGET_SPEC = {
+    "host": {"type": "str", "required": True, "description": "Host name, IPv4 or IPv6 address."},
+    "port": {"type": "int", "required": True, "description": "TCP port, 1 to 65535."},
+    "timeout": {"type": "float", "description": "Seconds for the handshake, and again for expect (default: timeout)."},
+    "send": {"type": "str", "description": "Text sent once connected (UTF-8)."},
+    "expect": {"type": "str", "description": "Python regular expression searched in what the server sends."},
+    "expected_state": {"type": "str", "choices": list(STATES), "default": "open",
+                       "description": "The state this target must have."},
+    "family": {"type": "str", "choices": list(FAMILIES), "default": "any",
+               "description": "Address family used when a name resolves to both."},
+    "name": {"type": "str", "description": "A label returned as detail.name (e.g. the inventory name)."},
+}
+TCP_MODULE_SPEC = {
+    "targets": {"type": "list", "elements": "dict", "required": True, "options": TCP_TARGET_SPEC,
+                "description": "The endpoints to check, all at once."},
+    "timeout": {"type": "float", "default": DEFAULT_TIMEOUT, "description": "Default per-target timeout in seconds."},
+    "max_workers": {"type": "int", "default": DEFAULT_MAX_WORKERS,
+                    "description": "How many targets are checked at the same moment at most."},
+}
+
 
 class TcpTarget(object):
     """One validated target. Build it with :func:`parse_targets`."""
