@@ -104,10 +104,6 @@ options:
     type: str
     choices: [none, safe, all]
     default: safe
-  validate_certs:
-    description: Verify the server certificate and host name (https).
-    type: bool
-    default: true
   ca_path:
     description: A PEM file of CA certificates to verify against, instead of the system's (on the managed host).
     type: path
@@ -118,10 +114,6 @@ options:
   body_regex:
     description: A Python regular expression the body must match (GET only; the first 1 MiB is read).
     type: str
-  max_workers:
-    description: How many URLs are checked at the same moment at most.
-    type: int
-    default: 256
 attributes:
   check_mode:
     support: full
@@ -132,6 +124,8 @@ attributes:
     platforms: posix
 extends_documentation_fragment:
   - action_common_attributes
+  - netcheck.netcheck.probe
+  - netcheck.netcheck.probe.validate_certs
 notes:
   - C(ttfb_ms) is resolve + connect + tls + processing of the final request.
   - After a failed certificate verification the certificate is fetched once more without
@@ -218,14 +212,14 @@ results:
       type: dict
       contains:
         url: {description: The URL as given., type: str}
-        name: {description: The label given, or null., type: str}
+        name: {description: "The label given, or null.", type: str}
         method: {description: C(HEAD) or C(GET)., type: str}
         final_url: {description: The URL of the last request (after redirects)., type: str}
         address: {description: The address connected to for the last request., type: str}
         status: {description: The HTTP status code of the last response; null when none came., type: int}
         reason: {description: Its reason phrase., type: str}
         http_version: {description: C(HTTP/1.1) or C(HTTP/1.0)., type: str}
-        headers: {description: Response headers with lower-case names (repeated headers joined with C(, ))., type: dict}
+        headers: {description: "Response headers with lower-case names (repeated headers joined with C(, )).", type: dict}
         redirects:
           description: The redirect chain, each C({url, status, location}).
           type: list
@@ -235,7 +229,7 @@ results:
             For https, C({version, cipher, verified, verify_error, subject, issuer, not_before,
             not_after, days_left, expired, san, serial}); null for http.
           type: dict
-        body_bytes: {description: Body bytes read (GET, at most 1 MiB); null for HEAD., type: int}
+        body_bytes: {description: "Body bytes read (GET, at most 1 MiB); null for HEAD.", type: int}
         failed_checks:
           description: Every expectation missed, in words.
           type: list

@@ -183,10 +183,10 @@ results:
       contains:
         host: {description: The host as given., type: str}
         address: {description: The address pinged., type: str}
-        name: {description: The label given, or null., type: str}
+        name: {description: "The label given, or null.", type: str}
         family: {description: C(ipv4) or C(ipv6)., type: str}
         reachable: {description: The expectation., type: bool}
-        method: {description: The method used (C(raw), C(dgram) or C(system))., type: str}
+        method: {description: "The method used (C(raw), C(dgram) or C(system)).", type: str}
         sent: {description: Echo requests sent., type: int}
         received: {description: Echo replies received in time., type: int}
         loss_pct: {description: Packet loss in percent., type: float}
@@ -194,7 +194,7 @@ results:
         rtt_avg_ms: {description: Average RTT in ms; null when nothing came back., type: float}
         rtt_max_ms: {description: Slowest RTT in ms; null when nothing came back., type: float}
         rtt_stddev_ms: {description: Population standard deviation of the RTTs (ping's mdev); null when nothing came back., type: float}
-        rtts_ms: {description: Every RTT in ms, in sequence order., type: list, elements: float}
+        rtts_ms: {description: "Every RTT in ms, in sequence order.", type: list, elements: float}
         ttl: {description: TTL (IPv4) or hop limit (IPv6) of the last reply; null when unknown., type: int}
         duplicates: {description: Duplicate replies seen (not counted as received)., type: int}
         icmp_errors:

@@ -73,12 +73,6 @@ options:
     description: Default per-target timeout in seconds.
     type: float
     default: 3
-  max_workers:
-    description:
-      - How many targets are checked at the same moment at most. With the default, 256 filtered
-        targets take about one I(timeout), 512 about two.
-    type: int
-    default: 256
 attributes:
   check_mode:
     support: full
@@ -89,6 +83,7 @@ attributes:
     platforms: posix
 extends_documentation_fragment:
   - action_common_attributes
+  - netcheck.netcheck.probe
 notes:
   - A C(filtered) verdict takes the whole timeout; C(closed) and C(unreachable) come as soon as
     the kernel knows. On the local subnet, a timeout whose ARP request is still unanswered (Linux
@@ -172,15 +167,15 @@ results:
       contains:
         host: {description: The host as given., type: str}
         port: {description: The port., type: int}
-        name: {description: The label given, or null., type: str}
+        name: {description: "The label given, or null.", type: str}
         expected_state: {description: The expected state., type: str}
         address: {description: The address connected to (null when the name did not resolve)., type: str}
         family: {description: C(ipv4) or C(ipv6)., type: str}
         local_address: {description: The source address used (when connected)., type: str}
-        errno: {description: The errno of a failed connect (or the resolver's code), else null., type: int}
-        errno_name: {description: Its symbolic name, for instance C(ECONNREFUSED), C(EHOSTUNREACH), C(EAI_NONAME)., type: str}
-        banner: {description: What the server sent when I(expect) was given (at most 4096 bytes), else null., type: str}
-        expect: {description: The I(expect) pattern, or null., type: str}
+        errno: {description: "The errno of a failed connect (or the resolver's code), else null.", type: int}
+        errno_name: {description: "Its symbolic name, for instance C(ECONNREFUSED), C(EHOSTUNREACH), C(EAI_NONAME).", type: str}
+        banner: {description: "What the server sent when I(expect) was given (at most 4096 bytes), else null.", type: str}
+        expect: {description: "The I(expect) pattern, or null.", type: str}
         expect_matched: {description: Whether I(expect) matched; null when there was nothing to expect., type: bool}
         conversation_error: {description: Why sending or reading failed after the connection was made; null when it did not., type: str}
       sample:

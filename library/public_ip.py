@@ -64,12 +64,6 @@ options:
     description: Seconds to wait for the answer of I(url) (more than 0, at most 3600).
     type: float
     default: 3
-  validate_certs:
-    description:
-      - Verify the TLS certificate of an C(https) I(url) or I(imds_endpoint).
-      - Set to C(false) only for a service you trust on a network you trust.
-    type: bool
-    default: true
 attributes:
   check_mode:
     support: full
@@ -80,6 +74,7 @@ attributes:
     platforms: posix
 extends_documentation_fragment:
   - action_common_attributes
+  - netcheck.netcheck.probe.validate_certs
 notes:
   - The address is the one the source sees. Behind NAT that is the NAT gateway's address, and EC2's
     C(public-ipv4) is the instance's public (or Elastic) IPv4 address.

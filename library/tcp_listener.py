@@ -175,7 +175,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.listener import LISTENER_SPEC, ListenerError, manage
-from ..module_utils.netcheck.probe import InputError
+from ..module_utils.netcheck.probe import InputError, format_hostport
 from ..module_utils.netcheck.spec import argument_spec
 
 RETURNED = ("running", "pid", "port", "bind", "mode", "expires_at")
@@ -189,7 +189,7 @@ def describe(info):
 
 
 def message(outcome, state, check_mode):
-    where = "%s:%d" % ("[%s]" % outcome["bind"] if ":" in outcome["bind"] else outcome["bind"], outcome["port"])
+    where = format_hostport(outcome["bind"], outcome["port"])
     would = "would be " if check_mode else ""
     if state == "stopped":
         if not outcome["changed"]:
