@@ -157,7 +157,8 @@ def test_unconfirmed_change_is_rolled_back_and_a_confirmed_one_stays(ansible, fw
                                                          "state_dir": str(state_dir)}).result(fw_host.name)
     assert late["failed"] is True and "too late" in late["msg"]
     # confirmed in time: it stays after the deadline, and the rollback's files are gone
-    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=8, state_dir=str(state_dir))
+    # a long window: a loaded machine can take many seconds per ansible run, and confirming ends it early
+    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=120, state_dir=str(state_dir))
     confirm = ansible.module(fw_host.name, "port_forward", {"confirm": result["rollback"]["id"],
                                                             "state_dir": str(state_dir)}).result(fw_host.name)
     assert confirm.get("confirmed") == result["rollback"]["id"], confirm.get("msg")
@@ -170,13 +171,13 @@ def test_unconfirmed_change_is_rolled_back_and_a_confirmed_one_stays(ansible, fw
 def test_rollback_takes_back_only_our_change_not_a_rule_added_meanwhile(ansible, fw_host, tmp_path):
     netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "2222",
           "-j", "REDIRECT", "--to-ports", "22")
-    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=3, state_dir=str(tmp_path / "state"))
+    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=6, state_dir=str(tmp_path / "state"))
     assert len(our_rules(fw_host)) == 1
     # someone else adds a rule inside the rollback window
     netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/24", "-j",
           "MASQUERADE")
     expected = [line for line in save(fw_host, table="nat").splitlines() if "--comment %s" % TAG not in line]
-    assert _wait_until(lambda: our_rules(fw_host) == [], 10)
+    assert _wait_until(lambda: our_rules(fw_host) == [], 20)
     assert save(fw_host, table="nat").splitlines() == expected
     assert not Path(result["rollback"]["plan"]).exists()
 
@@ -256,20 +257,21 @@ def test_a_held_xtables_lock_fails_within_lock_timeout_naming_the_holder(ansible
                                                       "state_dir": str(tmp_path / "state")},
                    "ignore_errors": True}]}]))
     before = save(fw_host, "iptables-legacy-save")
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "600"])
     try:
         assert _wait_until(lambda: _holds(holder.pid, lock), 5)
         started = time.monotonic()
         run = ansible.playbook(playbook)
         elapsed = time.monotonic() - started
+        holder_still_holds = holder.poll() is None and _holds(holder.pid, lock)
     finally:
         holder.terminate()
         holder.wait(10)
     result = run.result(fw_host.name)
     assert result["failed"] is True
     assert "the xtables lock was not free within 1 s (lock_timeout); held by pid " in result["msg"]
-    assert "flock" in result["msg"] and "sleep 30" in result["msg"]
-    assert elapsed < 20  # bounded: not the 30 s the holder keeps it
+    assert "flock" in result["msg"] and "sleep 600" in result["msg"]
+    assert holder_still_holds and elapsed < 300  # the module gave up while the lock was still held
     assert save(fw_host, "iptables-legacy-save") == before
 
 
@@ -284,10 +286,13 @@ def _holds(pid, path):
 def test_persist_into_a_directory_is_changed_with_a_warning_and_leaves_no_tmp(ansible, fw_host, tmp_path):
     target = tmp_path / "rules.v4"
     target.mkdir()
-    result = forward(ansible, fw_host, forwards=[FORWARD], persist=True, persist_path=str(target))
+    run = ansible.module(fw_host.name, "port_forward", {"forwards": [FORWARD], "persist": True,
+                                                        "persist_path": str(target)})
+    result = run.result(fw_host.name)
     assert result.get("failed") is not True, result.get("msg")
     assert result["changed"] is True and result["persisted_to"] is None and len(our_rules(fw_host)) == 1
-    assert any("applied but not saved" in w and "is a directory" in w for w in result["warnings"])
+    shown = " ".join((run.stdout + run.stderr).split())  # the warning, as ansible shows it
+    assert "the ipv4 rules are applied but not saved for the next boot" in shown and "is a directory" in shown
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rules.v4"] and list(target.iterdir()) == []
 
 
