@@ -95,7 +95,7 @@ def test_the_netcheck_role_runs_from_the_installed_collection(installed, lab, sr
     proc, tasks = _role_play(installed, lab.config.inventory_path, src.name,
                              {"netcheck_tcp_targets": [{"host": dst.ip, "port": 22, "name": dst.name}]})
     assert proc.returncode == 0, proc.stdout[-3000:]
-    tcp = [t for t in tasks if t["task"].startswith("Check TCP ports")][0]["hosts"][src.name]
+    (tcp,) = [t["hosts"][src.name] for t in tasks if "Check TCP ports" in t["task"]]
     assert [r["state"] for r in tcp["results"]] == ["open"]
 
 
@@ -105,4 +105,4 @@ def test_a_typo_in_a_role_variable_fails_before_any_task_naming_it(installed, la
     assert proc.returncode != 0
     (validation,) = [t for t in tasks if t["hosts"].get(src.name, {}).get("failed")]
     assert "netcheck_tcp_group_targets.expected_sate" in validation["hosts"][src.name]["msg"]
-    assert not any(t["task"].startswith(("Check TCP ports", "Ping from")) for t in tasks)
+    assert not any("Check TCP ports" in t["task"] or "Ping from" in t["task"] for t in tasks)
