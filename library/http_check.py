@@ -44,7 +44,7 @@ options:
         required: true
       name:
         description: A label for this URL, returned as C(detail.name).
-        type: str
+        type: raw
       method:
         description: Overrides I(method) for this URL.
         type: str

@@ -49,7 +49,7 @@ options:
         default: true
       name:
         description: A label for this target, returned as C(detail.name).
-        type: str
+        type: raw
   count:
     description: Echo requests per target (1 to 1000).
     type: int

@@ -49,7 +49,7 @@ options:
       send:
         description:
           - Text sent once connected (UTF-8), for instance C("QUIT\r\n").
-        type: str
+        type: raw
       expect:
         description:
           - Python regular expression searched in what the server sends (read until it matches,
@@ -68,7 +68,7 @@ options:
         default: any
       name:
         description: A label for this target, returned as C(detail.name) (for instance the inventory name).
-        type: str
+        type: raw
   timeout:
     description: Default per-target timeout in seconds.
     type: float

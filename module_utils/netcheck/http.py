@@ -62,7 +62,7 @@ HTTP_REQUEST_SPEC = {
 }
 HTTP_URL_SPEC = dict(
     {"url": {"type": "str", "required": True, "description": "An http:// or https:// URL."},
-     "name": {"type": "str", "description": "A label returned as detail.name."}},
+     "name": {"type": "raw", "description": "A label returned as detail.name (a string)."}},
     **{name: {key: value for key, value in option.items() if key != "default"}
        for name, option in HTTP_REQUEST_SPEC.items()})
 HTTP_MODULE_SPEC = dict(

@@ -71,7 +71,7 @@ UNREACH_CODES = {
 ICMP_TARGET_SPEC = {
     "host": {"type": "str", "required": True, "description": "Host name, IPv4 or IPv6 address."},
     "reachable": {"type": "bool", "default": True, "description": "true: the target must answer; false: it must not."},
-    "name": {"type": "str", "description": "A label returned as detail.name."},
+    "name": {"type": "raw", "description": "A label returned as detail.name (a string)."},
 }
 ICMP_THRESHOLD_SPEC = {
     "rtt_ms": {"type": "float", "description": "Average RTT in milliseconds."},

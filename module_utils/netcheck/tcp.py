@@ -42,13 +42,14 @@ TCP_TARGET_SPEC = {
     "host": {"type": "str", "required": True, "description": "Host name, IPv4 or IPv6 address."},
     "port": {"type": "int", "required": True, "description": "TCP port, 1 to 65535."},
     "timeout": {"type": "float", "description": "Seconds for the handshake, and again for expect (default: timeout)."},
-    "send": {"type": "str", "description": "Text sent once connected (UTF-8)."},
+    # raw, not str: the validator refuses a number instead of sending its str() (str would convert it)
+    "send": {"type": "raw", "description": "Text sent once connected (UTF-8)."},
     "expect": {"type": "str", "description": "Python regular expression searched in what the server sends."},
     "expected_state": {"type": "str", "choices": list(STATES), "default": "open",
                        "description": "The state this target must have."},
     "family": {"type": "str", "choices": list(FAMILIES), "default": "any",
                "description": "Address family used when a name resolves to both."},
-    "name": {"type": "str", "description": "A label returned as detail.name (e.g. the inventory name)."},
+    "name": {"type": "raw", "description": "A label returned as detail.name (e.g. the inventory name)."},
 }
 TCP_MODULE_SPEC = {
     "targets": {"type": "list", "elements": "dict", "required": True, "options": TCP_TARGET_SPEC,

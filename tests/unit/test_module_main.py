@@ -189,3 +189,14 @@ def test_public_ip_check_mode_asks_the_url_and_returns_the_shared_shape():
     assert not failed and result["changed"] is False
     assert result["public_ip"] == "127.0.0.1" and result["source"] == "url" and result["endpoint"] == server.url
     assert [r["state"] for r in result["results"]] == ["answered"]
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("port_check", {"targets": [{"host": "127.0.0.1", "port": 22, "name": 5}]}, "targets[0].name: must be a string"),
+    ("port_check", {"targets": [{"host": "127.0.0.1", "port": 22, "send": 5}]}, "targets[0].send: must be a string"),
+    ("http_check", {"urls": [{"url": "http://127.0.0.1/", "name": ["x"]}]}, "urls[0].name: must be a string"),
+    ("icmp_ping", {"targets": [{"host": "127.0.0.1", "name": 5}]}, "targets[0].name: must be a string"),
+])
+def test_a_label_or_text_that_is_not_a_string_is_refused_not_converted(name, args, message):
+    failed, result = run(name, args)
+    assert failed and message in result["msg"] and result["results"] == []
