@@ -115,10 +115,6 @@ options:
         and C(Cookie), which never leave the origin they were given for.
     type: bool
     default: false
-  validate_certs:
-    description: Verify the server certificate and host name (https).
-    type: bool
-    default: true
   ca_path:
     description: A PEM file of CA certificates to verify against, instead of the system's (on the managed host).
     type: path
@@ -129,10 +125,6 @@ options:
   body_regex:
     description: A Python regular expression the body must match (GET only; the first 1 MiB is read).
     type: str
-  max_workers:
-    description: How many URLs are checked at the same moment at most.
-    type: int
-    default: 256
 attributes:
   check_mode:
     support: full
@@ -143,6 +135,8 @@ attributes:
     platforms: posix
 extends_documentation_fragment:
   - action_common_attributes
+  - netcheck.netcheck.probe
+  - netcheck.netcheck.probe.validate_certs
 notes:
   - C(ttfb_ms) is resolve + connect + tls + processing of the final request.
   - After a failed certificate verification the certificate is fetched once more without
@@ -229,14 +223,14 @@ results:
       type: dict
       contains:
         url: {description: The URL as given., type: str}
-        name: {description: The label given, or null., type: str}
+        name: {description: "The label given, or null.", type: str}
         method: {description: C(HEAD) or C(GET)., type: str}
         final_url: {description: The URL of the last request (after redirects)., type: str}
         address: {description: The address connected to for the last request., type: str}
         status: {description: The HTTP status code of the last response; null when none came., type: int}
         reason: {description: Its reason phrase., type: str}
         http_version: {description: C(HTTP/1.1) or C(HTTP/1.0)., type: str}
-        headers: {description: Response headers with lower-case names (repeated headers joined with C(, ))., type: dict}
+        headers: {description: "Response headers with lower-case names (repeated headers joined with C(, )).", type: dict}
         redirects:
           description: The redirect chain, each C({url, status, location}).
           type: list
@@ -246,7 +240,7 @@ results:
             For https, C({version, cipher, verified, verify_error, subject, issuer, not_before,
             not_after, days_left, expired, san, serial}); null for http.
           type: dict
-        body_bytes: {description: Body bytes read (GET, at most 1 MiB); null for HEAD., type: int}
+        body_bytes: {description: "Body bytes read (GET, at most 1 MiB); null for HEAD.", type: int}
         failed_checks:
           description: Every expectation missed, in words.
           type: list
@@ -296,44 +290,15 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.http import FOLLOW, METHODS, check_urls, parse_targets
+from ..module_utils.netcheck.http import HTTP_MODULE_SPEC, HTTP_REQUEST_SPEC, check_urls, parse_targets
 from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
-
-URL_OPTIONS = dict(
-    url=dict(type="str", required=True),
-    name=dict(type="raw"),
-    method=dict(type="str", choices=list(METHODS)),
-    status_codes=dict(type="list", elements="int"),
-    headers=dict(type="dict", no_log=True),
-    expect_headers=dict(type="dict"),
-    follow_redirects=dict(type="str", choices=list(FOLLOW)),
-    keep_headers_across_origins=dict(type="bool"),
-    validate_certs=dict(type="bool"),
-    ca_path=dict(type="path"),
-    timeout=dict(type="float"),
-    body_regex=dict(type="str"),
-)
-DEFAULT_KEYS = ("method", "status_codes", "headers", "expect_headers", "follow_redirects", "validate_certs",
-                "ca_path", "timeout", "body_regex", "keep_headers_across_origins")
+from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
     module = new_module(
         AnsibleModule,
-        argument_spec=dict(
-            urls=dict(type="list", elements="dict", required=True, options=URL_OPTIONS),
-            method=dict(type="str", choices=list(METHODS), default="HEAD"),
-            status_codes=dict(type="list", elements="int", default=[200]),
-            headers=dict(type="dict", default={}, no_log=True),
-            expect_headers=dict(type="dict", default={}),
-            follow_redirects=dict(type="str", choices=list(FOLLOW), default="safe"),
-            keep_headers_across_origins=dict(type="bool", default=False),
-            validate_certs=dict(type="bool", default=True),
-            ca_path=dict(type="path"),
-            timeout=dict(type="float", default=5.0),
-            body_regex=dict(type="str"),
-            max_workers=dict(type="int", default=256),
-        ),
+        argument_spec=argument_spec(HTTP_MODULE_SPEC),
         supports_check_mode=True,
     )
     params = module.params
@@ -341,7 +306,7 @@ def main():
     if params["max_workers"] < 1:
         module.fail_json(msg="max_workers: %s must be at least 1" % params["max_workers"], **outcome([], start))
     try:
-        targets = parse_targets(params["urls"], {key: params[key] for key in DEFAULT_KEYS})
+        targets = parse_targets(params["urls"], {key: params[key] for key in HTTP_REQUEST_SPEC})
     except InputError as exc:
         module.fail_json(msg=str(exc), **outcome([], start))
 

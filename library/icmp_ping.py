@@ -185,10 +185,10 @@ results:
       contains:
         host: {description: The host as given., type: str}
         address: {description: The address pinged., type: str}
-        name: {description: The label given, or null., type: str}
+        name: {description: "The label given, or null.", type: str}
         family: {description: C(ipv4) or C(ipv6)., type: str}
         reachable: {description: The expectation., type: bool}
-        method: {description: The method used (C(raw), C(dgram) or C(system))., type: str}
+        method: {description: "The method used (C(raw), C(dgram) or C(system)).", type: str}
         sent: {description: Echo requests sent., type: int}
         received: {description: Echo replies received in time., type: int}
         loss_pct: {description: Packet loss in percent., type: float}
@@ -196,7 +196,7 @@ results:
         rtt_avg_ms: {description: Average RTT in ms; null when nothing came back., type: float}
         rtt_max_ms: {description: Slowest RTT in ms; null when nothing came back., type: float}
         rtt_stddev_ms: {description: Population standard deviation of the RTTs (ping's mdev); null when nothing came back., type: float}
-        rtts_ms: {description: Every RTT in ms, in sequence order., type: list, elements: float}
+        rtts_ms: {description: "Every RTT in ms, in sequence order.", type: list, elements: float}
         ttl: {description: TTL (IPv4) or hop limit (IPv6) of the last reply; null when unknown., type: int}
         duplicates: {description: Duplicate replies seen (not counted as received)., type: int}
         icmp_errors:
@@ -265,32 +265,18 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.icmp import (
-    METHODS, InputError, MethodUnavailable, parse_targets, ping_targets, validate_options, validate_thresholds,
+    ICMP_MODULE_SPEC, InputError, MethodUnavailable, parse_targets, ping_targets, validate_options,
+    validate_thresholds,
 )
 from ..module_utils.netcheck.neighbour import next_hops
 from ..module_utils.netcheck.probe import failure_message, new_module, outcome
-
-THRESHOLDS = dict(rtt_ms=dict(type="float"), loss_pct=dict(type="float"))
+from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
     module = new_module(
         AnsibleModule,
-        argument_spec=dict(
-            targets=dict(type="list", elements="dict", required=True, options=dict(
-                host=dict(type="str", required=True),
-                reachable=dict(type="bool", default=True),
-                name=dict(type="raw"),
-            )),
-            count=dict(type="int", default=3),
-            interval=dict(type="float", default=0.2),
-            timeout=dict(type="float", default=1.0),
-            size=dict(type="int", default=56),
-            method=dict(type="str", choices=list(METHODS), default="auto"),
-            warn=dict(type="dict", options=THRESHOLDS),
-            crit=dict(type="dict", options=THRESHOLDS),
-            neighbour=dict(type="bool", default=True),
-        ),
+        argument_spec=argument_spec(ICMP_MODULE_SPEC),
         supports_check_mode=True,
     )
     params = module.params

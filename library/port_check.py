@@ -182,15 +182,15 @@ results:
       contains:
         host: {description: The host as given., type: str}
         port: {description: The port., type: int}
-        name: {description: The label given, or null., type: str}
+        name: {description: "The label given, or null.", type: str}
         expected_state: {description: The expected state., type: str}
         address: {description: The address connected to (null when the name did not resolve)., type: str}
         family: {description: C(ipv4) or C(ipv6)., type: str}
         local_address: {description: The source address used (when connected)., type: str}
-        errno: {description: The errno of a failed connect (or the resolver's code), else null., type: int}
-        errno_name: {description: Its symbolic name, for instance C(ECONNREFUSED), C(EHOSTUNREACH), C(EAI_NONAME)., type: str}
-        banner: {description: What the server sent when I(expect) was given (at most 4096 bytes), else null., type: str}
-        expect: {description: The I(expect) pattern, or null., type: str}
+        errno: {description: "The errno of a failed connect (or the resolver's code), else null.", type: int}
+        errno_name: {description: "Its symbolic name, for instance C(ECONNREFUSED), C(EHOSTUNREACH), C(EAI_NONAME).", type: str}
+        banner: {description: "What the server sent when I(expect) was given (at most 4096 bytes), else null.", type: str}
+        expect: {description: "The I(expect) pattern, or null.", type: str}
         expect_matched: {description: Whether I(expect) matched; null when there was nothing to expect., type: bool}
         conversation_error: {description: Why sending or reading failed after the connection was made; null when it did not., type: str}
         icmp_type: {description: "The ICMP type of the error that failed the handshake (3 for IPv4, 1 for IPv6: destination unreachable); null when none came.", type: int}
@@ -235,28 +235,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
-from ..module_utils.netcheck.tcp import STATES, check_targets, parse_targets
-
-TARGET_OPTIONS = dict(
-    host=dict(type="str", required=True),
-    port=dict(type="int", required=True),
-    timeout=dict(type="float"),
-    send=dict(type="raw"),
-    expect=dict(type="str"),
-    expected_state=dict(type="str", choices=list(STATES), default="open"),
-    family=dict(type="str", choices=["any", "ipv4", "ipv6"], default="any"),
-    name=dict(type="raw"),
-)
+from ..module_utils.netcheck.spec import argument_spec
+from ..module_utils.netcheck.tcp import TCP_MODULE_SPEC, check_targets, parse_targets
 
 
 def main():
     module = new_module(
         AnsibleModule,
-        argument_spec=dict(
-            targets=dict(type="list", elements="dict", required=True, options=TARGET_OPTIONS),
-            timeout=dict(type="float", default=3.0),
-            max_workers=dict(type="int", default=4096),
-        ),
+        argument_spec=argument_spec(TCP_MODULE_SPEC),
         supports_check_mode=True,
     )
     start = time.monotonic()

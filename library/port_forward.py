@@ -24,8 +24,12 @@ description:
   - The backend (C(nft) or C(legacy)) is the one that already holds the host's rules.
   - Kernel settings that DNAT needs (C(net.ipv4.ip_forward), C(route_localnet) for 127.0.0.0/8 targets)
     are checked and reported, and changed only with I(set_sysctl=true).
-  - With I(rollback_timeout), the nat table as it was is saved and restored automatically unless the
-    controller confirms within that many seconds (I(confirm)) that it still reaches the host.
+  - With I(rollback_timeout), this run's change is taken back automatically unless the controller
+    confirms within that many seconds (I(confirm)) that it still reaches the host. Only our own change
+    is taken back (the rules added are deleted, the rules removed are added back at the end of their
+    chain); a rule someone else adds meanwhile stays.
+  - Waits are bounded; for the xtables lock (legacy backend) and for another run on the same host at
+    most I(lock_timeout) seconds each, and the error names the process holding the lock.
 version_added: "0.4.0"
 author:
   - netcheck maintainers
@@ -107,8 +111,19 @@ options:
   confirm:
     description: A C(rollback.id) returned by an earlier run; cancels that rollback. Nothing else is done.
     type: str
+  lock_timeout:
+    description:
+      - Seconds to wait for the xtables lock (C(iptables-restore -w)) and for another run of this module
+        on the host (1 to 3600). When it passes the task fails, naming the process that holds the lock,
+        and nothing is changed.
+    type: int
+    default: 10
   state_dir:
-    description: Where the lock, rollback backups and confirmations live on the host.
+    description:
+      - Where the lock and the rollback plans live on the host; made when missing. A path that exists
+        and is not a directory fails the task naming I(state_dir).
+      - Each rollback's files are removed when it is confirmed or done; the note of a rollback done
+        stays a day (so that a late I(confirm) can say it came too late).
     type: path
     default: /run/netcheck
 attributes:
@@ -124,6 +139,9 @@ extends_documentation_fragment:
   - action_common_attributes
 notes:
   - Needs root (iptables). Rules are not persistent across reboots unless I(persist=true).
+  - When I(persist) fails after the rules were applied (for instance I(persist_path) is a directory), the
+    task still reports C(changed) with a warning saying the rules are applied but not saved, and no
+    temporary file is left.
   - A REDIRECT in the nat OUTPUT chain (I(local)) sends the connection to 127.0.0.1, so it reaches a
     listener bound to 0.0.0.0 or 127.0.0.1 only; use I(to_addr) with the host's address for a
     listener bound to that address.
@@ -173,6 +191,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+forwards:
+  description: The forwards as understood, every default filled in (for instance I(to_port) from I(from_port)).
+  returned: unless confirming
+  type: list
+  elements: dict
+  sample: [{"proto": "tcp", "from_port": 80, "to_port": 8080, "to_addr": null, "in_interface": null, "source": null, "local": true, "family": "ipv4", "masquerade": false}]
 backend:
   description: Per family, the backend used and why.
   returned: unless confirming
@@ -201,17 +225,18 @@ sysctl:
   type: dict
   sample: {"net.ipv4.ip_forward": {"needed": "1", "value": "0", "ok": false, "changed": false}}
 persisted_to:
-  description: Where the rules were saved with I(persist) (null otherwise).
+  description: Where the rules were saved with I(persist) (null otherwise, or when saving failed - see the warning).
   returned: unless confirming
   type: str
   sample: /etc/iptables/rules.v4
 rollback:
   description: >-
-    With I(rollback_timeout) and a change, {id, deadline, timeout, backups}: confirm with
-    I(confirm=id) before the deadline or the old nat table comes back. Null otherwise.
+    With I(rollback_timeout) and a change, {id, deadline, timeout, plan}: confirm with
+    I(confirm=id) before the deadline or this run's change is taken back (C(plan) is the file
+    holding the undo commands). Null otherwise.
   returned: unless confirming
   type: dict
-  sample: {"id": "1764064800-1a2b3c4d", "deadline": "2026-11-25T10:00:30Z", "timeout": 30, "backups": {"ipv4": "/run/netcheck/rollback-1764064800-1a2b3c4d-ipv4.nat"}}
+  sample: {"id": "1764064800-1a2b3c4d", "deadline": "2026-11-25T10:00:30Z", "timeout": 30, "plan": "/run/netcheck/rollback-1764064800-1a2b3c4d.json"}
 confirmed:
   description: The rollback id confirmed (with I(confirm)).
   returned: when confirming
@@ -219,148 +244,33 @@ confirmed:
   sample: 1764064800-1a2b3c4d
 """
 
-import os
 import subprocess
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.netfilter import (
-    BACKENDS, DEFAULT_TAG, InputError, Netfilter, NetfilterError, HostLock, apply_kernel_settings, arm_rollback,
-    batch_for, confirm_rollback, kernel_settings, listing, parse_forwards, parse_save, persist, plan, validate_tag,
-)
-
-FORWARD_OPTIONS = dict(
-    proto=dict(type="str", choices=["tcp", "udp"], default="tcp"),
-    from_port=dict(type="int", required=True),
-    to_port=dict(type="int"),
-    to_addr=dict(type="str"),
-    in_interface=dict(type="str"),
-    source=dict(type="str"),
-    local=dict(type="bool", default=False),
-    family=dict(type="str", choices=["ipv4", "ipv6", "both"], default="ipv4"),
-    masquerade=dict(type="bool"),
-)
+from ..module_utils.netcheck.netfilter import PORT_FORWARD_SPEC, Host, InputError, NetfilterError, manage
+from ..module_utils.netcheck.spec import argument_spec
 
 
-def simulate(before, adds, deletes):
-    """The iptables-save text after adding and deleting lines (for check mode's diff)."""
-    lines = [line for line in before.splitlines() if line not in deletes]
-    if "COMMIT" in lines:
-        at = len(lines) - 1 - lines[::-1].index("COMMIT")
-        lines[at:at] = adds
-    else:
-        lines = ["*nat"] + adds + ["COMMIT"]
-    return "\n".join(lines) + "\n"
-
-
-def _rules_only(text):
-    """iptables-save text without its timestamps and counters (which differ on every call)."""
-    return "\n".join(line for line in text.splitlines() if not line.startswith("#")) + "\n"
+def spawn(argv):
+    """Start argv detached from the module and its ssh session: it must outlive both."""
+    subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            forwards=dict(type="list", elements="dict", default=[], options=FORWARD_OPTIONS),
-            state=dict(type="str", choices=["present", "absent", "listed"], default="present"),
-            tag=dict(type="str", default=DEFAULT_TAG),
-            backend=dict(type="str", choices=list(BACKENDS), default="auto"),
-            persist=dict(type="bool", default=False),
-            persist_path=dict(type="path"),
-            set_sysctl=dict(type="bool", default=False),
-            rollback_timeout=dict(type="int", default=0),
-            confirm=dict(type="str"),
-            state_dir=dict(type="path", default="/run/netcheck"),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-
-    def run(argv, data=None):
-        return module.run_command(argv, data=data, binary_data=data is not None)
-
-    def which(name):
-        return module.get_bin_path(name)
-
-    def spawn(argv):
-        # detached from the module and its ssh session: it must outlive both
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True, close_fds=True)
-
+    module = AnsibleModule(argument_spec=argument_spec(PORT_FORWARD_SPEC), supports_check_mode=True)
+    host = Host(run=lambda argv, data=None: module.run_command(argv, data=data, binary_data=data is not None),
+                which=module.get_bin_path, spawn=spawn, python=sys.executable)
     try:
-        if params["confirm"]:
-            if not module.check_mode:
-                confirm_rollback(params["confirm"], params["state_dir"])
-            module.exit_json(changed=True, confirmed=params["confirm"])
-        tag = validate_tag(params["tag"])
-        forwards = parse_forwards(params["forwards"])
-        if params["state"] != "listed" and not forwards:
-            raise InputError("forwards: give at least one forward for state %s" % params["state"])
-        if not 0 <= params["rollback_timeout"] <= 3600:
-            raise InputError("rollback_timeout: %s must be between 0 and 3600 seconds" % params["rollback_timeout"])
-    except (InputError, NetfilterError) as exc:  # NetfilterError: confirming a rollback
+        result, diff, warnings = manage(module.params, host, module.check_mode)
+    except InputError as exc:
         module.fail_json(msg=str(exc))
-
-    families = ["ipv4", "ipv6"] if params["state"] == "listed" else sorted(
-        {family for forward in forwards for family in forward.families()})
-    result = dict(changed=False, backend={}, added=[], removed=[], rules={}, sysctl={}, persisted_to=None,
-                  rollback=None)
-    diff = {"before": "", "after": ""}
-    try:
-        os.makedirs(params["state_dir"], mode=0o700, exist_ok=True)
-        with HostLock(params["state_dir"]):
-            netfilters, before, plans = {}, {}, {}
-            for family in families:
-                if family == "ipv6" and params["state"] == "listed" and not which("ip6tables"):
-                    continue
-                netfilter = Netfilter(family, run, which, params["backend"])
-                netfilters[family] = netfilter
-                result["backend"][family] = {"name": netfilter.backend, "reason": netfilter.backend_reason}
-                before[family] = netfilter.save()
-                if params["state"] != "listed":
-                    plans[family] = plan(parse_save(before[family]), forwards, family, tag, params["state"])
-            for family, (adds, deletes) in plans.items():
-                result["added"] += adds
-                result["removed"] += deletes
-            result["changed"] = bool(result["added"] or result["removed"])
-            if params["state"] == "present":
-                result["sysctl"] = kernel_settings(forwards)
-
-            if result["changed"] and not module.check_mode:
-                if params["rollback_timeout"]:
-                    result["rollback"] = arm_rollback(
-                        {f: netfilters[f] for f in plans}, before, params["state_dir"], params["rollback_timeout"],
-                        sys.executable, spawn)
-                for family, (adds, deletes) in plans.items():
-                    if adds or deletes:
-                        netfilters[family].restore(batch_for(adds, deletes))
-            if params["set_sysctl"] and result["sysctl"] and not all(f["ok"] for f in result["sysctl"].values()):
-                if not module.check_mode:
-                    apply_kernel_settings(result["sysctl"])
-                result["changed"] = True
-
-            after = {}
-            for family, netfilter in netfilters.items():
-                if module.check_mode or not result["changed"]:
-                    adds, deletes = plans.get(family, ([], []))
-                    after[family] = simulate(before[family], adds, deletes) if (adds or deletes) else before[family]
-                else:
-                    after[family] = netfilter.save()
-                result["rules"][family] = listing(parse_save(after[family]), tag)
-                diff["before"] += "# %s nat\n%s" % (family, _rules_only(before[family]))
-                diff["after"] += "# %s nat\n%s" % (family, _rules_only(after[family]))
-
-            if params["persist"] and params["state"] != "listed" and not module.check_mode:
-                places = []
-                for family, netfilter in netfilters.items():
-                    path = params["persist_path"]
-                    if path and family == "ipv6":
-                        path += ".v6"
-                    places.append(persist(netfilter, run, which, path))
-                result["persisted_to"] = ", ".join(places)
     except NetfilterError as exc:
-        module.fail_json(msg=str(exc), **result)
-    if module._diff and params["state"] != "listed":
+        module.fail_json(msg=str(exc), **getattr(exc, "result", {}))
+    for warning in warnings:
+        module.warn(warning)
+    if diff is not None and module._diff:
         result["diff"] = diff
     module.exit_json(**result)
 

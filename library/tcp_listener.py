@@ -174,11 +174,9 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.listener import (
-    DEFAULT_DURATION, DEFAULT_MODE, DEFAULT_STATE_DIR, MODES, ListenerError, start, status, stop,
-    validate_listener, validate_state_dir,
-)
-from ..module_utils.netcheck.probe import InputError
+from ..module_utils.netcheck.listener import LISTENER_SPEC, ListenerError, manage
+from ..module_utils.netcheck.probe import InputError, format_hostport
+from ..module_utils.netcheck.spec import argument_spec
 
 RETURNED = ("running", "pid", "port", "bind", "mode", "expires_at")
 
@@ -191,7 +189,7 @@ def describe(info):
 
 
 def message(outcome, state, check_mode):
-    where = "%s:%d" % ("[%s]" % outcome["bind"] if ":" in outcome["bind"] else outcome["bind"], outcome["port"])
+    where = format_hostport(outcome["bind"], outcome["port"])
     would = "would be " if check_mode else ""
     if state == "stopped":
         if not outcome["changed"]:
@@ -210,40 +208,20 @@ def message(outcome, state, check_mode):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            port=dict(type="int", required=True),
-            bind=dict(type="str", default="0.0.0.0"),
-            state=dict(type="str", choices=["started", "stopped"], default="started"),
-            duration=dict(type="int", default=DEFAULT_DURATION),
-            mode=dict(type="str", choices=list(MODES), default=DEFAULT_MODE),
-            reply=dict(type="str"),
-            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
+    module = AnsibleModule(argument_spec=argument_spec(LISTENER_SPEC), supports_check_mode=True)
+    state = module.params["state"]
     try:
-        params = validate_listener(p["port"], p["bind"], p["duration"], p["mode"], p["reply"])
-        state_dir = validate_state_dir(p["state_dir"])
-    except InputError as exc:
-        module.fail_json(msg=str(exc))
-
-    try:
-        before = status(params["port"], params["bind"], state_dir)
-        if p["state"] == "started":
-            outcome = start(state_dir=state_dir, check_mode=module.check_mode, **params)
-            after = {"state": "started", "mode": params["mode"], "duration": params["duration"],
-                     "reply": params["reply"]}
-        else:
-            outcome = stop(params["port"], params["bind"], state_dir, check_mode=module.check_mode)
-            after = {"state": "stopped"}
+        listener, before, outcome = manage(module.params, module.check_mode)
     except (InputError, ListenerError) as exc:
         module.fail_json(msg=str(exc))
 
     result = {key: outcome[key] for key in RETURNED}
-    result.update(changed=outcome["changed"], msg=message(outcome, p["state"], module.check_mode))
+    result.update(changed=outcome["changed"], msg=message(outcome, state, module.check_mode))
     if module._diff:
+        after = {"state": "stopped"}
+        if state == "started":
+            after = {"state": "started", "mode": listener["mode"], "duration": listener["duration"],
+                     "reply": listener["reply"]}
         result["diff"] = {"before": describe(before), "after": after}
     module.exit_json(**result)
 

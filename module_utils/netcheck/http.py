@@ -48,6 +48,38 @@ DEFAULTS = {"method": "HEAD", "status_codes": [200], "headers": {}, "expect_head
             "body_regex": None, "keep_headers_across_origins": False}
 TARGET_KEYS = tuple(DEFAULTS) + ("url", "name")
 
+# The options a user writes (module_utils/netcheck/spec.py explains the format). Every request
+# option is a module-level default that one URL may override (so without a default there).
+HTTP_REQUEST_SPEC = {
+    "method": {"type": "str", "choices": list(METHODS), "default": "HEAD", "description": "HEAD (like curl -I) or GET."},
+    "status_codes": {"type": "list", "elements": "int", "default": [200],
+                     "description": "The status codes that pass (100-599)."},
+    "headers": {"type": "dict", "default": {}, "no_log": True,
+                "description": "Headers sent with the request; their values are never logged."},
+    "expect_headers": {"type": "dict", "default": {},
+                       "description": "Response header name to a regex its value must match (null: must be absent)."},
+    "follow_redirects": {"type": "str", "choices": list(FOLLOW), "default": "safe",
+                         "description": "none, safe (never https to http) or all; at most 10 redirects."},
+    "validate_certs": {"type": "bool", "default": True, "description": "Verify the server certificate and host name."},
+    "ca_path": {"type": "path", "description": "A PEM file of CA certificates on the managed host (default: the system's)."},
+    "timeout": {"type": "float", "default": 5.0, "description": "Seconds for each request, all its phases together."},
+    "body_regex": {"type": "str", "description": "A Python regular expression the body must match (GET only)."},
+    "keep_headers_across_origins": {
+        "type": "bool", "default": False,
+        "description": "Send headers on to another origin after a redirect (never Authorization, Cookie)."},
+}
+HTTP_URL_SPEC = dict(
+    {"url": {"type": "str", "required": True, "description": "An http:// or https:// URL."},
+     "name": {"type": "raw", "description": "A label returned as detail.name (a string)."}},
+    **{name: {key: value for key, value in option.items() if key != "default"}
+       for name, option in HTTP_REQUEST_SPEC.items()})
+HTTP_MODULE_SPEC = dict(
+    {"urls": {"type": "list", "elements": "dict", "required": True, "options": HTTP_URL_SPEC,
+              "description": "The URLs to check, all at once; each may override the options below."}},
+    max_workers={"type": "int", "default": DEFAULT_MAX_WORKERS,
+                 "description": "How many targets are checked at the same moment at most."},
+    **HTTP_REQUEST_SPEC)
+
 
 class HttpTarget(object):
     __slots__ = TARGET_KEYS + ("context",)

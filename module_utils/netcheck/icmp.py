@@ -67,6 +67,30 @@ UNREACH_CODES = {
 }
 
 
+# The options a user writes (module_utils/netcheck/spec.py explains the format).
+ICMP_TARGET_SPEC = {
+    "host": {"type": "str", "required": True, "description": "Host name, IPv4 or IPv6 address."},
+    "reachable": {"type": "bool", "default": True, "description": "true: the target must answer; false: it must not."},
+    "name": {"type": "raw", "description": "A label returned as detail.name (a string)."},
+}
+ICMP_THRESHOLD_SPEC = {
+    "rtt_ms": {"type": "float", "description": "Average RTT in milliseconds."},
+    "loss_pct": {"type": "float", "description": "Packet loss in percent."},
+}
+ICMP_MODULE_SPEC = {
+    "targets": {"type": "list", "elements": "dict", "required": True, "options": ICMP_TARGET_SPEC,
+                "description": "The hosts to ping, all at once."},
+    "count": {"type": "int", "default": 3, "description": "Echo requests per target (1 to 1000)."},
+    "interval": {"type": "float", "default": 0.2, "description": "Seconds between two rounds of echoes."},
+    "timeout": {"type": "float", "default": 1.0, "description": "Seconds each echo waits for its reply."},
+    "size": {"type": "int", "default": 56, "description": "Payload bytes per echo (0 to 65507)."},
+    "method": {"type": "str", "choices": list(METHODS), "default": "auto",
+               "description": "auto, raw (raw socket), dgram (ICMP datagram socket) or system (ping)."},
+    "warn": {"type": "dict", "options": ICMP_THRESHOLD_SPEC, "description": "Thresholds for state warn."},
+    "crit": {"type": "dict", "options": ICMP_THRESHOLD_SPEC, "description": "Thresholds for state crit (fails)."},
+    "neighbour": {"type": "bool", "default": True, "description": "Read the route and neighbour entry of every target."},
+}
+
 class MethodUnavailable(RuntimeError):
     """The forced (or every) ICMP method cannot be used on this host; says why."""
 

@@ -46,6 +46,21 @@ READY_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
 WILDCARDS = ("0.0.0.0", "::")
 
+# The options a user writes (spec.py explains the format): tcp_listener's argument_spec.
+LISTENER_SPEC = {
+    "port": {"type": "int", "required": True, "description": "TCP port to listen on, 1 to 65535."},
+    "bind": {"type": "str", "default": "0.0.0.0",
+             "description": "IP address to listen on (0.0.0.0: every IPv4 address, ::: every address)."},
+    "state": {"type": "str", "choices": ["started", "stopped"], "default": "started",
+              "description": "started or stopped."},
+    "duration": {"type": "int", "default": DEFAULT_DURATION,
+                 "description": "Seconds after which the listener stops by itself (1 to 86400)."},
+    "mode": {"type": "str", "choices": list(MODES), "default": DEFAULT_MODE,
+             "description": "reply (send reply, then close) or echo (send back what comes)."},
+    "reply": {"type": "str", "description": "Text sent to every connection in reply mode ({port}, {bind} filled in)."},
+    "state_dir": {"type": "path", "default": DEFAULT_STATE_DIR, "description": "Directory of the pid files."},
+}
+
 # The first line of LISTENER_CODE, so of argv[2] of every listener: how a pid is recognised.
 LISTENER_MARKER = "# netcheck tcp_listener v1"
 
@@ -221,10 +236,14 @@ def _netns_id():
 
 def pid_file_path(port, bind, state_dir=None):
     """``<state_dir>/listener-<netns>-<bind>-<port>.json`` (IPv6 addresses in brackets)."""
+    return _pid_file(port, bind, validate_state_dir(state_dir))
+
+
+def _pid_file(port, bind, state_dir):
     label = "[%s]" % bind if ":" in bind else bind
     netns = _netns_id()
     name = "listener-%s%s-%d.json" % (netns + "-" if netns else "", label, port)
-    return os.path.join(validate_state_dir(state_dir), name)
+    return os.path.join(state_dir, name)
 
 
 def _read_record(path):
@@ -302,7 +321,10 @@ def status(port, bind="0.0.0.0", state_dir=None):
     """
     port = validate_port(port, "port")
     bind = validate_bind(bind)
-    path = pid_file_path(port, bind, state_dir)
+    return _status(port, bind, pid_file_path(port, bind, state_dir))
+
+
+def _status(port, bind, path):
     record = _read_record(path)
     if record is None or not is_our_listener(record["pid"], port, bind, path):
         return _not_running(port, bind, path)
@@ -441,14 +463,17 @@ def start(port, bind="0.0.0.0", duration=DEFAULT_DURATION, mode=DEFAULT_MODE, re
     Returns status() keys plus ``changed`` and ``restarted``.
     """
     params = validate_listener(port, bind, duration, mode, reply)
-    current = status(params["port"], params["bind"], state_dir)
-    path = current["pid_file"]
+    return _start(params, pid_file_path(params["port"], params["bind"], state_dir), check_mode, ready_timeout)
+
+
+def _start(params, path, check_mode=False, ready_timeout=READY_TIMEOUT):
+    current = _status(params["port"], params["bind"], path)
     if current["running"]:
         if all(current[key] == params[key] for key in ("duration", "mode", "reply")):
             return _result(False, current, restarted=False)
         if check_mode:
             return _result(True, current, mode=params["mode"], restarted=True)
-        stop(params["port"], params["bind"], state_dir)
+        _stop(params["port"], params["bind"], path)
         restarted = True
     else:
         check_port_free(params["port"], params["bind"])
@@ -473,7 +498,7 @@ def start(port, bind="0.0.0.0", duration=DEFAULT_DURATION, mode=DEFAULT_MODE, re
                             % (params["port"], params["bind"], os.strerror(code) if code > 0 else "exit %d" % code))
     # reap it if this process lives longer than the listener (the module usually does not)
     threading.Thread(target=process.wait, daemon=True).start()
-    info = status(params["port"], params["bind"], state_dir)
+    info = _status(params["port"], params["bind"], path)
     if not info["running"]:
         raise ListenerError("port %d: the listener on %s started but its pid file %s is missing"
                             % (params["port"], params["bind"], path))
@@ -497,8 +522,13 @@ def stop(port, bind="0.0.0.0", state_dir=None, check_mode=False, timeout=STOP_TI
     Returns status() keys (not running; ``mode`` is the stopped listener's) plus
     ``changed`` and ``stopped_pid``.
     """
-    current = status(port, bind, state_dir)
-    port, bind, path = current["port"], current["bind"], current["pid_file"]
+    port = validate_port(port, "port")
+    bind = validate_bind(bind)
+    return _stop(port, bind, pid_file_path(port, bind, state_dir), check_mode, timeout)
+
+
+def _stop(port, bind, path, check_mode=False, timeout=STOP_TIMEOUT):
+    current = _status(port, bind, path)
     if not current["running"]:
         if not check_mode and os.path.exists(path):
             record = _read_record(path)
@@ -522,9 +552,22 @@ def stop(port, bind="0.0.0.0", state_dir=None, check_mode=False, timeout=STOP_TI
     return _result(True, _not_running(port, bind, path), mode=current["mode"], stopped_pid=pid)
 
 
+def manage(params, check_mode=False):
+    """tcp_listener's whole run on its params (LISTENER_SPEC), each validated once here:
+    (listener, before, outcome): the canonical start parameters, status() ahead of the
+    change, and what start() or stop() returns."""
+    listener = validate_listener(params["port"], params["bind"], params["duration"], params["mode"],
+                                 params["reply"])
+    path = _pid_file(listener["port"], listener["bind"], validate_state_dir(params["state_dir"]))
+    before = _status(listener["port"], listener["bind"], path)
+    if params["state"] == "started":
+        return listener, before, _start(listener, path, check_mode)
+    return listener, before, _stop(listener["port"], listener["bind"], path, check_mode)
+
+
 __all__ = [
     "DEFAULT_DURATION", "DEFAULT_MODE", "DEFAULT_REPLY", "DEFAULT_STATE_DIR", "LISTENER_CODE", "LISTENER_MARKER",
-    "ListenerError", "MAX_DURATION", "MODES", "check_port_free", "is_our_listener", "pid_file_path",
+    "LISTENER_SPEC", "ListenerError", "MAX_DURATION", "MODES", "check_port_free", "manage", "is_our_listener", "pid_file_path",
     "port_holders", "start", "status", "stop", "validate_bind", "validate_duration", "validate_listener",
     "validate_mode", "validate_reply", "validate_state_dir", "wait_until_accepting",
 ]

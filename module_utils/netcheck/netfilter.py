@@ -21,18 +21,56 @@ import json
 import os
 import re
 import shlex
+import tempfile
 import time
 
 from .probe import InputError, validate_port
+from .spec import check_keys
 
 DEFAULT_TAG = "netcheck-port-forward"
 PROTOS = ("tcp", "udp")
 FAMILIES = ("ipv4", "ipv6", "both")
 BACKENDS = ("auto", "nft", "legacy")
-NAT_CHAINS = ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")
 _TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 _IFACE = re.compile(r"[A-Za-z0-9_.@-]{1,15}\Z")
 _COMMANDS = {"ipv4": "iptables", "ipv6": "ip6tables"}
+DEFAULT_LOCK_TIMEOUT = 10
+DEFAULT_STATE_DIR = "/run/netcheck"
+
+# The options a user writes (spec.py explains the format): port_forward's argument_spec
+# and the port_forward role's argument_specs are made from these.
+FORWARD_SPEC = {
+    "proto": {"type": "str", "choices": list(PROTOS), "default": "tcp", "description": "The protocol."},
+    "from_port": {"type": "int", "required": True, "description": "The port the traffic arrives on (1-65535)."},
+    "to_port": {"type": "int", "description": "The port it goes to (default from_port, which needs to_addr)."},
+    "to_addr": {"type": "str", "description": "DNAT to this address (another host) instead of this host."},
+    "in_interface": {"type": "str", "description": "Only traffic arriving on this interface."},
+    "source": {"type": "str", "description": "Only traffic from this address or CIDR."},
+    "local": {"type": "bool", "default": False,
+              "description": "Also forward connections made on this host to its own addresses (nat OUTPUT)."},
+    "family": {"type": "str", "choices": list(FAMILIES), "default": "ipv4",
+               "description": "ipv4, ipv6 or both (iptables and ip6tables)."},
+    "masquerade": {"type": "bool", "description": "With to_addr, masquerade the forwarded connections (default true)."},
+}
+PORT_FORWARD_SPEC = {
+    "forwards": {"type": "list", "elements": "dict", "default": [], "options": FORWARD_SPEC,
+                 "description": "The forwards to make present or absent."},
+    "state": {"type": "str", "choices": ["present", "absent", "listed"], "default": "present",
+              "description": "present, absent, or listed (read-only)."},
+    "tag": {"type": "str", "default": DEFAULT_TAG, "description": "The comment marking our rules."},
+    "backend": {"type": "str", "choices": list(BACKENDS), "default": "auto",
+                "description": "auto (where the host's rules already are), nft or legacy."},
+    "persist": {"type": "bool", "default": False, "description": "Save the rules for the next boot."},
+    "persist_path": {"type": "path", "description": "Where to save the IPv4 rules with persist (IPv6: + .v6)."},
+    "set_sysctl": {"type": "bool", "default": False, "description": "Set the kernel settings the forwards need."},
+    "rollback_timeout": {"type": "int", "default": 0,
+                         "description": "Seconds after which the change is taken back unless confirmed (0: never)."},
+    "confirm": {"type": "str", "description": "A rollback.id of an earlier run: cancels that rollback."},
+    "lock_timeout": {"type": "int", "default": DEFAULT_LOCK_TIMEOUT,
+                     "description": "Seconds to wait for the xtables lock and for another run on the host."},
+    "state_dir": {"type": "path", "default": DEFAULT_STATE_DIR,
+                  "description": "Where the lock and the rollback plans live on the host."},
+}
 
 
 class NetfilterError(RuntimeError):
@@ -51,6 +89,10 @@ class Forward(object):
 
     def families(self):
         return ["ipv4", "ipv6"] if self.family == "both" else [self.family]
+
+    def as_dict(self):
+        """The forward with every default filled in (what the rules are made from)."""
+        return {key: getattr(self, key) for key in self.__slots__}
 
     def describe(self):
         target = "%s:%d" % (self.to_addr, self.to_port) if self.to_addr else "local port %d" % self.to_port
@@ -71,16 +113,10 @@ def parse_forwards(raw_forwards, field="forwards"):
     forwards = []
     for index, raw in enumerate(raw_forwards):
         where = "%s[%d]" % (field, index)
-        if not isinstance(raw, dict):
-            raise InputError("%s: expected a mapping, got %r" % (where, raw))
-        unknown = set(raw) - set(Forward.__slots__)
-        if unknown:
-            raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(unknown))))
+        check_keys(raw, FORWARD_SPEC, where)
         proto = raw.get("proto") or "tcp"
         if proto not in PROTOS:
             raise InputError("%s.proto: %r is not one of %s" % (where, proto, ", ".join(PROTOS)))
-        if raw.get("from_port") is None:
-            raise InputError("%s.from_port: required (the port the traffic arrives on)" % where)
         from_port = validate_port(raw.get("from_port"), where + ".from_port")
         to_port = raw.get("to_port")
         to_port = from_port if to_port is None else validate_port(to_port, where + ".to_port")
@@ -127,16 +163,32 @@ def parse_forwards(raw_forwards, field="forwards"):
 
 # --- rules as data ------------------------------------------------------------------
 
+_SHORT_OPTIONS = {"-p": "proto", "-i": "in", "-o": "out", "-s": "src", "-d": "dst", "-j": "target",
+                  "-g": "goto", "-f": "fragment"}
+
+
 def rule_key(chain, options):
     """A comparable form of a rule: the chain and its options, order and quoting aside."""
     return json.dumps([chain, sorted(options.items())])
 
 
+def _address(value):
+    """An address or network as iptables-save prints it, made comparable where Python can
+    read it; anything else (a non-contiguous mask such as 10.0.0.0/255.0.255.0) as written."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        return value
+
+
 def parse_rule(line):
     """An ``iptables-save`` rule line (``-A CHAIN ...``) as (chain, options) or None.
 
-    Match module names (``-m tcp``) are dropped; every other option is kept, so that a
-    rule with one extra match is a different rule.
+    Accepts every rule iptables-save prints: an option takes every word up to the next
+    option (none for a flag such as ``--rsource``, several for ``--set-xmark``), ``!``
+    negates the option after it, and a repeated option keeps each value. Match module
+    names (``-m tcp``) are dropped; every other option is kept, so that a rule with one
+    extra match is a different rule. None only for a line that is not a rule at all.
     """
     try:
         tokens = shlex.split(line)
@@ -146,25 +198,39 @@ def parse_rule(line):
         return None
     chain, options, index = tokens[1], {}, 2
     while index < len(tokens):
+        negated = tokens[index] == "!"
+        if negated:
+            index += 1
+            if index >= len(tokens):
+                break
         token = tokens[index]
-        negated = False
-        if token == "!":
-            negated, index = True, index + 1
-            token = tokens[index] if index < len(tokens) else ""
-        value = tokens[index + 1] if index + 1 < len(tokens) else ""
-        index += 2
+        index += 1
+        values = []
+        while index < len(tokens) and not (tokens[index].startswith("-") and len(tokens[index]) > 1) \
+                and tokens[index] != "!":
+            values.append(tokens[index])
+            index += 1
         if token == "-m":
             continue
-        name = {"-p": "proto", "-i": "in", "-o": "out", "-s": "src", "-d": "dst", "-j": "target"}.get(
-            token, token.lstrip("-"))
+        name = _SHORT_OPTIONS.get(token, token.lstrip("-"))
+        value = " ".join(values)
         if name in ("src", "dst"):
-            value = str(ipaddress.ip_network(value, strict=False))
-        options[("!" if negated else "") + name] = value
+            value = _address(value)
+        name = ("!" if negated else "") + name
+        key, copy = name, 1
+        while key in options:
+            copy += 1
+            key = "%s#%d" % (name, copy)
+        options[key] = value
     return chain, options
 
 
 def parse_save(text):
-    """Rules of the nat table in ``iptables-save`` output: [{chain, number, line, options}]."""
+    """Rules of the nat table in ``iptables-save`` output: [{chain, number, rule, options}].
+
+    A rule this parser cannot read keeps its number with ``options`` None: it is listed,
+    never ours, never matched.
+    """
     rules, numbers, table = [], {}, None
     for line in text.splitlines():
         if line.startswith("*"):
@@ -173,12 +239,15 @@ def parse_save(text):
         if table != "nat" or not line.startswith("-A "):
             continue
         parsed = parse_rule(line)
-        if parsed is None:
-            continue
-        chain, options = parsed
+        chain = parsed[0] if parsed else line.split()[1]
         numbers[chain] = numbers.get(chain, 0) + 1
-        rules.append({"chain": chain, "number": numbers[chain], "rule": line, "options": options})
+        rules.append({"chain": chain, "number": numbers[chain], "rule": line,
+                      "options": parsed[1] if parsed else None})
     return rules
+
+
+def is_ours(rule, tag):
+    return rule["options"] is not None and rule["options"].get("comment") == tag
 
 
 def desired_rules(forward, family, tag):
@@ -212,18 +281,50 @@ def desired_rules(forward, family, tag):
 
 # --- the host's netfilter ------------------------------------------------------------
 
+XTABLES_LOCK = "/run/xtables.lock"
+
+
+def lock_holders(path=None, locks="/proc/locks"):
+    """``pid N (command line)`` of every process holding a lock on ``path`` (default: the
+    xtables lock, or $XTABLES_LOCKFILE as iptables reads it), from /proc/locks."""
+    path = path or os.environ.get("XTABLES_LOCKFILE") or XTABLES_LOCK
+    try:
+        inode = os.stat(path).st_ino
+        with open(locks) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    holders = []
+    for line in lines:
+        fields = line.split()
+        if "->" in fields or len(fields) < 6:  # "->": waiting for the lock, not holding it
+            continue
+        if fields[5].rsplit(":", 1)[-1] != str(inode):
+            continue
+        pid = fields[4]
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:
+            command = "?"
+        holders.append("pid %s (%s)" % (pid, command[:120]))
+    return holders
+
+
 class Netfilter(object):
     """One family's iptables on this host, on the backend that holds its rules."""
 
-    def __init__(self, family, run, which, backend="auto"):
+    def __init__(self, family, run, which, backend="auto", lock_timeout=DEFAULT_LOCK_TIMEOUT):
         self.family = family
         self.run = run
         self.which = which
+        self.lock_timeout = lock_timeout
         self.backend, self.backend_reason = self._pick_backend(backend)
         base = _COMMANDS[family]
         suffix = "-" + self.backend if self.backend else ""
         self.save_cmd = self._binary(base + suffix + "-save", base + "-save")
         self.restore_cmd = self._binary(base + suffix + "-restore", base + "-restore")
+        self.cmd = self._binary(base + suffix, base)
 
     def _binary(self, *names):
         for name in names:
@@ -275,19 +376,38 @@ class Netfilter(object):
             raise NetfilterError("%s failed (rc %d): %s" % (" ".join(argv), rc, (err or out).strip()))
         return out
 
-    def restore(self, batch, noflush=True, table=None):
-        argv = [self.restore_cmd, "-w"] + (["--noflush"] if noflush else []) + (["-T", table] if table else [])
+    def restore_argv(self):
+        # -w SECONDS: iptables-restore -w alone waits for the xtables lock (legacy backend) forever
+        return [self.restore_cmd, "-w", str(self.lock_timeout), "--noflush"]
+
+    def restore(self, batch):
+        argv = self.restore_argv()
         rc, out, err = self.run(argv, data=batch)
         if rc != 0:
-            raise NetfilterError("%s failed (rc %d): %s\nbatch:\n%s" % (" ".join(argv), rc, (err or out).strip(),
-                                                                      batch))
+            message = (err or out).strip()
+            if "xtables lock" in message:
+                holders = lock_holders()
+                raise NetfilterError("%s: the xtables lock was not free within %d s (lock_timeout); held by %s"
+                                     % (argv[0], self.lock_timeout, ", ".join(holders) or "an unknown process"))
+            raise NetfilterError("%s failed (rc %d): %s\nbatch:\n%s" % (" ".join(argv), rc, message, batch))
+
+    def undo_argvs(self, adds, deletes):
+        """The commands that take back one change: delete each rule added, and add back each
+        rule removed unless it is there again ([check argv or None, argv])."""
+        wait = ["-w", str(self.lock_timeout), "-t", "nat"]
+        steps = [[None, [self.cmd] + wait + ["-D"] + shlex.split(line)[1:]] for line in adds]
+        for line in deletes:
+            spec = shlex.split(line)[1:]
+            steps.append([[self.cmd] + wait + ["-C"] + spec, [self.cmd] + wait + ["-A"] + spec])
+        return steps
 
 
 def plan(rules, forwards, family, tag, state):
     """What to add and delete in a family's nat table: (adds, deletes) as restore lines."""
     present = {}
     for rule in rules:
-        present.setdefault(rule_key(rule["chain"], rule["options"]), []).append(rule)
+        if rule["options"] is not None:
+            present.setdefault(rule_key(rule["chain"], rule["options"]), []).append(rule)
     adds, deletes = [], []
     for forward in forwards:
         if family not in forward.families():
@@ -302,7 +422,7 @@ def plan(rules, forwards, family, tag, state):
                     deletes.append(duplicate["rule"])
             else:
                 for rule in found:
-                    if rule["options"].get("comment") == tag and rule["rule"] not in deletes:
+                    if is_ours(rule, tag) and rule["rule"] not in deletes:
                         deletes.append(rule["rule"])
     return adds, deletes
 
@@ -313,11 +433,39 @@ def batch_for(adds, deletes):
 
 
 def listing(rules, tag):
-    return [{"chain": r["chain"], "number": r["number"], "rule": r["rule"],
-             "ours": r["options"].get("comment") == tag} for r in rules]
+    return [{"chain": r["chain"], "number": r["number"], "rule": r["rule"], "ours": is_ours(r, tag)} for r in rules]
+
+
+def simulate(before, adds, deletes):
+    """The iptables-save text after adding and deleting lines (for check mode's diff)."""
+    lines = [line for line in before.splitlines() if line not in deletes]
+    if "COMMIT" in lines:
+        at = len(lines) - 1 - lines[::-1].index("COMMIT")
+        lines[at:at] = adds
+    else:
+        lines = ["*nat"] + adds + ["COMMIT"]
+    return "\n".join(lines) + "\n"
+
+
+def rules_only(text):
+    """iptables-save text without its timestamps and counters (which differ on every call)."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#")) + "\n"
 
 
 # --- locking, kernel settings, persistence, rollback -----------------------------------
+
+def validate_state_dir(path, field="state_dir"):
+    """Make ``path`` (the lock, rollback plans) if missing; InputError when it cannot be a directory."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InputError("%s: %r is not an absolute path" % (field, path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError("%s: %s exists and is not a directory" % (field, path))
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise InputError("%s: cannot make %s: %s" % (field, path, exc.strerror or exc))
+    return path
+
 
 class HostLock(object):
     """An exclusive lock across every run on this host (flock on a file in state_dir)."""
@@ -328,7 +476,6 @@ class HostLock(object):
         self.handle = None
 
     def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         self.handle = open(self.path, "a")
         deadline = time.monotonic() + self.timeout
         while True:
@@ -337,7 +484,9 @@ class HostLock(object):
                 return self
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise NetfilterError("another run holds %s for more than %g s" % (self.path, self.timeout))
+                    self.handle.close()
+                    raise NetfilterError("another run held %s for more than %g s (lock_timeout); held by %s" % (
+                        self.path, self.timeout, ", ".join(lock_holders(self.path)) or "an unknown process"))
                 time.sleep(0.05)
 
     def __exit__(self, *exc):
@@ -384,7 +533,11 @@ PERSIST_PATHS = {"ipv4": ("/etc/iptables/rules.v4", "/etc/sysconfig/iptables"),
 
 
 def persist(netfilter, run, which, path=None):
-    """Save every table the way the distribution reloads them at boot; returns where."""
+    """Save every table the way the distribution reloads them at boot; returns where.
+
+    The file is written beside its final name and renamed over it, so a reader never sees
+    half a file; when anything fails, the temporary file is removed and NetfilterError says why.
+    """
     tool = which("netfilter-persistent")
     if path is None and tool:
         rc, out, err = run([tool, "save"])
@@ -394,64 +547,210 @@ def persist(netfilter, run, which, path=None):
     if path is None:
         existing = [p for p in PERSIST_PATHS[netfilter.family] if os.path.isdir(os.path.dirname(p))]
         path = existing[0] if existing else PERSIST_PATHS[netfilter.family][0]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     content = netfilter.save(table=None)
-    with open(path + ".tmp", "w") as handle:
-        handle.write(content)
-    os.chmod(path + ".tmp", 0o600)
-    os.rename(path + ".tmp", path)
+    temporary = None
+    try:
+        if os.path.isdir(path):
+            raise NetfilterError("persist_path: %s is a directory, not a file" % path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                                             dir=os.path.dirname(path))
+        with os.fdopen(handle, "w") as out:
+            out.write(content)
+        os.chmod(temporary, 0o600)
+        os.rename(temporary, path)
+        temporary = None
+    except OSError as exc:
+        raise NetfilterError("persist_path: cannot write %s: %s" % (path, exc.strerror or exc))
+    finally:
+        if temporary is not None:
+            os.unlink(temporary)
     return path
 
 
-# Runs detached (python3 -c WATCHER argv...): restores the saved nat table unless the
-# confirmation file appears before the deadline. Self-contained: module_utils are gone
-# from the host once the module has returned.
+# Runs detached (python3 -c WATCHER plan-file): unless the confirmation file appears before
+# the deadline, takes back exactly the change of one run - deletes the rules it added, adds
+# back the rules it removed (when they are not there again) - and leaves every other rule,
+# including one added by someone else meanwhile, alone. Self-contained: module_utils are
+# gone from the host once the module has returned.
 WATCHER = r"""
-import os, subprocess, sys, time
-restore, backup, confirmed, deadline = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-while time.time() < deadline:
-    if os.path.exists(confirmed):
-        break
+import json, os, subprocess, sys, time
+plan_path = sys.argv[1]
+with open(plan_path) as handle:
+    plan = json.load(handle)
+while time.time() < plan["deadline"] and not os.path.exists(plan["confirmed"]):
     time.sleep(0.1)
-if not os.path.exists(confirmed):
-    with open(backup) as saved:
-        code = subprocess.call([restore, "-w", "-T", "nat"], stdin=saved)
-    with open(backup + ".rolled-back", "w") as note:
-        note.write("restored at %f rc %d\n" % (time.time(), code))
+if os.path.exists(plan["confirmed"]):
+    os.unlink(plan["confirmed"])
+else:
+    codes = []
+    for check, command in plan["steps"]:
+        if check is not None and subprocess.call(check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0:
+            continue
+        codes.append(subprocess.call(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    with open(plan["note"], "w") as note:
+        note.write("rolled back at %f, command exit codes %s\n" % (time.time(), codes))
+os.unlink(plan_path)
 """
+ROLLBACK_ID = re.compile(r"\d+-[0-9a-f]{8}\Z")
+# how long a rollback's note ("rolled back at ...") stays for a late confirm to read
+ROLLBACK_NOTE_AGE_S = 86400
 
 
-def arm_rollback(netfilters, before, state_dir, timeout, python, spawn):
-    """Save the nat tables as they were and start a watcher per family; returns {id, deadline, backups}."""
+def _rollback_paths(state_dir, rollback_id):
+    base = os.path.join(state_dir, "rollback-%s" % rollback_id)
+    return {"plan": base + ".json", "confirmed": base + ".confirmed", "note": base + ".rolled-back"}
+
+
+def prune_rollback_files(state_dir, now=None, max_age=ROLLBACK_NOTE_AGE_S):
+    """Remove the rollback files of runs long over (a watcher removes its own; these are
+    notes of rollbacks done and leftovers of a watcher that died). Returns what was removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for name in sorted(os.listdir(state_dir)):
+        path = os.path.join(state_dir, name)
+        if name.startswith("rollback-") and now - os.path.getmtime(path) > max_age:
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def arm_rollback(netfilters, plans, state_dir, timeout, python, spawn):
+    """Write the undo steps of this run's change and start its watcher; returns {id, deadline, timeout, plan}."""
     rollback_id = "%d-%s" % (int(time.time()), os.urandom(4).hex())
     deadline = time.time() + timeout
-    backups = {}
-    for family, netfilter in netfilters.items():
-        backup = os.path.join(state_dir, "rollback-%s-%s.nat" % (rollback_id, family))
-        with open(backup, "w") as handle:
-            handle.write(before[family])
-        confirmed = os.path.join(state_dir, "rollback-%s.confirmed" % rollback_id)
-        spawn([python, "-c", WATCHER, netfilter.restore_cmd, backup, confirmed, "%f" % deadline])
-        backups[family] = backup
+    paths = _rollback_paths(state_dir, rollback_id)
+    steps = []
+    for family, (adds, deletes) in sorted(plans.items()):
+        steps += netfilters[family].undo_argvs(adds, deletes)
+    with open(paths["plan"], "w") as handle:
+        json.dump({"deadline": deadline, "confirmed": paths["confirmed"], "note": paths["note"], "steps": steps},
+                  handle)
+    spawn([python, "-c", WATCHER, paths["plan"]])
     return {"id": rollback_id, "deadline": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deadline)),
-            "timeout": timeout, "backups": backups}
+            "timeout": timeout, "plan": paths["plan"]}
 
 
 def confirm_rollback(rollback_id, state_dir):
-    """Tell the watchers of ``rollback_id`` that the controller still reaches this host."""
-    if not re.match(r"\d+-[0-9a-f]{8}\Z", rollback_id or ""):
+    """Tell the watcher of ``rollback_id`` that the controller still reaches this host."""
+    if not isinstance(rollback_id, str) or not ROLLBACK_ID.match(rollback_id):
         raise InputError("confirm: %r is not a rollback id" % rollback_id)
-    backups = [name for name in os.listdir(state_dir) if name.startswith("rollback-%s-" % rollback_id)]
-    if not backups:
-        raise NetfilterError("confirm: no pending rollback %s in %s" % (rollback_id, state_dir))
-    if any(name.endswith(".rolled-back") for name in backups):
-        raise NetfilterError("confirm: too late, rollback %s already restored the old rules" % rollback_id)
-    with open(os.path.join(state_dir, "rollback-%s.confirmed" % rollback_id), "w") as handle:
+    paths = _rollback_paths(state_dir, rollback_id)
+    if os.path.exists(paths["note"]):
+        raise NetfilterError("confirm: too late, rollback %s already took the change back" % rollback_id)
+    if not os.path.exists(paths["plan"]):
+        where = state_dir if os.path.isdir(state_dir) else "%s (which does not exist)" % state_dir
+        raise NetfilterError("confirm: no pending rollback %s in state_dir %s" % (rollback_id, where))
+    with open(paths["confirmed"], "w") as handle:
         handle.write("%f\n" % time.time())
     return True
 
 
-__all__ = ["BACKENDS", "DEFAULT_TAG", "FAMILIES", "Forward", "HostLock", "InputError", "Netfilter", "NetfilterError",
-           "PROTOS", "apply_kernel_settings", "arm_rollback", "batch_for", "confirm_rollback", "desired_rules",
-           "kernel_settings", "listing", "parse_forwards", "parse_rule", "parse_save", "persist", "plan",
-           "rule_key", "validate_tag"]
+# --- the whole run ------------------------------------------------------------------
+
+class Host(object):
+    """What a run needs of the managed host: ``run(argv, data=None)``, ``which(name)``,
+    ``spawn(argv)`` (detached, outlives the module) and the Python to spawn."""
+
+    def __init__(self, run, which, spawn, python):
+        self.run = run
+        self.which = which
+        self.spawn = spawn
+        self.python = python
+
+
+def manage(params, host, check_mode=False):
+    """The port_forward module's whole run on validated ``params`` (PORT_FORWARD_SPEC):
+    lock, read, plan, arm the rollback, apply, set sysctls, persist.
+
+    Returns (result, diff, warnings). Raises InputError before anything is done, and
+    NetfilterError (with ``.result``, what was done so far) when the host refuses.
+    """
+    if params["confirm"]:
+        state_dir = params["state_dir"]
+        if not check_mode:
+            confirm_rollback(params["confirm"], state_dir)
+        return {"changed": True, "confirmed": params["confirm"]}, None, []
+    tag = validate_tag(params["tag"])
+    forwards = parse_forwards(params["forwards"])
+    state = params["state"]
+    if state != "listed" and not forwards:
+        raise InputError("forwards: give at least one forward for state %s" % state)
+    if not 0 <= params["rollback_timeout"] <= 3600:
+        raise InputError("rollback_timeout: %s must be between 0 and 3600 seconds" % params["rollback_timeout"])
+    if not 1 <= params["lock_timeout"] <= 3600:
+        raise InputError("lock_timeout: %s must be between 1 and 3600 seconds" % params["lock_timeout"])
+    state_dir = validate_state_dir(params["state_dir"])
+
+    families = ["ipv4", "ipv6"] if state == "listed" else sorted(
+        {family for forward in forwards for family in forward.families()})
+    result = dict(changed=False, forwards=[f.as_dict() for f in forwards], backend={}, added=[], removed=[],
+                  rules={}, sysctl={}, persisted_to=None, rollback=None)
+    diff = {"before": "", "after": ""}
+    warnings = []
+    try:
+        with HostLock(state_dir, params["lock_timeout"]):
+            prune_rollback_files(state_dir)
+            netfilters, before, plans = {}, {}, {}
+            for family in families:
+                if family == "ipv6" and state == "listed" and not host.which("ip6tables"):
+                    continue
+                netfilter = Netfilter(family, host.run, host.which, params["backend"], params["lock_timeout"])
+                netfilters[family] = netfilter
+                result["backend"][family] = {"name": netfilter.backend, "reason": netfilter.backend_reason}
+                before[family] = netfilter.save()
+                if state != "listed":
+                    plans[family] = plan(parse_save(before[family]), forwards, family, tag, state)
+            for adds, deletes in plans.values():
+                result["added"] += adds
+                result["removed"] += deletes
+            result["changed"] = bool(result["added"] or result["removed"])
+            if state == "present":
+                result["sysctl"] = kernel_settings(forwards)
+
+            if result["changed"] and not check_mode:
+                changed = {family: change for family, change in plans.items() if change[0] or change[1]}
+                if params["rollback_timeout"]:
+                    result["rollback"] = arm_rollback(netfilters, changed, state_dir, params["rollback_timeout"],
+                                                      host.python, host.spawn)
+                for family, (adds, deletes) in changed.items():
+                    netfilters[family].restore(batch_for(adds, deletes))
+            if params["set_sysctl"] and result["sysctl"] and not all(f["ok"] for f in result["sysctl"].values()):
+                if not check_mode:
+                    apply_kernel_settings(result["sysctl"])
+                result["changed"] = True
+
+            for family, netfilter in netfilters.items():
+                adds, deletes = plans.get(family, ([], []))
+                if check_mode or not (adds or deletes):
+                    after = simulate(before[family], adds, deletes) if (adds or deletes) else before[family]
+                else:
+                    after = netfilter.save()
+                result["rules"][family] = listing(parse_save(after), tag)
+                diff["before"] += "# %s nat\n%s" % (family, rules_only(before[family]))
+                diff["after"] += "# %s nat\n%s" % (family, rules_only(after))
+
+            if params["persist"] and state != "listed" and not check_mode:
+                places = []
+                for family, netfilter in netfilters.items():
+                    path = params["persist_path"]
+                    if path and family == "ipv6":
+                        path += ".v6"
+                    try:
+                        places.append(persist(netfilter, host.run, host.which, path))
+                    except NetfilterError as exc:
+                        # the rules are in place: the run changed the host, only saving them failed
+                        warnings.append("the %s rules are applied but not saved for the next boot: %s"
+                                        % (family, exc))
+                result["persisted_to"] = ", ".join(places) or None
+    except NetfilterError as exc:
+        exc.result = result
+        raise
+    return result, (diff if state != "listed" else None), warnings
+
+
+__all__ = ["BACKENDS", "DEFAULT_TAG", "FAMILIES", "FORWARD_SPEC", "Forward", "Host", "HostLock", "InputError",
+           "Netfilter", "NetfilterError", "PORT_FORWARD_SPEC", "PROTOS", "apply_kernel_settings", "arm_rollback",
+           "batch_for", "confirm_rollback", "desired_rules", "is_ours", "kernel_settings", "listing", "lock_holders",
+           "manage", "parse_forwards", "parse_rule", "parse_save", "persist", "plan", "prune_rollback_files",
+           "rule_key", "simulate", "validate_state_dir", "validate_tag"]

@@ -27,7 +27,7 @@ import time
 
 from .neighbour import default_run, neighbour_table
 from .probe import (
-    DEFAULT_MAX_WORKERS, InputError, format_hostport, ms_since, probe_result,
+    InputError, format_hostport, ms_since, probe_result,
     run_concurrently, validate_host, validate_port, validate_regex, validate_timeout,
 )
 from .regex import BoundedMatcher, RegexTimeout
@@ -47,6 +47,32 @@ _CLOSED = {errno.ECONNREFUSED}
 _LOCALLY_FILTERED = {errno.EPERM, errno.EACCES}
 _TIMED_OUT = {errno.ETIMEDOUT}
 _EAI_NAMES = {getattr(socket, name): name for name in dir(socket) if name.startswith("EAI_")}
+
+# The options a user writes (module.spec explains the format); port_check's argument_spec,
+# the netcheck role's group targets and its argument_specs are made from these.
+TCP_TARGET_SPEC = {
+    "host": {"type": "str", "required": True, "description": "Host name, IPv4 or IPv6 address."},
+    "port": {"type": "int", "required": True, "description": "TCP port, 1 to 65535."},
+    "timeout": {"type": "float", "description": "Seconds for the handshake, and again for expect (default: timeout)."},
+    # raw, not str: the validator refuses a number instead of sending its str() (str would convert it)
+    "send": {"type": "raw", "description": "Text sent once connected (UTF-8)."},
+    "expect": {"type": "str", "description": "Python regular expression searched in what the server sends."},
+    "expected_state": {"type": "str", "choices": list(STATES), "default": "open",
+                       "description": "The state this target must have."},
+    "family": {"type": "str", "choices": list(FAMILIES), "default": "any",
+               "description": "Address family used when a name resolves to both."},
+    "name": {"type": "raw", "description": "A label returned as detail.name (e.g. the inventory name)."},
+}
+# One non-blocking engine holds every socket: far more can be open at once than threads could run.
+DEFAULT_MAX_SOCKETS = 4096
+
+TCP_MODULE_SPEC = {
+    "targets": {"type": "list", "elements": "dict", "required": True, "options": TCP_TARGET_SPEC,
+                "description": "The endpoints to check, all at once."},
+    "timeout": {"type": "float", "default": DEFAULT_TIMEOUT, "description": "Default per-target timeout in seconds."},
+    "max_workers": {"type": "int", "default": DEFAULT_MAX_SOCKETS,
+                    "description": "How many sockets are open at the same moment at most (within the file limit)."},
+}
 
 
 class TcpTarget(object):
@@ -619,7 +645,7 @@ def _kernel_neighbours():
     return {_normal(address): state for address, state in table.items()}
 
 
-def check_targets(targets, max_workers=DEFAULT_MAX_WORKERS, neighbours=_kernel_neighbours):
+def check_targets(targets, max_workers=DEFAULT_MAX_SOCKETS, neighbours=_kernel_neighbours):
     """Probe every TcpTarget at once; results come back in the targets' order.
 
     ``max_workers`` bounds the sockets open at the same moment (within the process's file

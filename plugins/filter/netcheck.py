@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-# Per layer: the keys a group spec must have, and the module target keys it may pass through.
-LAYERS = {
-    "tcp": {"required": ("port",), "keys": ("port", "timeout", "send", "expect", "expected_state", "family")},
-    "icmp": {"required": (), "keys": ("reachable",)},
-    "http": {"required": ("port",), "keys": ("method", "status_codes", "headers", "expect_headers",
-                                             "follow_redirects", "validate_certs", "ca_path", "timeout",
-                                             "body_regex")},
-}
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import format_hostport
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import check_keys
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import GROUP_SPECS, TARGET_SPECS
 
 
-def _http_url(spec, host):
+def _http_url(spec, host, field="netcheck_http_group_targets"):
     """``scheme://host:port/path`` for an http group spec (IPv6 literals in brackets)."""
-    scheme = spec.get("scheme", "http")
+    scheme = spec.get("scheme") or "http"
     if scheme not in ("http", "https"):
-        raise ValueError("netcheck_http_group_targets: scheme %r is not http or https" % scheme)
-    path = spec.get("path", "/")
-    if not str(path).startswith("/"):
-        path = "/" + str(path)
-    return "%s://%s:%s%s" % (scheme, "[%s]" % host if ":" in host else host, spec["port"], path)
+        raise ValueError("%s.scheme: %r is not http or https" % (field, scheme))
+    path = str(spec.get("path") or "/")
+    if not path.startswith("/"):
+        path = "/" + path
+    return "%s://%s%s" % (scheme, format_hostport(host, spec["port"]), path)
 
 
 def expand_group_targets(specs, groups, hostvars, source=None, include_self=False, layer="tcp"):
@@ -31,24 +26,25 @@ def expand_group_targets(specs, groups, hostvars, source=None, include_self=Fals
     name), and labelled with the inventory name. The source host skips itself
     unless ``include_self`` (or the spec's own ``include_self``) is true.
     """
-    rules = LAYERS[layer]
+    if layer not in GROUP_SPECS:
+        raise ValueError("netcheck_group_targets: layer %r is not one of %s" % (layer, ", ".join(GROUP_SPECS)))
     field = "netcheck_%s_group_targets" % layer
+    passed_on = [key for key in GROUP_SPECS[layer] if key in TARGET_SPECS[layer]]
     targets = []
     for index, spec in enumerate(specs or []):
-        missing = [key for key in ("group",) + rules["required"] if not isinstance(spec, dict) or key not in spec]
-        if missing:
-            raise ValueError("%s[%d]: needs %s, got %r" % (field, index, " and ".join(missing), spec))
+        where = "%s[%d]" % (field, index)
+        check_keys(spec, GROUP_SPECS[layer], where)
         if spec["group"] not in groups:
-            raise ValueError("%s[%d].group: no group %r in the inventory" % (field, index, spec["group"]))
-        address_var = spec.get("address_var", "ansible_host")
-        with_self = spec.get("include_self", include_self)
+            raise ValueError("%s.group: no group %r in the inventory" % (where, spec["group"]))
+        address_var = spec.get("address_var") or "ansible_host"
+        with_self = include_self if spec.get("include_self") is None else spec["include_self"]
         for name in groups[spec["group"]]:
             if name == source and not with_self:
                 continue
-            target = {key: spec[key] for key in rules["keys"] if spec.get(key) is not None}
+            target = {key: spec[key] for key in passed_on if spec.get(key) is not None}
             host = str(hostvars[name].get(address_var) or name)
             if layer == "http":
-                target["url"] = _http_url(spec, host)
+                target["url"] = _http_url(spec, host, where)
             else:
                 target["host"] = host
             target["name"] = name

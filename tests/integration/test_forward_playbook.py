@@ -43,25 +43,28 @@ def whatismyip(lab):
     proc.wait(timeout=10)
 
 
-def test_forward_yml_sets_up_proves_reports_and_tears_down(lab, hosts, whatismyip):
+def test_forward_yml_sets_up_proves_from_the_controller_reports_and_tears_down(lab, hosts, whatismyip):
     servers = hosts[:2]
     proc = _playbook(lab, servers, "-e", "port_forward_public_ip_url=%s" % whatismyip)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     recap = _recap(proc.stdout)
-    for host, prover in ((servers[0], servers[1]), (servers[1], servers[0])):
+    for host in servers:
         assert "failed=0" in recap[host.name]
         assert len(_ours(host)) == 1
-        assert "proof from %s: %s:81 open" % (prover.name, host.ip) in proc.stdout
-        assert "public IP: %s (url)" % host.ip in proc.stdout  # the address the controller saw
-        # the temporary listener answers behind the forward, seen from the other host
-        banner = netns(prover.namespace, "python3", "-c",
-                       "import socket; s=socket.create_connection(('%s', 81), 3); print(s.recv(100).decode())"
-                       % host.ip).stdout
-        assert "9191" in banner
+        assert "proof from the controller: %s:81 open" % host.ip in proc.stdout
+        assert "public IP: %s (url, %s)" % (host.ip, whatismyip) in proc.stdout  # the address the controller saw
+        assert "ipv4: 1 of ours in the nat table" in proc.stdout
 
-    again = _playbook(lab, servers)
+    # proven from another host when one is named; nothing added the second time
+    again = _playbook(lab, servers[:1], "-e", "port_forward_prover=%s" % servers[1].name)
     assert again.returncode == 0, again.stdout
-    assert "1 rule(s) added" not in again.stdout and "0 rule(s) added" in again.stdout
+    assert "0 rule(s) added" in again.stdout and "1 rule(s) added" not in again.stdout
+    assert "proof from %s: %s:81 open" % (servers[1].name, servers[0].ip) in again.stdout
+    # the temporary listener answers behind the forward, seen from the other host
+    banner = netns(servers[1].namespace, "python3", "-c",
+                   "import socket; s=socket.create_connection(('%s', 81), 3); print(s.recv(100).decode())"
+                   % servers[0].ip).stdout
+    assert "9191" in banner
 
     down = _playbook(lab, servers, "-e", "state=absent")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -71,3 +74,38 @@ def test_forward_yml_sets_up_proves_reports_and_tears_down(lab, hosts, whatismyi
         closed = netns(host.namespace, "python3", "-c",
                        "import socket; socket.create_connection(('%s', 9191), 2)" % host.ip, check=False)
         assert closed.returncode != 0  # the listener is gone too
+
+
+def test_forward_yml_on_a_single_host_proves_from_the_controller(lab, hosts):
+    host = hosts[2] if len(hosts) > 2 else hosts[0]
+    proc = _playbook(lab, [host])
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "failed=0" in _recap(proc.stdout)[host.name]
+        assert "proof from the controller: %s:81 open" % host.ip in proc.stdout
+        assert len(_ours(host)) == 1
+    finally:
+        down = _playbook(lab, [host], "-e", "state=absent")
+    assert down.returncode == 0, down.stdout
+    assert _ours(host) == []
+
+
+def test_a_failed_proof_takes_back_what_the_run_added_and_says_so(lab, hosts):
+    host = hosts[0]
+    # nothing listens on 9393 and no listener is started: the proof must fail
+    proc = _playbook(lab, [host], "-e", json.dumps({"port_forward_rules": [{"from_port": 83, "to_port": 9393}],
+                                                    "port_forward_listener": False,
+                                                    "port_forward_prove_timeout": 1}))
+    assert proc.returncode != 0
+    assert "failed=1" in _recap(proc.stdout)[host.name]
+    assert "%s: the forward was not proven from localhost" % host.name in proc.stdout
+    assert "1 rule(s) this run added were taken back" in proc.stdout
+    assert _ours(host) == []
+
+
+def test_a_typo_in_a_role_variable_fails_before_any_rule_is_written(lab, hosts):
+    host = hosts[0]
+    proc = _playbook(lab, [host], "-e", json.dumps({"port_forward_rules": [{"from_port": 84, "to_prot": 9494}]}))
+    assert proc.returncode != 0
+    assert "port_forward_rules.to_prot" in proc.stdout
+    assert _ours(host) == []

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from harness import netns
+from harness import BIN, REPO, netns
 
 TAG = "netcheck-port-forward"
 FORWARD = {"from_port": 80, "to_port": 8080}
@@ -140,20 +144,55 @@ def _wait_until(condition, deadline_s):
 
 
 def test_unconfirmed_change_is_rolled_back_and_a_confirmed_one_stays(ansible, fw_host, tmp_path):
-    state_dir = str(tmp_path / "state")
+    state_dir = tmp_path / "state"
     before = save(fw_host, table="nat")
-    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=2, state_dir=state_dir)
-    assert result["rollback"]["timeout"] == 2 and len(our_rules(fw_host)) == 1
+    # windows long enough for an ansible round trip on a loaded machine
+    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=30, state_dir=str(state_dir))
+    assert result["rollback"]["timeout"] == 30 and len(our_rules(fw_host)) == 1
     # nobody confirms: the old table comes back by itself
-    assert _wait_until(lambda: our_rules(fw_host) == [], 10)
+    assert _wait_until(lambda: our_rules(fw_host) == [], 90)
     assert save(fw_host, table="nat") == before
-    # confirmed in time: it stays after the deadline
-    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=3, state_dir=state_dir)
+    # the watcher left only its note (a late confirm reads it), no plan
+    assert _wait_until(lambda: sorted(p.suffix for p in state_dir.glob("rollback-*")) == [".rolled-back"], 5)
+    late = ansible.module(fw_host.name, "port_forward", {"confirm": result["rollback"]["id"],
+                                                         "state_dir": str(state_dir)}).result(fw_host.name)
+    assert late["failed"] is True and "too late" in late["msg"]
+    # confirmed in time: it stays after the deadline, and the rollback's files are gone
+    # a long window: a loaded machine can take many seconds per ansible run, and confirming ends it early
+    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=120, state_dir=str(state_dir))
     confirm = ansible.module(fw_host.name, "port_forward", {"confirm": result["rollback"]["id"],
-                                                            "state_dir": state_dir}).result(fw_host.name)
-    assert confirm["confirmed"] == result["rollback"]["id"]
-    time.sleep(4)  # past the deadline: the watcher has had its chance to (wrongly) roll back
+                                                            "state_dir": str(state_dir)}).result(fw_host.name)
+    assert confirm.get("confirmed") == result["rollback"]["id"], confirm.get("msg")
+    plan = Path(result["rollback"]["plan"])
+    assert _wait_until(lambda: not plan.exists(), 12)  # the watcher saw the confirmation and ended
     assert len(our_rules(fw_host)) == 1
+    assert [p.suffix for p in state_dir.glob("rollback-*")] == [".rolled-back"]  # only the first run's note
+
+
+def test_rollback_takes_back_only_our_change_not_a_rule_added_meanwhile(ansible, fw_host, tmp_path):
+    netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "2222",
+          "-j", "REDIRECT", "--to-ports", "22")
+    result = forward(ansible, fw_host, forwards=[FORWARD], rollback_timeout=30, state_dir=str(tmp_path / "state"))
+    assert len(our_rules(fw_host)) == 1
+    # someone else adds a rule inside the rollback window
+    netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/24", "-j",
+          "MASQUERADE")
+    expected = [line for line in save(fw_host, table="nat").splitlines() if "--comment %s" % TAG not in line]
+    assert _wait_until(lambda: our_rules(fw_host) == [], 90)
+    assert save(fw_host, table="nat").splitlines() == expected
+    assert not Path(result["rollback"]["plan"]).exists()
+
+
+def test_a_foreign_rule_with_a_non_contiguous_mask_does_not_stop_our_forwards(ansible, fw_host):
+    netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", "10.0.0.0/255.0.255.0",
+          "-j", "RETURN")
+    foreign = save(fw_host, table="nat")
+    for state in ("present", "listed", "absent"):
+        result = forward(ansible, fw_host, forwards=[FORWARD], state=state)
+        assert not result.get("failed"), result.get("msg")
+    listed = forward(ansible, fw_host, state="listed")
+    assert [r["rule"] for r in listed["rules"]["ipv4"]] == ["-A PREROUTING -d 10.0.0.0/255.0.255.0 -j RETURN"]
+    assert save(fw_host, table="nat") == foreign
 
 
 def test_listed_returns_numbered_rules_with_ours_marked_and_changes_nothing(ansible, fw_host):
@@ -205,3 +244,77 @@ def test_family_both_forwards_ipv4_and_ipv6(ansible, fw_host, hosts):
         assert answer["detail"]["status"] == 200 and answer["detail"]["headers"]["x-lab-host"] == fw_host.name
     forward(ansible, fw_host, state="absent", forwards=[dict(FORWARD, family="both")])
     assert our_rules(fw_host, "ip6tables-save") == [] and our_rules(fw_host) == []
+
+
+def test_a_held_xtables_lock_fails_within_lock_timeout_naming_the_holder(ansible, fw_host, tmp_path):
+    # iptables-legacy takes its lock on $XTABLES_LOCKFILE: a lock of this test's own, so that
+    # no other iptables user of this machine waits on it
+    lock = tmp_path / "xtables.lock"
+    lock.touch()
+    playbook = tmp_path / "lock.yml"
+    playbook.write_text(json.dumps([{
+        "hosts": fw_host.name, "gather_facts": False, "environment": {"XTABLES_LOCKFILE": str(lock)},
+        "tasks": [{"netcheck.netcheck.port_forward": {"forwards": [FORWARD], "backend": "legacy", "lock_timeout": 1,
+                                                      "state_dir": str(tmp_path / "state")},
+                   "ignore_errors": True}]}]))
+    before = _rules(fw_host, "iptables-legacy-save")
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "600"])
+    try:
+        assert _wait_until(lambda: _holds(holder.pid, lock), 5)
+        started = time.monotonic()
+        run = ansible.playbook(playbook)
+        elapsed = time.monotonic() - started
+        holder_still_holds = holder.poll() is None and _holds(holder.pid, lock)
+    finally:
+        holder.terminate()
+        holder.wait(10)
+    result = run.result(fw_host.name)
+    assert result["failed"] is True
+    assert "the xtables lock was not free within 1 s (lock_timeout); held by pid " in result["msg"]
+    assert "flock" in result["msg"] and "sleep 600" in result["msg"]
+    assert holder_still_holds and elapsed < 300  # the module gave up while the lock was still held
+    assert _rules(fw_host, "iptables-legacy-save") == before
+
+
+def _rules(host, command):
+    """The rule lines of every table (the chains' packet counters move with any traffic)."""
+    return [line for line in save(host, command).splitlines() if not line.startswith(":")]
+
+
+def _holds(pid, path):
+    """Whether process ``pid`` holds a lock on ``path`` (/proc/locks: "... PID MAJ:MIN:INODE ...")."""
+    inode = str(os.stat(path).st_ino)
+    with open("/proc/locks") as handle:
+        return any(len(f) > 5 and "->" not in f and f[4] == str(pid) and f[5].endswith(":" + inode)
+                   for f in (line.split() for line in handle))
+
+
+def test_persist_into_a_directory_is_changed_with_a_warning_and_leaves_no_tmp(ansible, fw_host, tmp_path):
+    target = tmp_path / "rules.v4"
+    target.mkdir()
+    result = forward(ansible, fw_host, forwards=[FORWARD], persist=True, persist_path=str(target))
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["changed"] is True and result["persisted_to"] is None and len(our_rules(fw_host)) == 1
+    # the warning, as ansible's default output shows it (the JSON callback leaves warnings out)
+    forward(ansible, fw_host, state="absent", forwards=[FORWARD])
+    proc = subprocess.run([str(BIN / "ansible"), fw_host.name, "-i", ansible.inventory, "-m",
+                           "netcheck.netcheck.port_forward", "-a", json.dumps({
+                               "forwards": [FORWARD], "persist": True, "persist_path": str(target)})],
+                          cwd=str(REPO), env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                                                  ANSIBLE_NOCOLOR="1"),
+                          capture_output=True, text=True, timeout=300)
+    shown = " ".join((proc.stdout + proc.stderr).split())
+    assert "CHANGED" in shown, shown
+    assert "the ipv4 rules are applied but not saved for the next boot" in shown and "is a directory" in shown
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rules.v4"] and list(target.iterdir()) == []
+
+
+def test_a_state_dir_that_is_a_file_or_missing_fails_naming_state_dir(ansible, fw_host, tmp_path):
+    before = save(fw_host)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = forward(ansible, fw_host, forwards=[FORWARD], state_dir=str(afile))
+    assert result["failed"] is True and result["msg"] == "state_dir: %s exists and is not a directory" % afile
+    result = forward(ansible, fw_host, confirm="1764064800-1a2b3c4d", state_dir=str(tmp_path / "missing"))
+    assert result["failed"] is True and "state_dir %s (which does not exist)" % (tmp_path / "missing") in result["msg"]
+    assert "Traceback" not in result.get("module_stderr", "") and save(fw_host) == before

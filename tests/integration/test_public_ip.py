@@ -153,9 +153,11 @@ def test_imds_gives_public_ip_local_ip_and_instance_id_using_a_token(ansible, sr
     assert result["public_ip"] == PUBLIC_IPV4 and result["source"] == "imds"
     assert result["local_ip"] == src.ip and result["instance_id"] == INSTANCE_ID
     assert result["changed"] is False
-    (attempt,) = result["attempts"]
-    assert attempt["source"] == "imds" and attempt["endpoint"] == IMDS_ENDPOINT
-    assert attempt["ok"] is True and attempt["error"] is None and attempt["elapsed_ms"] > 0
+    (attempt,) = result["results"]
+    assert attempt["kind"] == "public_ip" and attempt["state"] == "answered"
+    assert attempt["detail"]["source"] == "imds" and attempt["target"] == IMDS_ENDPOINT
+    assert attempt["ok"] is True and attempt["error"] is None and attempt["timings"]["total_ms"] > 0
+    assert result["endpoint"] == IMDS_ENDPOINT + "/latest/meta-data/public-ipv4"
     # the metadata answered only because the token was sent with every GET
     log = imds_on_src.log_lines()
     assert any('"PUT /latest/api/token HTTP/1.1" 200' in line for line in log)
@@ -199,11 +201,13 @@ def test_host_without_imds_gets_its_address_from_the_url(ansible, no_imds_on_dst
     assert result["source"] == "url"
     assert result["public_ip"] == dst.ip  # the address the controller saw
     assert result["local_ip"] is None and result["instance_id"] is None
-    imds_attempt, url_attempt = result["attempts"]
-    assert imds_attempt["source"] == "imds" and imds_attempt["ok"] is False
-    assert imds_attempt["error"] == "PUT %s/latest/api/token: Network is unreachable" % IMDS_ENDPOINT
-    assert imds_attempt["elapsed_ms"] < 500  # no route: it fails at once, not at imds_timeout
-    assert url_attempt == dict(url_attempt, source="url", endpoint=whatismyip.url, ok=True, error=None)
+    imds_attempt, url_attempt = result["results"]
+    assert imds_attempt["detail"]["source"] == "imds" and imds_attempt["ok"] is False
+    assert imds_attempt["state"] == "failed" and imds_attempt["detail"]["phase"] == "connect"
+    assert imds_attempt["error"] == "PUT %s/latest/api/token: network is unreachable" % IMDS_ENDPOINT
+    assert imds_attempt["timings"]["total_ms"] < 500  # no route: it fails at once, not at imds_timeout
+    assert url_attempt == dict(url_attempt, target=whatismyip.url, ok=True, error=None, state="answered")
+    assert url_attempt["detail"]["source"] == "url" and result["endpoint"] == whatismyip.url
     assert any(line.startswith(dst.ip + ' "GET / HTTP/1.1" 200') for line in whatismyip.log_lines())
 
 
@@ -211,7 +215,7 @@ def test_imds_false_asks_only_the_url(ansible, src, imds_on_src, whatismyip):
     before = len(imds_on_src.log_lines())
     result, _ = public_ip(ansible, src, imds=False, url=whatismyip.url)
     assert result["source"] == "url" and result["public_ip"] == src.ip
-    assert [a["source"] for a in result["attempts"]] == ["url"]
+    assert [a["detail"]["source"] for a in result["results"]] == ["url"]
     assert result["local_ip"] is None and result["instance_id"] is None
     assert len(imds_on_src.log_lines()) == before
 
@@ -225,8 +229,9 @@ def test_imds_without_public_ipv4_and_no_url_fails_with_a_clear_message(ansible,
     assert result["public_ip"] is None and result["source"] is None
     # what IMDS did know is still reported
     assert result["local_ip"] == third.ip and result["instance_id"] == INSTANCE_ID
-    (attempt,) = result["attempts"]
-    assert attempt["source"] == "imds" and attempt["ok"] is False and "no public IPv4" in attempt["error"]
+    (attempt,) = result["results"]
+    assert attempt["detail"]["source"] == "imds" and attempt["state"] == "no_address"
+    assert attempt["ok"] is False and "no public IPv4" in attempt["error"]
 
 
 def test_imds_without_public_ipv4_falls_back_to_the_url(ansible, third, imds_without_public_ip, whatismyip):
@@ -234,7 +239,7 @@ def test_imds_without_public_ipv4_falls_back_to_the_url(ansible, third, imds_wit
     assert not result.get("failed"), result.get("msg")
     assert result["source"] == "url" and result["public_ip"] == third.ip
     assert result["local_ip"] == third.ip and result["instance_id"] == INSTANCE_ID
-    assert [(a["source"], a["ok"]) for a in result["attempts"]] == [("imds", False), ("url", True)]
+    assert [(a["detail"]["source"], a["ok"]) for a in result["results"]] == [("imds", False), ("url", True)]
 
 
 def test_url_answer_that_is_not_an_ip_address_fails_naming_the_source(ansible, src, dst):
@@ -243,8 +248,8 @@ def test_url_answer_that_is_not_an_ip_address_fails_naming_the_source(ansible, s
     assert result["failed"] is True and result["public_ip"] is None
     assert result["msg"].startswith("no source gave a public IP address: url (%s): GET %s: answered '{" % (url, url))
     assert result["msg"].endswith("which is not an IP address")
-    (attempt,) = result["attempts"]
-    assert attempt["source"] == "url" and attempt["ok"] is False
+    (attempt,) = result["results"]
+    assert attempt["detail"]["source"] == "url" and attempt["state"] == "no_address" and attempt["ok"] is False
 
 
 BAD_INPUT = [
@@ -265,6 +270,6 @@ def test_bad_input_fails_naming_the_field_and_sends_nothing(ansible, lab, src, i
     result, _ = public_ip(ansible, src, **bad)
     assert result["failed"] is True
     assert message in result["msg"]
-    assert result.get("public_ip") is None and result.get("attempts", []) == []
+    assert result.get("public_ip") is None and result.get("results", []) == []
     assert len(imds_on_src.log_lines()) == imds_before  # IMDS, always asked first, was not
     assert len(whatismyip.log_lines()) == url_before

@@ -198,7 +198,7 @@ def test_diff_shows_the_listener_before_and_after(ansible, dst, state_dir, tmp_p
     playbook = tmp_path / "listener.yml"
     playbook.write_text(json.dumps([{
         "hosts": dst.name, "gather_facts": False,
-        "tasks": [{"tcp_listener": {"port": PORT, "duration": 60, "state_dir": state_dir}}],
+        "tasks": [{"netcheck.netcheck.tcp_listener": {"port": PORT, "duration": 60, "state_dir": state_dir}}],
     }]))
     run = ansible.playbook(playbook, "--check", "--diff")
     result = run.result(dst.name)

@@ -3,7 +3,8 @@ expansion and the TCP summary. Pure functions over dictionaries; nothing is sent
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,15 +12,14 @@ import pytest
 from netcheck.probe import probe_result
 from netcheck.tcp import parse_targets
 
-_FILTER_FILE = Path(__file__).resolve().parents[2] / "plugins" / "filter" / "netcheck.py"
+_COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"
 
 
 def _load_filters():
-    # Loaded under its own name: "netcheck" on sys.path is the module_utils package.
-    spec = importlib.util.spec_from_file_location("netcheck_filter_plugin", _FILTER_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # as Ansible loads it: a plugin of the collection netcheck.netcheck, importing the specs by FQCN
+    if str(_COLLECTIONS) not in sys.path:
+        sys.path.insert(0, str(_COLLECTIONS))
+    return importlib.import_module("ansible_collections.netcheck.netcheck.plugins.filter.netcheck")
 
 
 filters = _load_filters()
@@ -81,12 +81,34 @@ def test_include_self_of_a_spec_overrides_the_argument_both_ways():
     assert all("include_self" not in t for t in targets)
 
 
-def test_module_keys_are_passed_through_and_others_are_not():
+def test_module_keys_are_passed_through_and_group_keys_are_not():
     spec = {"group": "db", "port": 5432, "timeout": 1.5, "send": "x", "expect": "^ok", "expected_state": "closed",
-            "family": "ipv4", "name": "ignored", "colour": "blue", "address_var": "ansible_host"}
+            "family": "ipv4", "address_var": "ansible_host", "include_self": False}
     (target,) = expand_group_targets([spec], GROUPS, HOSTVARS)
     assert target == {"port": 5432, "timeout": 1.5, "send": "x", "expect": "^ok", "expected_state": "closed",
                       "family": "ipv4", "host": "10.77.0.21", "name": "db1"}
+
+
+def test_a_typo_in_a_group_spec_is_an_error_naming_its_path_and_the_known_keys():
+    specs = [{"group": "db", "port": 22, "expected_sate": "filtered", "adress_var": "private_ip_address"}]
+    with pytest.raises(ValueError) as caught:
+        expand_group_targets(specs, GROUPS, HOSTVARS)
+    assert str(caught.value) == (
+        "netcheck_tcp_group_targets[0].expected_sate: unknown key; known: group, address_var, include_self, "
+        "port, timeout, send, expect, expected_state, family")
+
+
+@pytest.mark.parametrize("layer, spec, key", [
+    ("tcp", {"group": "db", "port": 1, "name": "x"}, "name"),
+    ("tcp", {"group": "db", "port": 1, "host": "10.0.0.1"}, "host"),
+    ("icmp", {"group": "db", "reachable": False, "port": 1}, "port"),
+    ("http", {"group": "db", "port": 80, "url": "http://x/"}, "url"),
+    ("http", {"group": "db", "port": 80, "status_code": [200]}, "status_code"),
+])
+def test_every_layer_rejects_keys_a_group_spec_cannot_have(layer, spec, key):
+    with pytest.raises(ValueError, match=r"^netcheck_%s_group_targets\[0\]\.%s: unknown key; known: group, "
+                       % (layer, key)):
+        expand_group_targets([spec], GROUPS, HOSTVARS, layer=layer)
 
 
 def test_null_keys_are_not_passed_through():
@@ -122,23 +144,23 @@ def test_unknown_group_is_a_value_error_naming_the_index_and_the_group():
     assert "'nosuch'" in message
 
 
-def test_missing_port_is_a_value_error_naming_the_index():
-    with pytest.raises(ValueError, match=r"^netcheck_tcp_group_targets\[0\]: needs port"):
+def test_missing_port_is_a_value_error_naming_its_path():
+    with pytest.raises(ValueError, match=r"^netcheck_tcp_group_targets\[0\]\.port: required"):
         expand_group_targets([{"group": "web"}], GROUPS, HOSTVARS)
 
 
-def test_missing_group_and_port_are_both_named():
-    with pytest.raises(ValueError, match=r"^netcheck_tcp_group_targets\[2\]: needs group and port"):
+def test_missing_group_is_named_first():
+    with pytest.raises(ValueError, match=r"^netcheck_tcp_group_targets\[2\]\.group: required"):
         expand_group_targets([{"group": "db", "port": 1}, {"group": "db", "port": 2}, {}], GROUPS, HOSTVARS)
 
 
 def test_a_spec_that_is_not_a_mapping_is_a_value_error():
-    with pytest.raises(ValueError, match=r"^netcheck_tcp_group_targets\[0\]: needs group and port, got 'web'"):
+    with pytest.raises(ValueError, match=r"^netcheck_tcp_group_targets\[0\]: expected a mapping with keys group, "):
         expand_group_targets(["web"], GROUPS, HOSTVARS)
 
 
 def test_icmp_layer_needs_no_port_and_passes_reachable():
-    targets = expand_group_targets([{"group": "db", "reachable": False, "port": 22}], GROUPS, HOSTVARS, layer="icmp")
+    targets = expand_group_targets([{"group": "db", "reachable": False}], GROUPS, HOSTVARS, layer="icmp")
     assert targets == [{"reachable": False, "host": "10.77.0.21", "name": "db1"}]
     with pytest.raises(ValueError, match=r"^netcheck_icmp_group_targets\[0\]\.group: "):
         expand_group_targets([{"group": "nosuch"}], GROUPS, HOSTVARS, layer="icmp")

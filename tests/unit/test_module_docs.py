@@ -81,7 +81,21 @@ def argument_spec(port_check, monkeypatch):
 
 @pytest.fixture(scope="module")
 def documentation():
-    return yaml.safe_load(_module_constant("DOCUMENTATION"))
+    """DOCUMENTATION with the options of its netcheck doc fragments merged in, as ansible-doc does."""
+    docs = yaml.safe_load(_module_constant("DOCUMENTATION"))
+    fragments = _load_file(REPO_ROOT / "plugins" / "doc_fragments" / "probe.py").ModuleDocFragment
+    for name in docs.get("extends_documentation_fragment", []):
+        if name.startswith("netcheck.netcheck.probe"):
+            variable = name.split(".")[3].upper() if name.count(".") == 3 else "DOCUMENTATION"
+            docs["options"].update(yaml.safe_load(getattr(fragments, variable))["options"])
+    return docs
+
+
+def _load_file(path):
+    spec = importlib.util.spec_from_file_location("netcheck_doc_fragment_%s" % path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")

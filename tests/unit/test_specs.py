@@ -1,0 +1,239 @@
+"""Every spec, walked: each module's argument_spec is made from its probe's spec, its documentation
+(as ansible-doc renders it, doc fragments included) says the same, each documented option is
+accepted and every unknown key is rejected naming its path, the roles' argument_specs are the
+generated ones, and every module's RETURN is well-formed."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from collection_loader import load_module
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "collections"))
+
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import (  # noqa: E402
+    http, icmp, listener, netfilter, public_ip, tcp,
+)
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import (  # noqa: E402
+    argument_spec, validate_spec,
+)
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils import specs as role_specs  # noqa: E402
+
+# module -> the spec its argument_spec is made from
+MODULE_SPECS = {
+    "port_check": tcp.TCP_MODULE_SPEC,
+    "http_check": http.HTTP_MODULE_SPEC,
+    "icmp_ping": icmp.ICMP_MODULE_SPEC,
+    "port_forward": netfilter.PORT_FORWARD_SPEC,
+    "tcp_listener": listener.LISTENER_SPEC,
+    "public_ip": public_ip.PUBLIC_IP_SPEC,
+}
+MODULES = sorted(MODULE_SPECS)
+# what a documented return value may hold; anything else is YAML gone wrong (issue 14 #16)
+RETURN_KEYS = {"description", "returned", "type", "elements", "sample", "contains", "choices", "version_added"}
+
+
+def test_every_module_of_the_collection_has_a_spec_here():
+    assert sorted(p.stem for p in (REPO / "library").glob("*.py")) == MODULES
+
+
+@pytest.mark.parametrize("name, spec", sorted(
+    list(MODULE_SPECS.items()) + [("role " + n, s) for n, (_, s) in role_specs.ROLE_SPECS.items()]
+    + [("group " + n, s) for n, s in role_specs.GROUP_SPECS.items()]))
+def test_every_spec_is_well_formed(name, spec):
+    validate_spec(spec, name)
+
+
+# --- main() builds AnsibleModule from the spec ---------------------------------------------
+
+class _Built(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_main_builds_its_argument_spec_from_the_spec_with_check_mode(name, monkeypatch):
+    module = load_module(name)
+    seen = {}
+
+    def stand_in(**kwargs):
+        seen.update(kwargs)
+        raise _Built()
+
+    monkeypatch.setattr(module, "AnsibleModule", stand_in)
+    with pytest.raises(_Built):
+        module.main()
+    assert seen["argument_spec"] == argument_spec(MODULE_SPECS[name])
+    assert seen["supports_check_mode"] is True
+
+
+# --- documentation == spec ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rendered_docs(tmp_path_factory):
+    """ansible-doc --json of every module by FQCN (doc fragments merged), run outside the clone."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "--json", "-t", "module"]
+                          + ["netcheck.netcheck.%s" % name for name in MODULES],
+                          cwd=str(tmp_path_factory.mktemp("doc")), env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return {fqcn.split(".")[-1]: entry for fqcn, entry in json.loads(proc.stdout).items()}
+
+
+def _facts(option, nested):
+    """What must agree between a spec option and a documented option."""
+    facts = {key: option.get(key) for key in ("type", "default", "elements")}
+    facts["type"] = facts["type"] or "str"
+    facts["required"] = bool(option.get("required"))
+    facts["no_log"] = bool(option.get("no_log"))
+    facts["choices"] = list(option["choices"]) if option.get("choices") else None
+    if option.get(nested):
+        facts["options"] = sorted(option[nested])
+    return facts
+
+
+def _compare(spec, documented, path):
+    assert list(documented) and sorted(spec) == sorted(documented), "%s: documented options differ" % path
+    for name, option in spec.items():
+        doc = documented[name]
+        assert _facts(option, "options") == _facts(doc, "suboptions"), "%s.%s" % (path, name)
+        if option.get("options"):
+            _compare(option["options"], doc["suboptions"], "%s.%s" % (path, name))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_documentation_says_what_the_spec_says(name, rendered_docs):
+    _compare(MODULE_SPECS[name], rendered_docs[name]["doc"]["options"], name)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_supports_check_mode_in_its_documentation(name, rendered_docs):
+    assert rendered_docs[name]["doc"]["attributes"]["check_mode"]["support"] == "full"
+
+
+# --- each option accepted, each unknown key rejected with its path -------------------------------
+
+_SAMPLES = {"str": "x", "path": "/tmp/x", "int": 1, "float": 1.5, "bool": True, "raw": "x", "dict": {}}
+
+
+def _sample(option):
+    if option.get("choices"):
+        return option["choices"][0]
+    if option.get("options"):
+        item = {name: _sample(sub) for name, sub in option["options"].items()}
+        return [item] if option["type"] == "list" else item
+    if option["type"] == "list":
+        return [_SAMPLES[option.get("elements", "str")]]
+    return _SAMPLES[option["type"]]
+
+
+def _nested_paths(spec, prefix=""):
+    """(path as ansible names it, option) of every nested spec."""
+    for name, option in spec.items():
+        if option.get("options"):
+            yield prefix + name, option
+            for found in _nested_paths(option["options"], prefix + name + "."):
+                yield found
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_documented_option_is_accepted(name):
+    spec = MODULE_SPECS[name]
+    every = {option: _sample(value) for option, value in spec.items()}
+    result = ArgumentSpecValidator(argument_spec(spec)).validate(every)
+    assert result.error_messages == [], name
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_an_unknown_key_is_rejected_naming_its_path_at_every_level(name):
+    spec = MODULE_SPECS[name]
+    every = {option: _sample(value) for option, value in spec.items()}
+    result = ArgumentSpecValidator(argument_spec(spec)).validate(dict(every, colour="blue"))
+    assert any("colour" in message for message in result.error_messages), name
+    for path, option in _nested_paths(spec):
+        value = dict(every)
+        node, keys = value, path.split(".")
+        for key in keys[:-1]:
+            node = node[key][0] if isinstance(node[key], list) else node[key]
+        item = node[keys[-1]]
+        target = item[0] if isinstance(item, list) else item
+        target["colour"] = "blue"
+        result = ArgumentSpecValidator(argument_spec(spec)).validate(value)
+        assert any("%s.colour" % path in message for message in result.error_messages), (name, path,
+                                                                                          result.error_messages)
+        del target["colour"]
+
+
+# --- roles: argument_specs.yml generated from the specs -----------------------------------------
+
+def test_the_roles_argument_specs_are_the_generated_ones():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_argument_specs.py"), "--check"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("role", sorted(role_specs.ROLE_SPECS))
+def test_every_role_default_is_a_declared_variable_and_every_variable_has_a_default(role):
+    defaults = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
+    assert sorted(defaults) == sorted(role_specs.ROLE_SPECS[role][1])
+
+
+def test_role_variables_handed_to_a_module_option_have_its_type_and_choices():
+    spec = role_specs.NETCHECK_ROLE_SPEC
+    assert spec["netcheck_tcp_targets"]["options"] is tcp.TCP_TARGET_SPEC
+    for variable, option in (("netcheck_tcp_timeout", tcp.TCP_MODULE_SPEC["timeout"]),
+                             ("netcheck_icmp_method", icmp.ICMP_MODULE_SPEC["method"]),
+                             ("netcheck_http_follow_redirects", http.HTTP_MODULE_SPEC["follow_redirects"])):
+        assert {k: v for k, v in spec[variable].items() if k != "description"} == {
+            k: v for k, v in option.items() if k not in ("description", "default")}
+
+
+def test_role_validation_rejects_a_typo_in_a_group_target_naming_its_path():
+    role_spec = yaml.safe_load((REPO / "roles" / "netcheck" / "meta" / "argument_specs.yml").read_text())
+    options = role_spec["argument_specs"]["main"]["options"]
+    result = ArgumentSpecValidator(options).validate(
+        {"netcheck_tcp_group_targets": [{"group": "db", "port": 22, "expected_sate": "filtered"}]})
+    assert any("netcheck_tcp_group_targets.expected_sate" in m for m in result.error_messages), result.error_messages
+
+
+# --- RETURN: parsed, with no stray keys ------------------------------------------------------------
+
+def _return_of(name):
+    tree = ast.parse((REPO / "library" / ("%s.py" % name)).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RETURN" for t in node.targets):
+            return yaml.safe_load(ast.literal_eval(node.value))
+    raise AssertionError("no RETURN in %s" % name)
+
+
+def _walk_return(values, path):
+    for key, value in values.items():
+        where = "%s.%s" % (path, key)
+        assert isinstance(value, dict), "%s: a return value must be a mapping, got %r" % (where, value)
+        stray = set(value) - RETURN_KEYS
+        assert not stray, "%s: stray keys %s (a ':' or ',' cut a one-line description short?)" % (where, stray)
+        assert isinstance(value.get("description"), (str, list)) and value["description"], where
+        assert value.get("type"), "%s: no type" % where
+        if "contains" in value:
+            _walk_return(value["contains"], where)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_return_parses_with_no_stray_keys_at_any_depth(name):
+    _walk_return(_return_of(name), name)
+
+
+def test_the_return_walk_catches_a_description_cut_short_by_a_comma():
+    broken = yaml.safe_load("errno: {description: The errno, else null., type: int}")
+    with pytest.raises(AssertionError, match="stray keys"):
+        _walk_return(broken, "x")
