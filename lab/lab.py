@@ -296,6 +296,12 @@ class LabConfig:
     def host_ip(self, index):
         return str(self.network.network_address + HOST_OFFSET + index)
 
+    def host_mac(self, index):
+        """A fixed MAC per address (02: locally administered, then the IPv4 address), as a real
+        server keeps its MAC: a host removed and made again is not a new MAC that the other hosts'
+        neighbour caches still hold the old one of (which is NEIGHBOUR_MISMATCH, for real)."""
+        return "02:00:" + ":".join("%02x" % byte for byte in ipaddress.ip_address(self.host_ip(index)).packed)
+
     def host_ip6(self, index):
         # ::11 for 10.77.0.11: the same digits as the IPv4 address, easy to read
         return str(self.network6.network_address + int(str(HOST_OFFSET + index), 16))
@@ -489,7 +495,8 @@ class Lab:
         if not self._link_exists(veth):
             if self._link_exists("eth0", ns):
                 run(["ip", "-n", ns, "link", "del", "eth0"])
-            run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+            run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "address", cfg.host_mac(index),
+                 "netns", ns])
             self._changed("veth %s <-> %s:eth0" % (veth, ns))
         run(["ip", "link", "set", veth, "master", cfg.bridge, "up"])
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
