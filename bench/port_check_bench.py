@@ -120,8 +120,8 @@ def main():
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--ansible", action="store_true", help="also time one ansible invocation (local)")
     args = parser.parse_args()
-    if not 1 <= args.targets <= 5000:
-        raise SystemExit("--targets: 1 to 5000")
+    if not 1 <= args.targets <= 20000:
+        raise SystemExit("--targets: 1 to 20000")
 
     servers, raw = build_targets(args.targets)
     targets = parse_targets(raw, default_timeout=2.0)

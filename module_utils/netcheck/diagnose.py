@@ -4,7 +4,7 @@
 Two halves, kept apart so that the verdict can be tested with crafted results:
 
 * :func:`diagnose_targets` runs the EXISTING probes (icmp.ping_targets, tcp.check_targets,
-  http.check_urls, neighbour.next_hop) for many targets at once in one invocation, plus an
+  http.check_urls, neighbour.next_hops) for many targets at once in one invocation, plus an
   active ARP probe (root, IPv4, on-link) to tell a MAC seen on the wire from one only read
   from the kernel's cache.
 * :func:`verdict` is a pure function from those layer results to
@@ -32,7 +32,7 @@ from . import http as http_probe
 from . import icmp as icmp_probe
 from . import tcp as tcp_probe
 from .limits import parse_arp_cache_stat, read_ntables
-from .neighbour import default_run, next_hop
+from .neighbour import default_run, next_hops
 from .probe import (
     InputError, ms_since, probe_result, run_concurrently, validate_host, validate_port, validate_regex,
     validate_timeout,
@@ -699,15 +699,12 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
     for thread in threads:
         thread.join()
 
-    # the neighbour entries, read after traffic was sent (so ARP/NDP has been tried)
-    def neighbour_of(index):
-        target = targets[index]
-        if not target.neighbour or addresses[index] is None:
-            return None
-        route, neighbour = next_hop(addresses[index], run)
-        return route, neighbour
-
-    hops = run_concurrently(neighbour_of, range(len(targets)), lambda i, reason: None, 30.0, max_workers)
+    # the neighbour entries, read after traffic was sent (so ARP/NDP has been tried): two
+    # commands for every target together, each distinct address looked up once
+    looked_up = next_hops([address for target, address in zip(targets, addresses)
+                           if target.neighbour and address is not None], run)
+    hops = [looked_up.get(address) if target.neighbour and address is not None else None
+            for target, address in zip(targets, addresses)]
     wire = _wire_probes(hops, arp_probe_enabled, arp_timeout, max_workers)
     table_after = read_arp_cache_stat(arp_cache_path, run if arp_cache_path == ARP_CACHE_STAT else None)
     table = {"before": table_before, "after": table_after}
