@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "collections"))
 
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import (  # noqa: E402
-    http, icmp, listener, netfilter, public_ip, tcp,
+    capture, diagnose, http, icmp, limits, listener, netfilter, public_ip, tcp,
 )
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import (  # noqa: E402
     argument_spec, validate_spec,
@@ -37,6 +37,9 @@ MODULE_SPECS = {
     "port_forward": netfilter.PORT_FORWARD_SPEC,
     "tcp_listener": listener.LISTENER_SPEC,
     "public_ip": public_ip.PUBLIC_IP_SPEC,
+    "net_diagnose": diagnose.DIAGNOSE_MODULE_SPEC,
+    "conn_limits": limits.LIMITS_SPEC,
+    "packet_capture": capture.CAPTURE_SPEC,
 }
 MODULES = sorted(MODULE_SPECS)
 # what a documented return value may hold; anything else is YAML gone wrong (issue 14 #16)
@@ -60,12 +63,19 @@ class _Built(Exception):
     pass
 
 
+class _Loose(object):
+    params = {}
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_main_builds_its_argument_spec_from_the_spec_with_check_mode(name, monkeypatch):
     module = load_module(name)
     seen = {}
 
     def stand_in(**kwargs):
+        spec = kwargs["argument_spec"]
+        if all(option == {"type": "raw", "no_log": True} for option in spec.values()):
+            return _Loose()  # probe.new_module first reads the input's shape with every option raw
         seen.update(kwargs)
         raise _Built()
 
