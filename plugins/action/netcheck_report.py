@@ -39,11 +39,10 @@ from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain impo
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import (
     BaselineError, apply_baseline, run_failed, write_all)
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import apply_captures, build_run, render
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import NETCHECK_REPORT_SPEC
 
 display = Display()
-VALID = frozenset(("sources", "register", "address_var", "report_dir", "report_options", "fail_on_mismatch",
-                   "started", "playbook", "baseline", "ec2_explain", "ec2_options", "run_dir", "capture",
-                   "capture_register"))
+VALID = frozenset(NETCHECK_REPORT_SPEC)
 
 
 def _utc_now():
@@ -82,7 +81,7 @@ class ActionModule(ActionBase):
         args = self._task.args
         unknown = sorted(set(args) - VALID)
         if unknown:
-            raise AnsibleActionFail("unknown options %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(VALID))))
+            raise AnsibleActionFail("%s: unknown option; known: %s" % (", ".join(unknown), ", ".join(NETCHECK_REPORT_SPEC)))
         sources = args.get("sources")
         if not isinstance(sources, (list, tuple)):
             raise AnsibleActionFail("sources: a list of inventory host names is required")

@@ -103,6 +103,30 @@ PORT_FORWARD_ROLE_SPEC = {
     "port_forward_public_ip_url": {"type": "str", "description": "A what-is-my-IP URL asked after EC2 metadata."},
 }
 
+# The options of the netcheck_report action (its documentation is library/netcheck_report.py).
+NETCHECK_REPORT_SPEC = {
+    "sources": {"type": "list", "elements": "str", "required": True,
+                "description": "The inventory names of the source hosts."},
+    "register": {"type": "str", "default": "netcheck_diagnose",
+                 "description": "The variable each source registered its net_diagnose result in."},
+    "address_var": {"type": "str", "default": "ansible_host", "description": "The host variable holding a source's address."},
+    "report_dir": {"type": "str", "description": "The parent directory of the run's reports (empty: write none)."},
+    "run_dir": {"type": "str", "description": "The run's directory (default <report_dir>/<started>)."},
+    "capture": {"type": "bool", "default": False, "description": "Join each source's packet capture to the failing pairs."},
+    "capture_register": {"type": "str", "default": "capture_result",
+                         "description": "The variable each host registered its stopped capture in."},
+    "report_options": {"type": "dict", "default": {}, "description": "Options passed to the report writers."},
+    "baseline": {"type": "path", "description": "A known-failures file (YAML or JSON)."},
+    "ec2_explain": {"type": "str", "choices": ["auto", "true", "false"], "default": "auto",
+                    "description": "Explain filtered pairs from EC2 security groups, network ACLs and routes."},
+    "ec2_options": {"type": "dict", "default": {},
+                    "description": "Options of the EC2 explainer (region, endpoint_url, profile, ephemeral_ports, codes)."},
+    "fail_on_mismatch": {"type": "bool", "default": True,
+                         "description": "Fail when a pair missed its expectation or a source could not run."},
+    "started": {"type": "str", "description": "When the run started (ISO 8601 UTC)."},
+    "playbook": {"type": "str", "description": "The playbook's name, recorded in the run's meta."},
+}
+
 # role name -> (short description, spec of its variables) for meta/argument_specs.yml
 ROLE_SPECS = {
     "netcheck": ("Check connectivity layer by layer from every host of the play (ICMP, TCP, HTTP)",
@@ -112,5 +136,6 @@ ROLE_SPECS = {
 
 for _name, (_, _spec) in ROLE_SPECS.items():
     validate_spec(_spec, _name)
+validate_spec(NETCHECK_REPORT_SPEC, "netcheck_report")
 for _layer, _spec in GROUP_SPECS.items():
     validate_spec(_spec, "group " + _layer)

@@ -28,6 +28,7 @@ from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec im
     argument_spec, validate_spec,
 )
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils import specs as role_specs  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain import EC2_EXPLAIN_SPEC  # noqa: E402
 
 # module -> the spec its argument_spec is made from
 MODULE_SPECS = {
@@ -42,16 +43,25 @@ MODULE_SPECS = {
     "packet_capture": capture.CAPTURE_SPEC,
 }
 MODULES = sorted(MODULE_SPECS)
+# action-only modules (library/ holds their documentation; plugins/action/ runs them on the controller)
+# -> the spec their action plugin checks their options against
+ACTION_SPECS = {
+    "netcheck_report": role_specs.NETCHECK_REPORT_SPEC,
+    "ec2_explain": EC2_EXPLAIN_SPEC,
+}
+ACTIONS = sorted(ACTION_SPECS)
+ALL_SPECS = dict(MODULE_SPECS, **ACTION_SPECS)
+DOCUMENTED = sorted(ALL_SPECS)
 # what a documented return value may hold; anything else is YAML gone wrong (issue 14 #16)
 RETURN_KEYS = {"description", "returned", "type", "elements", "sample", "contains", "choices", "version_added"}
 
 
 def test_every_module_of_the_collection_has_a_spec_here():
-    assert sorted(p.stem for p in (REPO / "library").glob("*.py")) == MODULES
+    assert sorted(p.stem for p in (REPO / "library").glob("*.py")) == DOCUMENTED
 
 
 @pytest.mark.parametrize("name, spec", sorted(
-    list(MODULE_SPECS.items()) + [("role " + n, s) for n, (_, s) in role_specs.ROLE_SPECS.items()]
+    list(ALL_SPECS.items()) + [("role " + n, s) for n, (_, s) in role_specs.ROLE_SPECS.items()]
     + [("group " + n, s) for n, s in role_specs.GROUP_SPECS.items()]))
 def test_every_spec_is_well_formed(name, spec):
     validate_spec(spec, name)
@@ -93,7 +103,7 @@ def rendered_docs(tmp_path_factory):
     """ansible-doc --json of every module by FQCN (doc fragments merged), run outside the clone."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "--json", "-t", "module"]
-                          + ["netcheck.netcheck.%s" % name for name in MODULES],
+                          + ["netcheck.netcheck.%s" % name for name in DOCUMENTED],
                           cwd=str(tmp_path_factory.mktemp("doc")), env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -121,12 +131,12 @@ def _compare(spec, documented, path):
             _compare(option["options"], doc["suboptions"], "%s.%s" % (path, name))
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", DOCUMENTED)
 def test_documentation_says_what_the_spec_says(name, rendered_docs):
-    _compare(MODULE_SPECS[name], rendered_docs[name]["doc"]["options"], name)
+    _compare(ALL_SPECS[name], rendered_docs[name]["doc"]["options"], name)
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", DOCUMENTED)
 def test_every_module_supports_check_mode_in_its_documentation(name, rendered_docs):
     assert rendered_docs[name]["doc"]["attributes"]["check_mode"]["support"] == "full"
 
@@ -156,17 +166,17 @@ def _nested_paths(spec, prefix=""):
                 yield found
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", DOCUMENTED)
 def test_every_documented_option_is_accepted(name):
-    spec = MODULE_SPECS[name]
+    spec = ALL_SPECS[name]
     every = {option: _sample(value) for option, value in spec.items()}
     result = ArgumentSpecValidator(argument_spec(spec)).validate(every)
     assert result.error_messages == [], name
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", DOCUMENTED)
 def test_an_unknown_key_is_rejected_naming_its_path_at_every_level(name):
-    spec = MODULE_SPECS[name]
+    spec = ALL_SPECS[name]
     every = {option: _sample(value) for option, value in spec.items()}
     result = ArgumentSpecValidator(argument_spec(spec)).validate(dict(every, colour="blue"))
     assert any("colour" in message for message in result.error_messages), name
@@ -238,7 +248,7 @@ def _walk_return(values, path):
             _walk_return(value["contains"], where)
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", DOCUMENTED)
 def test_return_parses_with_no_stray_keys_at_any_depth(name):
     _walk_return(_return_of(name), name)
 
