@@ -210,8 +210,12 @@ def test_every_role_default_is_a_declared_variable_and_every_variable_has_a_defa
 
 def test_role_variables_handed_to_a_module_option_have_its_type_and_choices():
     spec = role_specs.NETCHECK_ROLE_SPEC
-    assert spec["netcheck_tcp_targets"]["options"] is tcp.TCP_TARGET_SPEC
-    for variable, option in (("netcheck_tcp_timeout", tcp.TCP_MODULE_SPEC["timeout"]),
+    assert spec["netcheck_targets"]["options"] is diagnose.DIAGNOSE_TARGET_SPEC
+    assert spec["netcheck_tcp_targets"]["options"] is role_specs.EXTRA_TARGET_SPECS["tcp"]
+    assert spec["netcheck_tcp_group_targets"]["options"] is role_specs.GROUP_SPECS["tcp"]
+    for variable, option in (("netcheck_tcp_timeout", diagnose.DIAGNOSE_MODULE_SPEC["tcp_timeout"]),
+                             ("netcheck_max_workers", diagnose.DIAGNOSE_MODULE_SPEC["max_workers"]),
+                             ("netcheck_mesh_icmp", diagnose.DIAGNOSE_TARGET_SPEC["icmp"]),
                              ("netcheck_icmp_method", icmp.ICMP_MODULE_SPEC["method"]),
                              ("netcheck_http_follow_redirects", http.HTTP_MODULE_SPEC["follow_redirects"])):
         assert {k: v for k, v in spec[variable].items() if k != "description"} == {
