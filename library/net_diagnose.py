@@ -298,7 +298,7 @@ results:
     layers:
       description:
         - Every layer's result in the shared shape (target, kind, state, ok, timings, error, detail).
-        - C(neighbour) (kind C(neighbour); detail route, next_hop, via_gateway, dev, mac, kernel_state,
+        - C(neighbour) (kind C(neighbour); state C(reachable), C(local), C(unreachable) or C(no_route); detail route, next_hop, via_gateway, dev, mac, kernel_state,
           wire_macs, wire_error, seen_on_wire, table_entries, table_fulls_delta) and C(icmp) are null when not
           checked; C(tcp) and C(http) are lists (one per port, one per URL) as M(netcheck.netcheck.port_check)
           and M(netcheck.netcheck.http_check) return them.

@@ -291,7 +291,11 @@ def arp_probe(dev, target_ip, source_ip, timeout=DEFAULT_ARP_TIMEOUT):
     return macs, None
 
 
-_NEIGHBOUR_OK = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP", "LOCAL")
+# the kernel's neighbour states (NUD_*) that hold a MAC; detail.kernel_state keeps the kernel's own word
+_NEIGHBOUR_OK = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP")
+# the neighbour layer's states, words of docs/results.md: the next hop has a MAC, the address is the
+# source's own, nobody answers ARP/NDP (no entry, INCOMPLETE or FAILED), or no route at all
+NEIGHBOUR_RESULT_STATES = ("reachable", "local", "unreachable", "no_route")
 
 
 def neighbour_result(address, route, neighbour, wire=None, table=None):
@@ -303,10 +307,12 @@ def neighbour_result(address, route, neighbour, wire=None, table=None):
     kernel_state = neighbour.get("state")
     if route.get("dev") is None:
         state = "no_route"
-    elif kernel_state in (None, "NONE"):
-        state = "none"
+    elif kernel_state == "LOCAL":
+        state = "local"
+    elif kernel_state in _NEIGHBOUR_OK:
+        state = "reachable"
     else:
-        state = kernel_state.lower()
+        state = "unreachable"
     wire = wire or {}
     macs = wire.get("macs")
     detail = {
@@ -317,8 +323,9 @@ def neighbour_result(address, route, neighbour, wire=None, table=None):
         "table_entries": (table or {}).get("after", {}).get("entries") if table and table.get("after") else None,
         "table_fulls_delta": _table_fulls_delta(table),
     }
-    ok = state in [s.lower() for s in _NEIGHBOUR_OK]
-    error = None if ok else (neighbour.get("error") or route.get("error") or "neighbour state %s" % state)
+    ok = state in ("reachable", "local")
+    error = None if ok else (neighbour.get("error") or route.get("error")
+                             or "neighbour state %s" % (kernel_state or "NONE"))
     return probe_result(detail["next_hop"] or address, "neighbour", state, ok, {}, error, detail)
 
 
@@ -448,7 +455,7 @@ def _judge_neighbour(neighbour, expected, findings):
     if state == "no_route":
         findings.fail("NO_ROUTE", ["route: %s" % (detail["route"].get("error") or "no route")])
         return True
-    if state in ("failed", "incomplete", "none"):
+    if state == "unreachable":
         if not _expects_an_answer(expected):
             return True
         hop = detail.get("next_hop")
