@@ -261,3 +261,25 @@ def test_the_return_walk_catches_a_description_cut_short_by_a_comma():
     broken = yaml.safe_load("errno: {description: The errno, else null., type: int}")
     with pytest.raises(AssertionError, match="stray keys"):
         _walk_return(broken, "x")
+
+
+# --- action-only modules: the action plugin rejects an unknown option, naming it ------------------
+
+@pytest.mark.parametrize("name, args", [
+    ("netcheck_report", {"sources": ["h1"], "colour": "blue"}),
+    ("ec2_explain", {"source": "10.0.0.1", "target": "10.0.0.2", "port": 22, "colour": "blue"}),
+    ("net_diagnose", {"targets": [], "group_targets": {"tcp": [{"group": "db", "port": 22, "colour": "blue"}]}}),
+])
+def test_an_action_plugin_rejects_an_unknown_option_naming_it(name, args, monkeypatch):
+    import importlib
+    import types
+
+    from ansible.errors import AnsibleActionFail
+    from ansible.plugins.action import ActionBase
+
+    plugin = importlib.import_module("ansible_collections.netcheck.netcheck.plugins.action." + name)
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    action = plugin.ActionModule.__new__(plugin.ActionModule)
+    action._task = types.SimpleNamespace(args=args)
+    with pytest.raises(AnsibleActionFail, match="colour"):
+        action.run(task_vars={"inventory_hostname": "h1", "groups": {"db": ["h2"]}, "hostvars": {}})
