@@ -127,7 +127,8 @@ DIAGNOSE_TARGET_SPEC = {
     "icmp": {"type": "str", "choices": list(ICMP_MODES), "default": "auto",
              "description": "auto, reachable (must answer), unreachable (must not) or skip (no ping)."},
     "neighbour": {"type": "bool", "default": True, "description": "Read the route and the next hop's ARP/NDP entry."},
-    "ports": {"type": "list", "elements": "dict", "options": DIAGNOSE_PORT_SPEC, "description": "TCP ports to connect to."},
+    "ports": {"type": "list", "elements": "dict", "options": DIAGNOSE_PORT_SPEC,
+              "description": "TCP ports to connect to."},
     "urls": {"type": "list", "elements": "dict", "options": http_probe.HTTP_URL_SPEC,
              "description": "HTTP(S) URLs to fetch, each with http_check's per-URL options."},
 }
@@ -137,14 +138,17 @@ DIAGNOSE_MODULE_SPEC = {
     "tcp_timeout": {"type": "float", "default": tcp_probe.DEFAULT_TIMEOUT,
                     "description": "Default seconds per TCP connection (a filtered port takes this long)."},
     "icmp": {"type": "dict", "default": {}, "description": "How each target is pinged (one round for all targets).",
-             "options": select_options(icmp_probe.ICMP_MODULE_SPEC, ("count", "interval", "timeout", "size", "method"))},
+             "options": select_options(icmp_probe.ICMP_MODULE_SPEC,
+                                       ("count", "interval", "timeout", "size", "method"))},
     "http": {"type": "dict", "default": {}, "options": select_options(http_probe.HTTP_REQUEST_SPEC),
              "description": "Defaults for every URL (a URL may override each one)."},
-    "arp_probe": {"type": "bool", "description": "Send ARP requests on the wire to on-link IPv4 next hops (unset: as root)."},
+    "arp_probe": {"type": "bool",
+                  "description": "Send ARP requests on the wire to on-link IPv4 next hops (unset: as root)."},
     "arp_timeout": {"type": "float", "default": DEFAULT_ARP_TIMEOUT, "description": "Seconds an ARP probe waits."},
     "limits": {"type": "bool", "default": False, "description": "Also return this host's connection limits."},
     "limit_ports": dict(LIMITS_SPEC["ports"],
-                        description="With limits, the listening ports whose process, descriptors and queue are returned."),
+                        description="With limits, the listening ports whose process, descriptors and queue "
+                                    "are returned."),
     "max_workers": {"type": "int", "default": 256, "description": "How many probes of one layer run at once at most."},
 }
 
