@@ -132,13 +132,13 @@ limit_warnings:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.limits import gather
-
-ARGUMENT_SPEC = dict(ports=dict(type="list", elements="int", default=[]))
+from ..module_utils.netcheck.limits import LIMITS_SPEC, gather
+from ..module_utils.netcheck.probe import new_module
+from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec(LIMITS_SPEC), supports_check_mode=True)
     for index, port in enumerate(module.params["ports"]):
         if not 1 <= port <= 65535:
             module.fail_json(msg="ports[%d]: %s is not a port (1-65535)" % (index, port))

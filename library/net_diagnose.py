@@ -39,8 +39,8 @@ options:
         type: str
         required: true
       name:
-        description: The label of the target in the result (default I(host)), e.g. its inventory name.
-        type: str
+        description: The label of the target in the result (default I(host)), e.g. its inventory name. Must be a string.
+        type: raw
       icmp:
         description:
           - C(auto) pings; a dropped echo is a failure only when nothing else answers.
@@ -71,14 +71,14 @@ options:
             description: Seconds for the connection (default I(tcp_timeout)).
             type: float
           send:
-            description: A string sent once connected.
-            type: str
+            description: A string sent once connected (UTF-8). Must be a string.
+            type: raw
           expect:
             description: A regular expression the banner must match; a miss is C(WRONG_SERVICE).
             type: str
           name:
-            description: A label for this port.
-            type: str
+            description: A label for this port. Must be a string.
+            type: raw
       urls:
         description: HTTP(S) URLs to fetch; each takes the per-URL options of M(netcheck.netcheck.http_check).
         type: list
@@ -89,8 +89,8 @@ options:
             type: str
             required: true
           name:
-            description: A label for this URL.
-            type: str
+            description: A label for this URL. Must be a string.
+            type: raw
           method:
             description: Overrides I(http.method).
             type: str
@@ -122,6 +122,9 @@ options:
           body_regex:
             description: A regular expression the body must match (GET only); a miss is C(WRONG_SERVICE).
             type: str
+          keep_headers_across_origins:
+            description: Overrides I(http.keep_headers_across_origins).
+            type: bool
   tcp_timeout:
     description: Default seconds per TCP connection (a filtered port takes this long).
     type: float
@@ -192,6 +195,13 @@ options:
         description: Seconds per request.
         type: float
         default: 5
+      body_regex:
+        description: A regular expression the body of every URL must match (GET only).
+        type: str
+      keep_headers_across_origins:
+        description: Send I(headers) on to another origin after a redirect (never Authorization, Cookie).
+        type: bool
+        default: false
   arp_probe:
     description:
       - Send an ARP request on the wire to each on-link IPv4 next hop (raw socket, root only).
@@ -288,7 +298,7 @@ results:
     layers:
       description:
         - Every layer's result in the shared shape (target, kind, state, ok, timings, error, detail).
-        - C(neighbour) (kind C(neighbour); detail route, next_hop, via_gateway, dev, mac, kernel_state,
+        - C(neighbour) (kind C(neighbour); state C(reachable), C(local), C(unreachable) or C(no_route); detail route, next_hop, via_gateway, dev, mac, kernel_state,
           wire_macs, wire_error, seen_on_wire, table_entries, table_fulls_delta) and C(icmp) are null when not
           checked; C(tcp) and C(http) are lists (one per port, one per URL) as M(netcheck.netcheck.port_check)
           and M(netcheck.netcheck.http_check) return them.
@@ -356,71 +366,11 @@ elapsed_ms:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.diagnose import ICMP_MODES, PORT_EXPECTATIONS, diagnose_targets, parse_targets, \
-    summarize_pairs
-from ..module_utils.netcheck.icmp import METHODS as ICMP_METHODS, validate_options as icmp_options
+from ..module_utils.netcheck.diagnose import DIAGNOSE_MODULE_SPEC, diagnose_targets, parse_targets, summarize_pairs
+from ..module_utils.netcheck.icmp import validate_options as icmp_options
 from ..module_utils.netcheck.limits import gather as gather_limits
-from ..module_utils.netcheck.probe import InputError, ms_since
-
-# The argument spec, written once as module-level constants (a declarative spec may be made from them).
-PORT_OPTIONS = dict(
-    port=dict(type="int", required=True),
-    expected=dict(type="str", choices=list(PORT_EXPECTATIONS), default="open"),
-    timeout=dict(type="float"),
-    send=dict(type="str"),
-    expect=dict(type="str"),
-    name=dict(type="str"),
-)
-URL_OPTIONS = dict(
-    url=dict(type="str", required=True),
-    name=dict(type="str"),
-    method=dict(type="str", choices=["HEAD", "GET"]),
-    status_codes=dict(type="list", elements="int"),
-    headers=dict(type="dict", no_log=True),
-    expect_headers=dict(type="dict"),
-    follow_redirects=dict(type="str", choices=["none", "safe", "all"]),
-    validate_certs=dict(type="bool"),
-    ca_path=dict(type="path"),
-    timeout=dict(type="float"),
-    body_regex=dict(type="str"),
-)
-TARGET_OPTIONS = dict(
-    host=dict(type="str", required=True),
-    name=dict(type="str"),
-    icmp=dict(type="str", choices=list(ICMP_MODES), default="auto"),
-    neighbour=dict(type="bool", default=True),
-    ports=dict(type="list", elements="dict", options=PORT_OPTIONS),
-    urls=dict(type="list", elements="dict", options=URL_OPTIONS),
-)
-ICMP_OPTIONS = dict(
-    count=dict(type="int", default=3),
-    interval=dict(type="float", default=0.2),
-    timeout=dict(type="float", default=1.0),
-    size=dict(type="int", default=56),
-    method=dict(type="str", choices=list(ICMP_METHODS), default="auto"),
-)
-HTTP_OPTIONS = dict(
-    method=dict(type="str", choices=["HEAD", "GET"], default="HEAD"),
-    status_codes=dict(type="list", elements="int", default=[200]),
-    headers=dict(type="dict", default={}, no_log=True),
-    expect_headers=dict(type="dict", default={}),
-    follow_redirects=dict(type="str", choices=["none", "safe", "all"], default="safe"),
-    validate_certs=dict(type="bool", default=True),
-    ca_path=dict(type="path"),
-    timeout=dict(type="float", default=5.0),
-)
-ARGUMENT_SPEC = dict(
-    targets=dict(type="list", elements="dict", required=True, options=TARGET_OPTIONS),
-    tcp_timeout=dict(type="float", default=3.0),
-    icmp=dict(type="dict", default={}, options=ICMP_OPTIONS),
-    http=dict(type="dict", default={}, options=HTTP_OPTIONS),
-    arp_probe=dict(type="bool"),
-    arp_timeout=dict(type="float", default=0.5),
-    limits=dict(type="bool", default=False),
-    limit_ports=dict(type="list", elements="int", default=[]),
-    max_workers=dict(type="int", default=256),
-)
-
+from ..module_utils.netcheck.probe import InputError, ms_since, new_module
+from ..module_utils.netcheck.spec import argument_spec
 
 def _without_nones(values):
     return {key: value for key, value in (values or {}).items() if value is not None}
@@ -435,7 +385,7 @@ def _failure_message(pairs, summary, shown=10):
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = new_module(AnsibleModule, argument_spec=argument_spec(DIAGNOSE_MODULE_SPEC), supports_check_mode=True)
     start = time.monotonic()
     params = module.params
     empty = dict(results=[], summary=summarize_pairs([]), limits=None, arp_cache=None, changed=False)

@@ -326,12 +326,13 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.capture import (
-    DEFAULT_DURATION, DEFAULT_MAX_BYTES, DEFAULT_MAX_PACKETS, DEFAULT_SNAPLEN, Capture, CaptureError,
+    CAPTURE_SPEC, Capture, CaptureError,
     build_filter, captures, check_filter, first_host, local_addresses, new_capture, reap_orphans, remove,
     report, resolve_owner, route_interface, run_attached, running_view, start_detached, stop,
     validate_bounds, validate_file_name, validate_id, validate_interface, validate_snaplen,
 )
-from ..module_utils.netcheck.probe import InputError
+from ..module_utils.netcheck.probe import InputError, new_module
+from ..module_utils.netcheck.spec import argument_spec
 
 
 def runner_of(module):
@@ -371,22 +372,9 @@ def finished_message(view):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", choices=["captured", "started", "stopped", "absent"], default="captured"),
-            id=dict(type="str"),
-            filter=dict(type="raw"),
-            interface=dict(type="str"),
-            targets=dict(type="list", elements="str", default=[]),
-            snaplen=dict(type="int", default=DEFAULT_SNAPLEN),
-            duration=dict(type="int", default=DEFAULT_DURATION),
-            max_packets=dict(type="int", default=DEFAULT_MAX_PACKETS),
-            max_bytes=dict(type="int", default=DEFAULT_MAX_BYTES),
-            file_name=dict(type="str"),
-            owner=dict(type="str"),
-            summary=dict(type="bool", default=True),
-            max_age=dict(type="int", default=0),
-        ),
+    module = new_module(
+        AnsibleModule,
+        argument_spec=argument_spec(CAPTURE_SPEC),
         required_if=[("state", "stopped", ("id",))],
         supports_check_mode=True,
     )

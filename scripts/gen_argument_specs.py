@@ -47,17 +47,26 @@ def path_of(role):
     return REPO / "roles" / role / "meta" / "argument_specs.yml"
 
 
+def _import_path():
+    if str(REPO / "collections") not in sys.path:
+        sys.path.insert(0, str(REPO / "collections"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare with the committed files")
     args = parser.parse_args(argv)
+    _import_path()
     stale = []
-    for role in ("netcheck", "port_forward"):
+    from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import ROLE_SPECS
+
+    for role in ROLE_SPECS:
         text = render(role)
         if args.check:
             if not path_of(role).exists() or path_of(role).read_text() != text:
                 stale.append(str(path_of(role)))
         else:
+            path_of(role).parent.mkdir(exist_ok=True)
             path_of(role).write_text(text)
     if stale:
         print("out of date (run scripts/gen_argument_specs.py): " + ", ".join(stale))

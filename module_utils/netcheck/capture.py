@@ -67,6 +67,32 @@ READY_TIMEOUT_S = 10.0
 STOP_GRACE_S = 5.0
 STOP_WAIT_S = 15.0
 
+# The options a user writes (module_utils/netcheck/spec.py explains the format); packet_capture's
+# argument_spec is made from it.
+CAPTURE_SPEC = {
+    "state": {"type": "str", "choices": ["captured", "started", "stopped", "absent"], "default": "captured",
+              "description": "captured (one-shot), started (in the background), stopped (by id) or absent (removed)."},
+    "id": {"type": "str", "description": "The capture's id (required with stopped; generated when omitted)."},
+    "filter": {"type": "raw", "description": "A raw BPF expression (a string) or a structured filter (a mapping)."},
+    "interface": {"type": "str",
+                  "description": "The interface to capture on (default: the one routing to targets[0])."},
+    "targets": {"type": "list", "elements": "str", "default": [],
+                "description": "Hosts the capture is about; the first one chooses the default interface."},
+    "snaplen": {"type": "int", "default": DEFAULT_SNAPLEN, "description": "Bytes kept of every packet (1 to 262144)."},
+    "duration": {"type": "int", "default": DEFAULT_DURATION,
+                 "description": "Seconds after which the capture stops (1 to 86400)."},
+    "max_packets": {"type": "int", "default": DEFAULT_MAX_PACKETS,
+                    "description": "Packets after which the capture stops (1 to 100000000)."},
+    "max_bytes": {"type": "int", "default": DEFAULT_MAX_BYTES,
+                  "description": "Size of the pcap after which the capture stops (1024 to 4294967296 bytes)."},
+    "file_name": {"type": "str",
+                  "description": "Name of the pcap in the capture's directory (default <interface>.pcap)."},
+    "owner": {"type": "str", "description": "User (name or uid) the pcap belongs to (default: the sudo user)."},
+    "summary": {"type": "bool", "default": True, "description": "Return the per-flow summary."},
+    "max_age": {"type": "int", "default": 0,
+                "description": "With state absent and no id, remove only finished captures older than this (s)."},
+}
+
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}\.pcap\Z")
 _IFNAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\Z")

@@ -31,12 +31,13 @@ import time
 from . import http as http_probe
 from . import icmp as icmp_probe
 from . import tcp as tcp_probe
-from .limits import parse_arp_cache_stat, read_ntables
+from .limits import LIMITS_SPEC, parse_arp_cache_stat, read_ntables
 from .neighbour import default_run, next_hops
 from .probe import (
     InputError, ms_since, probe_result, run_concurrently, validate_host, validate_port, validate_regex,
     validate_timeout,
 )
+from .spec import select as select_options
 
 KIND = "diagnose"
 LAYERS = ("link", "network", "transport", "application")
@@ -110,8 +111,46 @@ class DiagnoseTarget(object):
                 "urls": [u["url"] for u in self.urls]}
 
 
-PORT_KEYS = ("port", "expected", "timeout", "send", "expect", "name")
-TARGET_KEYS = ("name", "host", "icmp", "ports", "urls", "neighbour")
+# The options a user writes (module_utils/netcheck/spec.py explains the format): net_diagnose's
+# argument_spec, its action plugin's group specs and the netcheck role's argument_specs are made
+# from these, which reuse the TCP, ICMP, HTTP and limits probes' own options.
+DIAGNOSE_PORT_SPEC = dict(
+    port=tcp_probe.TCP_TARGET_SPEC["port"],
+    expected={"type": "str", "choices": list(PORT_EXPECTATIONS), "default": "open",
+              "description": "The state the port must be in (filtered for a port that must stay closed to this host)."},
+    timeout=dict(tcp_probe.TCP_TARGET_SPEC["timeout"],
+                 description="Seconds for the handshake, and again for expect (default: tcp_timeout)."),
+    **select_options(tcp_probe.TCP_TARGET_SPEC, ("send", "expect", "name")))
+DIAGNOSE_TARGET_SPEC = {
+    "host": {"type": "str", "required": True, "description": "Name or IP address of the target."},
+    "name": {"type": "raw", "description": "The label of the target in the result (default: host)."},
+    "icmp": {"type": "str", "choices": list(ICMP_MODES), "default": "auto",
+             "description": "auto, reachable (must answer), unreachable (must not) or skip (no ping)."},
+    "neighbour": {"type": "bool", "default": True, "description": "Read the route and the next hop's ARP/NDP entry."},
+    "ports": {"type": "list", "elements": "dict", "options": DIAGNOSE_PORT_SPEC,
+              "description": "TCP ports to connect to."},
+    "urls": {"type": "list", "elements": "dict", "options": http_probe.HTTP_URL_SPEC,
+             "description": "HTTP(S) URLs to fetch, each with http_check's per-URL options."},
+}
+DIAGNOSE_MODULE_SPEC = {
+    "targets": {"type": "list", "elements": "dict", "required": True, "options": DIAGNOSE_TARGET_SPEC,
+                "description": "The targets, all checked at once."},
+    "tcp_timeout": {"type": "float", "default": tcp_probe.DEFAULT_TIMEOUT,
+                    "description": "Default seconds per TCP connection (a filtered port takes this long)."},
+    "icmp": {"type": "dict", "default": {}, "description": "How each target is pinged (one round for all targets).",
+             "options": select_options(icmp_probe.ICMP_MODULE_SPEC,
+                                       ("count", "interval", "timeout", "size", "method"))},
+    "http": {"type": "dict", "default": {}, "options": select_options(http_probe.HTTP_REQUEST_SPEC),
+             "description": "Defaults for every URL (a URL may override each one)."},
+    "arp_probe": {"type": "bool",
+                  "description": "Send ARP requests on the wire to on-link IPv4 next hops (unset: as root)."},
+    "arp_timeout": {"type": "float", "default": DEFAULT_ARP_TIMEOUT, "description": "Seconds an ARP probe waits."},
+    "limits": {"type": "bool", "default": False, "description": "Also return this host's connection limits."},
+    "limit_ports": dict(LIMITS_SPEC["ports"],
+                        description="With limits, the listening ports whose process, descriptors and queue "
+                                    "are returned."),
+    "max_workers": {"type": "int", "default": 256, "description": "How many probes of one layer run at once at most."},
+}
 
 
 def parse_targets(raw_targets, defaults=None, field="targets"):
@@ -130,7 +169,7 @@ def parse_targets(raw_targets, defaults=None, field="targets"):
             raw = {"host": raw}
         if not isinstance(raw, dict):
             raise InputError("%s: expected a mapping with host, got %r" % (where, raw))
-        unknown = set(raw) - set(TARGET_KEYS)
+        unknown = set(raw) - set(DIAGNOSE_TARGET_SPEC)
         if unknown:
             raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(map(str, unknown)))))
         host = validate_host(raw.get("host"), where + ".host")
@@ -167,10 +206,10 @@ def _parse_ports(raw_ports, field, default_timeout):
         where = "%s[%d]" % (field, index)
         if not isinstance(raw, dict):
             raw = {"port": raw}
-        unknown = set(raw) - set(PORT_KEYS)
+        unknown = set(raw) - set(DIAGNOSE_PORT_SPEC)
         if unknown:
             raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(map(str, unknown)))))
-        spec = {key: raw.get(key) for key in PORT_KEYS}
+        spec = {key: raw.get(key) for key in DIAGNOSE_PORT_SPEC}
         spec["expected"] = spec["expected"] or "open"
         if spec["expected"] not in PORT_EXPECTATIONS:
             raise InputError("%s.expected: %r is not one of %s"
@@ -256,7 +295,11 @@ def arp_probe(dev, target_ip, source_ip, timeout=DEFAULT_ARP_TIMEOUT):
     return macs, None
 
 
-_NEIGHBOUR_OK = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP", "LOCAL")
+# the kernel's neighbour states (NUD_*) that hold a MAC; detail.kernel_state keeps the kernel's own word
+_NEIGHBOUR_OK = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP")
+# the neighbour layer's states, words of docs/results.md: the next hop has a MAC, the address is the
+# source's own, nobody answers ARP/NDP (no entry, INCOMPLETE or FAILED), or no route at all
+NEIGHBOUR_RESULT_STATES = ("reachable", "local", "unreachable", "no_route")
 
 
 def neighbour_result(address, route, neighbour, wire=None, table=None):
@@ -268,10 +311,12 @@ def neighbour_result(address, route, neighbour, wire=None, table=None):
     kernel_state = neighbour.get("state")
     if route.get("dev") is None:
         state = "no_route"
-    elif kernel_state in (None, "NONE"):
-        state = "none"
+    elif kernel_state == "LOCAL":
+        state = "local"
+    elif kernel_state in _NEIGHBOUR_OK:
+        state = "reachable"
     else:
-        state = kernel_state.lower()
+        state = "unreachable"
     wire = wire or {}
     macs = wire.get("macs")
     detail = {
@@ -282,8 +327,9 @@ def neighbour_result(address, route, neighbour, wire=None, table=None):
         "table_entries": (table or {}).get("after", {}).get("entries") if table and table.get("after") else None,
         "table_fulls_delta": _table_fulls_delta(table),
     }
-    ok = state in [s.lower() for s in _NEIGHBOUR_OK]
-    error = None if ok else (neighbour.get("error") or route.get("error") or "neighbour state %s" % state)
+    ok = state in ("reachable", "local")
+    error = None if ok else (neighbour.get("error") or route.get("error")
+                             or "neighbour state %s" % (kernel_state or "NONE"))
     return probe_result(detail["next_hop"] or address, "neighbour", state, ok, {}, error, detail)
 
 
@@ -413,7 +459,7 @@ def _judge_neighbour(neighbour, expected, findings):
     if state == "no_route":
         findings.fail("NO_ROUTE", ["route: %s" % (detail["route"].get("error") or "no route")])
         return True
-    if state in ("failed", "incomplete", "none"):
+    if state == "unreachable":
         if not _expects_an_answer(expected):
             return True
         hop = detail.get("next_hop")

@@ -43,10 +43,6 @@ USER_AGENT = "netcheck-http_check/0.3"
 # an HTTP header name (RFC 9110 token); \Z, not $, which would let a trailing newline through
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _BAD_VALUE = re.compile(r"[\r\n\0]")
-DEFAULTS = {"method": "HEAD", "status_codes": [200], "headers": {}, "expect_headers": {},
-            "follow_redirects": "safe", "validate_certs": True, "ca_path": None, "timeout": 5.0,
-            "body_regex": None, "keep_headers_across_origins": False}
-TARGET_KEYS = tuple(DEFAULTS) + ("url", "name")
 
 # The options a user writes (module_utils/netcheck/spec.py explains the format). Every request
 # option is a module-level default that one URL may override (so without a default there).
@@ -68,6 +64,9 @@ HTTP_REQUEST_SPEC = {
         "type": "bool", "default": False,
         "description": "Send headers on to another origin after a redirect (never Authorization, Cookie)."},
 }
+# each request option's default (None when it has none): what a URL gets when nothing overrides it
+DEFAULTS = {name: option.get("default") for name, option in HTTP_REQUEST_SPEC.items()}
+TARGET_KEYS = tuple(DEFAULTS) + ("url", "name")
 HTTP_URL_SPEC = dict(
     {"url": {"type": "str", "required": True, "description": "An http:// or https:// URL."},
      "name": {"type": "raw", "description": "A label returned as detail.name (a string)."}},

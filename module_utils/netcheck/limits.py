@@ -22,6 +22,13 @@ TCP_LISTEN = 0x0A
 # a limit is "near" when this share of it is used
 NEAR = 0.9
 
+# The options a user writes (module_utils/netcheck/spec.py explains the format); conn_limits'
+# argument_spec and net_diagnose's limit_ports are made from it.
+LIMITS_SPEC = {
+    "ports": {"type": "list", "elements": "int", "default": [],
+              "description": "Listening TCP ports whose process, descriptors and accept queue are returned."},
+}
+
 RLIMITS = ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE", "RLIMIT_STACK", "RLIMIT_AS", "RLIMIT_MEMLOCK")
 
 

@@ -9,20 +9,9 @@ import ipaddress
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import argument_spec
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain import (
-    LINUX_EPHEMERAL, Ec2ExplainError, Ec2Fetcher, explain_flow)
-
-ARGUMENT_SPEC = {
-    "source": {"type": "str", "required": True},
-    "target": {"type": "str", "required": True},
-    "protocol": {"type": "str", "default": "tcp", "choices": ["tcp", "udp", "icmp"]},
-    "port": {"type": "int"},
-    "data_plane": {"type": "str"},
-    "ephemeral_ports": {"type": "list", "elements": "int", "default": list(LINUX_EPHEMERAL)},
-    "region": {"type": "str"},
-    "endpoint_url": {"type": "str"},
-    "profile": {"type": "str"},
-}
+    EC2_EXPLAIN_SPEC, Ec2ExplainError, Ec2Fetcher, explain_flow)
 
 
 def check_args(args):
@@ -52,7 +41,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _, args = self.validate_argument_spec(argument_spec=argument_spec(EC2_EXPLAIN_SPEC))
         result["changed"] = False
         problem = check_args(args)
         if problem:

@@ -25,18 +25,28 @@ from urllib.parse import urlsplit
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import check_keys
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import (
+    EXTRA_TARGET_SPECS, GROUP_SPECS, MESH_SPEC, PORT_SPEC, PORT_URL_SPEC,
+)
+
 ALL_LAYERS = ("icmp", "tcp", "http", "limits")
 CONTROLLER_OPTIONS = ("mesh", "group_targets", "extra_targets", "layers")
-MESH_KEYS = ("hosts", "group", "ports", "urls", "icmp", "address_var", "include_self")
-PORT_KEYS = ("port", "expected", "timeout", "send", "expect", "name")
-URL_KEYS = ("name", "method", "status_codes", "headers", "expect_headers", "follow_redirects", "validate_certs",
-            "ca_path", "timeout", "body_regex")
 # icmp modes, weakest first: a stronger expectation given anywhere wins
 ICMP_STRENGTH = {"skip": 0, "auto": 1, "reachable": 2, "unreachable": 2}
 
 
 class ExpansionError(ValueError):
     """Bad controller-side input; the message names the field."""
+
+
+def _check_keys(value, spec, field):
+    """spec.check_keys, raising ExpansionError: an unknown key is named with its path."""
+    try:
+        check_keys(value, spec, field)
+    except InputError as exc:
+        raise ExpansionError(str(exc))
 
 
 def _http_url(scheme, host, port, path):
@@ -72,15 +82,10 @@ class TargetSet(object):
     def port(self, target, spec, field):
         if not isinstance(spec, dict):
             spec = {"port": spec}
+        _check_keys(spec, PORT_SPEC, field)
         spec = dict(spec)
         if "expected_state" in spec:  # the port_check spelling
             spec.setdefault("expected", spec.pop("expected_state"))
-        spec.pop("family", None)
-        unknown = set(spec) - set(PORT_KEYS)
-        if unknown:
-            raise ExpansionError("%s: unknown key(s) %s" % (field, ", ".join(sorted(unknown))))
-        if "port" not in spec:
-            raise ExpansionError("%s: needs port" % field)
         merged = target["ports"].setdefault(int(spec["port"]), {})
         merged.update({k: v for k, v in spec.items() if v is not None})
 
@@ -126,10 +131,9 @@ def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra
     limit_ports = set()
     # group specs address their hosts as the mesh does unless they name their own address_var
     default_address_var = (mesh or {}).get("address_var") or "ansible_host"
+    if mesh:
+        _check_keys(mesh, MESH_SPEC, "mesh")
     if mesh and (mesh.get("hosts") is not None or mesh.get("group")):
-        unknown = set(mesh) - set(MESH_KEYS)
-        if unknown:
-            raise ExpansionError("mesh: unknown key(s) %s" % ", ".join(sorted(unknown)))
         address_var = mesh.get("address_var") or "ansible_host"
         with_self = mesh.get("include_self", include_self)
         icmp = mesh.get("icmp") or "auto"
@@ -148,13 +152,13 @@ def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra
         limit_ports.update(int(p["port"] if isinstance(p, dict) else p) for p in mesh.get("ports") or [])
         limit_ports.update(int(u["port"]) for u in mesh.get("urls") or [])
 
+    for option, given, specs in (("group_targets", group_targets, GROUP_SPECS),
+                                 ("extra_targets", extra_targets, EXTRA_TARGET_SPECS)):
+        _check_keys(given or {}, {layer: {"type": "list"} for layer in specs}, option)
     for layer in ("icmp", "tcp", "http"):
         for index, spec in enumerate((group_targets or {}).get(layer) or []):
             field = "netcheck_%s_group_targets[%d]" % (layer, index)
-            if not isinstance(spec, dict) or "group" not in spec:
-                raise ExpansionError("%s: needs group, got %r" % (field, spec))
-            if layer != "icmp" and "port" not in spec:
-                raise ExpansionError("%s: needs port, got %r" % (field, spec))
+            _check_keys(spec, GROUP_SPECS[layer], field)
             address_var = spec.get("address_var") or default_address_var
             with_self = spec.get("include_self", include_self)
             for name in _hosts_of(spec, groups, field):
@@ -176,15 +180,17 @@ def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra
         for index, spec in enumerate((extra_targets or {}).get(layer) or []):
             field = "netcheck_%s_targets[%d]" % (layer, index)
             if layer == "http":
-                spec = {"url": spec} if isinstance(spec, str) else dict(spec)
+                spec = {"url": spec} if isinstance(spec, str) else spec
+                _check_keys(spec, EXTRA_TARGET_SPECS["http"], field)
+                spec = dict(spec)
                 host = urlsplit(str(spec.get("url"))).hostname
                 if not host:
                     raise ExpansionError("%s.url: %r has no host" % (field, spec.get("url")))
                 found.url(found.get(host, host), spec)
                 continue
-            spec = {"host": spec} if isinstance(spec, str) else dict(spec)
-            if not spec.get("host"):
-                raise ExpansionError("%s: needs host, got %r" % (field, spec))
+            spec = {"host": spec} if isinstance(spec, str) else spec
+            _check_keys(spec, EXTRA_TARGET_SPECS[layer], field)
+            spec = dict(spec)
             host = str(spec.pop("host"))
             target = found.get(str(spec.get("name") or host), host)
             if layer == "icmp":
@@ -202,16 +208,12 @@ def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra
 
 
 def _url_spec(spec, host, field):
-    spec = dict(spec)
-    if "url" in spec:
-        return spec
-    if "port" not in spec:
-        raise ExpansionError("%s: needs port (or url)" % field)
     try:
         url = _http_url(spec.get("scheme", "http"), host, spec["port"], spec.get("path", "/"))
     except ExpansionError as exc:
         raise ExpansionError("%s.%s" % (field, exc))
-    entry = {k: v for k, v in spec.items() if k in URL_KEYS and v is not None}
+    entry = {k: v for k, v in spec.items() if k in PORT_URL_SPEC and k not in ("port", "scheme", "path")
+             and v is not None}
     entry["url"] = url
     return entry
 

@@ -8,19 +8,8 @@ registered result from hostvars in Python (no Jinja loop over hostvars), builds 
 fails when any pair missed its expectation or any source could not run, unless
 ``fail_on_mismatch`` is false.
 
-Options: ``sources`` (inventory names, required), ``register`` (the variable net_diagnose was
-registered as; default netcheck_diagnose), ``address_var`` (default ansible_host),
-``report_dir`` (the parent of the run's directory; default reports/ in the current directory; empty
-string: write nothing), ``report_options`` (passed to write_all), ``baseline`` (a known-failures
-file: its pairs are reported but do not fail the run; docs/reports.md), ``ec2_explain`` (true,
-false or auto: explain filtered pairs from security groups, NACLs and routes; auto = when the
-inventory is aws_ec2; docs/ec2.md), ``ec2_options`` (region, endpoint_url, profile, ...),
-``fail_on_mismatch`` (default true), ``started`` (the run's start, ISO 8601 UTC), ``playbook``,
-``run_dir`` (the run's directory, computed once by the play so that the captures' pcaps and the
-reports share it; default ``<report_dir>/<started>``), ``capture`` (join each host's packet
-capture to the failing pairs: plugin_utils/run.apply_captures; docs/capture.md) and
-``capture_register`` (the variable the capture role registered the stopped capture in; default
-capture_result).
+Its options are NETCHECK_REPORT_SPEC (plugins/plugin_utils/specs.py), documented in
+library/netcheck_report.py; an unknown one fails the task, named.
 """
 
 from __future__ import annotations
@@ -39,11 +28,10 @@ from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain impo
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import (
     BaselineError, apply_baseline, run_failed, write_all)
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import apply_captures, build_run, render
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import NETCHECK_REPORT_SPEC
 
 display = Display()
-VALID = frozenset(("sources", "register", "address_var", "report_dir", "report_options", "fail_on_mismatch",
-                   "started", "playbook", "baseline", "ec2_explain", "ec2_options", "run_dir", "capture",
-                   "capture_register"))
+VALID = frozenset(NETCHECK_REPORT_SPEC)
 
 
 def _utc_now():
@@ -82,7 +70,7 @@ class ActionModule(ActionBase):
         args = self._task.args
         unknown = sorted(set(args) - VALID)
         if unknown:
-            raise AnsibleActionFail("unknown options %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(VALID))))
+            raise AnsibleActionFail("%s: unknown option; known: %s" % (", ".join(unknown), ", ".join(NETCHECK_REPORT_SPEC)))
         sources = args.get("sources")
         if not isinstance(sources, (list, tuple)):
             raise AnsibleActionFail("sources: a list of inventory host names is required")

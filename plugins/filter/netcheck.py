@@ -42,6 +42,9 @@ def expand_group_targets(specs, groups, hostvars, source=None, include_self=Fals
             if name == source and not with_self:
                 continue
             target = {key: spec[key] for key in passed_on if spec.get(key) is not None}
+            if layer == "tcp" and spec.get("expected") is not None:
+                # the netcheck role's (net_diagnose's) spelling of port_check's expected_state
+                target.setdefault("expected_state", spec["expected"])
             host = str(hostvars[name].get(address_var) or name)
             if layer == "http":
                 target["url"] = _http_url(spec, host, where)

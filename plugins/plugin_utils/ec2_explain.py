@@ -46,6 +46,22 @@ PORT_STATES = ("filtered", "timeout")
 # the answers to those ports back in. Windows uses 49152-65535, NAT gateways 1024-65535.
 LINUX_EPHEMERAL = (32768, 60999)
 
+# The options of the ec2_explain action (its documentation is library/ec2_explain.py; the
+# format is module_utils/netcheck/spec.py's).
+EC2_EXPLAIN_SPEC = {
+    "source": {"type": "str", "required": True, "description": "Private IP address of the source's network interface."},
+    "target": {"type": "str", "required": True, "description": "Private IP address of the target's network interface."},
+    "protocol": {"type": "str", "default": "tcp", "choices": ["tcp", "udp", "icmp"],
+                 "description": "The flow's protocol (icmp: an echo request and its reply)."},
+    "port": {"type": "int", "description": "Destination port (1-65535), for tcp and udp."},
+    "data_plane": {"type": "str", "description": "What the data plane saw (a verdict code or a state)."},
+    "ephemeral_ports": {"type": "list", "elements": "int", "default": list(LINUX_EPHEMERAL),
+                        "description": "The client's ephemeral port range [low, high]."},
+    "region": {"type": "str", "description": "The AWS region of both instances."},
+    "endpoint_url": {"type": "str", "description": "The EC2 API URL (a VPC endpoint or a stand-in such as moto)."},
+    "profile": {"type": "str", "description": "The AWS profile to use."},
+}
+
 PROTOCOL_NUMBERS = {"tcp": "6", "udp": "17", "icmp": "1", "icmpv6": "58", "-1": "-1", "all": "-1"}
 PROTOCOL_NAMES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6", "-1": "all"}
 ECHO_REQUEST = {4: 8, 6: 128}

@@ -95,10 +95,11 @@ def test_the_netcheck_role_runs_from_the_installed_collection(installed, lab, sr
     proc, tasks = _role_play(installed, lab.config.inventory_path, src.name,
                              {"netcheck_tcp_targets": [{"host": dst.ip, "port": 22, "name": "set-by-this-test"}]})
     assert proc.returncode == 0, proc.stdout[-3000:]
-    (tcp,) = [t["hosts"][src.name] for t in tasks if "Check TCP ports" in t["task"]]
-    # the lab inventory's own group targets run too; ours is among them
-    ours = [r for r in tcp["results"] if r["detail"]["name"] == "set-by-this-test"]
-    assert [(r["target"], r["state"]) for r in ours] == [("%s:22" % dst.ip, "open")]
+    (diagnosis,) = [t["hosts"][src.name] for t in tasks if "Diagnose every target" in t["task"]]
+    # the mesh and the lab inventory's own group targets run too; ours is among them
+    (ours,) = [pair for pair in diagnosis["results"] if pair["target"] == "set-by-this-test"]
+    assert ours["address"] == dst.ip and ours["ok"]
+    assert [(r["target"], r["state"]) for r in ours["layers"]["tcp"]] == [("%s:22" % dst.ip, "open")]
 
 
 def test_a_typo_in_a_role_variable_fails_before_any_task_naming_it(installed, lab, src):
@@ -107,4 +108,4 @@ def test_a_typo_in_a_role_variable_fails_before_any_task_naming_it(installed, la
     assert proc.returncode != 0
     (validation,) = [t for t in tasks if t["hosts"].get(src.name, {}).get("failed")]
     assert "netcheck_tcp_group_targets.expected_sate" in validation["hosts"][src.name]["msg"]
-    assert not any("Check TCP ports" in t["task"] or "Ping from" in t["task"] for t in tasks)
+    assert not any("Diagnose every target" in t["task"] for t in tasks)

@@ -83,10 +83,15 @@ def test_include_self_of_a_spec_overrides_the_argument_both_ways():
 
 def test_module_keys_are_passed_through_and_group_keys_are_not():
     spec = {"group": "db", "port": 5432, "timeout": 1.5, "send": "x", "expect": "^ok", "expected_state": "closed",
-            "family": "ipv4", "address_var": "ansible_host", "include_self": False}
+            "address_var": "ansible_host", "include_self": False}
     (target,) = expand_group_targets([spec], GROUPS, HOSTVARS)
     assert target == {"port": 5432, "timeout": 1.5, "send": "x", "expect": "^ok", "expected_state": "closed",
-                      "family": "ipv4", "host": "10.77.0.21", "name": "db1"}
+                      "host": "10.77.0.21", "name": "db1"}
+
+
+def test_the_role_spelling_expected_becomes_port_checks_expected_state():
+    (target,) = expand_group_targets([{"group": "db", "port": 22, "expected": "filtered"}], GROUPS, HOSTVARS)
+    assert target == {"port": 22, "expected_state": "filtered", "host": "10.77.0.21", "name": "db1"}
 
 
 def test_a_typo_in_a_group_spec_is_an_error_naming_its_path_and_the_known_keys():
@@ -95,7 +100,7 @@ def test_a_typo_in_a_group_spec_is_an_error_naming_its_path_and_the_known_keys()
         expand_group_targets(specs, GROUPS, HOSTVARS)
     assert str(caught.value) == (
         "netcheck_tcp_group_targets[0].expected_sate: unknown key; known: group, address_var, include_self, "
-        "port, timeout, send, expect, expected_state, family")
+        "port, expected, timeout, send, expect, expected_state")
 
 
 @pytest.mark.parametrize("layer, spec, key", [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netcheck import public_ip, tcp
+from netcheck import diagnose, public_ip, tcp
 from netcheck.probe import RESULT_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,7 +73,8 @@ def test_every_state_in_a_modules_return_is_documented_for_its_kind(module):
     assert "C(%s)" % kind in results["kind"]["description"]
 
 
-@pytest.mark.parametrize("kind, states", [("tcp", tcp.STATES + ("error",)), ("public_ip", public_ip.STATES)])
+@pytest.mark.parametrize("kind, states", [("tcp", tcp.STATES + ("error",)), ("public_ip", public_ip.STATES),
+                                          ("neighbour", diagnose.NEIGHBOUR_RESULT_STATES)])
 def test_every_state_a_probe_declares_is_documented(kind, states):
     assert {(kind, state) for state in states} <= DOCUMENTED
 
@@ -81,3 +82,16 @@ def test_every_state_a_probe_declares_is_documented(kind, states):
 def test_the_modules_that_are_not_probes_are_named():
     section = _section("Modules that are not probes")
     assert "`port_forward`" in section and "`tcp_listener`" in section
+
+
+def test_the_page_promises_no_neighbour_state_net_diagnose_does_not_return():
+    assert {s for k, s in DOCUMENTED if k == "neighbour"} == set(diagnose.NEIGHBOUR_RESULT_STATES)
+
+
+def test_the_neighbour_layer_says_only_its_documented_words():
+    route = {"dev": "eth0", "gateway": None}
+    for kernel in ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP", "LOCAL", "FAILED", "INCOMPLETE",
+                   "NONE", None):
+        result = diagnose.neighbour_result("10.0.0.2", route, {"ip": "10.0.0.2", "state": kernel, "dev": "eth0"})
+        assert result["state"] in diagnose.NEIGHBOUR_RESULT_STATES, kernel
+    assert diagnose.neighbour_result("10.0.0.2", {"dev": None}, {"state": None})["state"] == "no_route"

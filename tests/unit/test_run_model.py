@@ -171,8 +171,34 @@ def test_explicit_extra_targets_and_bad_specs():
     assert targets["10.9.9.8"]["icmp"] == "unreachable"
     with pytest.raises(ExpansionError, match=r"netcheck_tcp_group_targets\[0\].group: no group 'nope'"):
         build_targets("h1", GROUPS, HOSTVARS, group_targets={"tcp": [{"group": "nope", "port": 1}]})
-    with pytest.raises(ExpansionError, match=r"mesh.ports\[0\]: unknown key\(s\) colour"):
+    with pytest.raises(ExpansionError, match=r"^mesh.ports\[0\].colour: unknown key; known: port, expected, "):
         build_targets("h1", GROUPS, HOSTVARS, mesh={"hosts": HOSTS, "ports": [{"port": 1, "colour": 2}]})
+
+
+@pytest.mark.parametrize("options, path", [
+    ({"group_targets": {"tcp": [{"group": "db", "port": 22, "expected_sate": "filtered"}]}},
+     "netcheck_tcp_group_targets[0].expected_sate"),
+    ({"group_targets": {"tcp": [{"group": "db", "port": 22, "adress_var": "private_ip"}]}},
+     "netcheck_tcp_group_targets[0].adress_var"),
+    ({"group_targets": {"icmp": [{"group": "db", "port": 22}]}}, "netcheck_icmp_group_targets[0].port"),
+    ({"group_targets": {"http": [{"group": "db", "port": 80, "status_code": [200]}]}},
+     "netcheck_http_group_targets[0].status_code"),
+    ({"group_targets": {"udp": []}}, "group_targets.udp"),
+    ({"extra_targets": {"tcp": [{"host": "h", "port": 1, "family": "ipv4"}]}}, "netcheck_tcp_targets[0].family"),
+    ({"extra_targets": {"icmp": [{"host": "h", "count": 3}]}}, "netcheck_icmp_targets[0].count"),
+    ({"extra_targets": {"http": [{"url": "http://h/", "colour": 1}]}}, "netcheck_http_targets[0].colour"),
+    ({"mesh": {"hosts": HOSTS, "colour": 1}}, "mesh.colour"),
+    ({"mesh": {"hosts": HOSTS, "urls": [{"port": 80, "colour": 1}]}}, "mesh.urls[0].colour"),
+])
+def test_a_typo_anywhere_the_action_expands_is_an_error_naming_its_path(options, path):
+    with pytest.raises(ExpansionError) as caught:
+        build_targets("h1", GROUPS, HOSTVARS, **options)
+    assert str(caught.value).startswith(path + ": unknown key; known: ")
+
+
+def test_a_group_spec_without_its_port_is_an_error_naming_it():
+    with pytest.raises(ExpansionError, match=r"^netcheck_tcp_group_targets\[0\].port: required"):
+        build_targets("h1", GROUPS, HOSTVARS, group_targets={"tcp": [{"group": "db"}]})
 
 
 def test_the_report_action_writes_every_report_file_and_a_known_failure_does_not_fail_the_run(tmp_path):

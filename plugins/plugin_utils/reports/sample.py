@@ -70,7 +70,7 @@ def _break(layers, code, address):
     icmp, tcp, http = layers["icmp"], layers["tcp"], layers["http"]
     if code == "NEIGHBOUR_FAILED" or code == "NO_ROUTE":
         if code == "NEIGHBOUR_FAILED":
-            layers["neighbour"].update(state="failed", ok=False, error="no ARP reply for %s" % address)
+            layers["neighbour"].update(state="unreachable", ok=False, error="no ARP reply for %s" % address)
             layers["neighbour"]["detail"].update(mac=None, state="FAILED")
             reason = "No route to host"
         else:
