@@ -108,7 +108,7 @@ def test_argv_lists_are_exact():
     assert compile_argv("any", 96, "") == ["tcpdump", "-d", "-i", "any", "-s", "96", "--"]
     assert capture_argv("eth0", 262144, 10, "/var/tmp/netcheck-capture/x/eth0.pcap", "icmp") == [
         "tcpdump", "-i", "eth0", "-s", "262144", "-c", "10", "-w", "/var/tmp/netcheck-capture/x/eth0.pcap",
-        "-U", "-n", "-Z", "root", "--", "icmp"]
+        "-U", "--immediate-mode", "-n", "-Z", "root", "--", "icmp"]
 
 
 def test_tcpdump_counts_are_parsed():
