@@ -34,7 +34,7 @@ from . import tcp as tcp_probe
 from .limits import LIMITS_SPEC, parse_arp_cache_stat, read_ntables
 from .neighbour import default_run, next_hops
 from .probe import (
-    InputError, ms_since, probe_result, run_concurrently, validate_host, validate_port, validate_regex,
+    InputError, ms_since, reject_unknown_keys, probe_result, run_concurrently, validate_host, validate_port, validate_regex,
     validate_timeout,
 )
 from .spec import select as select_options
@@ -169,9 +169,7 @@ def parse_targets(raw_targets, defaults=None, field="targets"):
             raw = {"host": raw}
         if not isinstance(raw, dict):
             raise InputError("%s: expected a mapping with host, got %r" % (where, raw))
-        unknown = set(raw) - set(DIAGNOSE_TARGET_SPEC)
-        if unknown:
-            raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(map(str, unknown)))))
+        reject_unknown_keys(raw, DIAGNOSE_TARGET_SPEC, where)
         host = validate_host(raw.get("host"), where + ".host")
         name = raw.get("name") or host
         if not isinstance(name, str):
@@ -206,9 +204,7 @@ def _parse_ports(raw_ports, field, default_timeout):
         where = "%s[%d]" % (field, index)
         if not isinstance(raw, dict):
             raw = {"port": raw}
-        unknown = set(raw) - set(DIAGNOSE_PORT_SPEC)
-        if unknown:
-            raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(map(str, unknown)))))
+        reject_unknown_keys(raw, DIAGNOSE_PORT_SPEC, where)
         spec = {key: raw.get(key) for key in DIAGNOSE_PORT_SPEC}
         spec["expected"] = spec["expected"] or "open"
         if spec["expected"] not in PORT_EXPECTATIONS:

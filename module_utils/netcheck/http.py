@@ -26,7 +26,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from .neighbour import default_run, neighbour_table
 from .probe import (
-    DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, run_concurrently, validate_host, validate_regex,
+    DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, validate_host, validate_regex,
     validate_timeout,
 )
 from .regex import MatcherPool, RegexTimeout
@@ -221,9 +221,7 @@ def parse_targets(raw_targets, defaults=None, field="urls"):
             raw = {"url": raw}
         if not isinstance(raw, dict):
             raise InputError("%s: expected a URL or a mapping with url, got %r" % (where, raw))
-        unknown = set(raw) - set(TARGET_KEYS)
-        if unknown:
-            raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(unknown))))
+        reject_unknown_keys(raw, TARGET_KEYS, where)
         values = dict(base)
         values.update({k: v for k, v in raw.items() if v is not None and k not in ("headers", "expect_headers")})
         values["url"] = raw.get("url")

@@ -33,7 +33,7 @@ import time
 
 from .neighbour import default_run
 from .probe import (
-    InputError, ms_since, probe_result, run_concurrently, validate_host, validate_timeout,
+    InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, validate_host, validate_timeout,
 )
 
 KIND = "icmp"
@@ -154,9 +154,7 @@ def parse_targets(raw_targets, field="targets"):
             raw = {"host": raw}
         if not isinstance(raw, dict):
             raise InputError("%s: expected a host or a mapping with host, got %r" % (where, raw))
-        unknown = set(raw) - {"host", "reachable", "name"}
-        if unknown:
-            raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(unknown))))
+        reject_unknown_keys(raw, ICMP_TARGET_SPEC, where)
         host = validate_host(raw.get("host"), where + ".host")
         reachable = raw.get("reachable")
         if reachable is None:
@@ -220,9 +218,7 @@ def validate_thresholds(value, field):
         return {}
     if not isinstance(value, dict):
         raise InputError("%s: expected a mapping with rtt_ms and/or loss_pct" % field)
-    unknown = set(value) - {"rtt_ms", "loss_pct"}
-    if unknown:
-        raise InputError("%s: unknown key(s) %s" % (field, ", ".join(sorted(unknown))))
+    reject_unknown_keys(value, ICMP_THRESHOLD_SPEC, field)
     for key, upper in (("rtt_ms", 3600000.0), ("loss_pct", 100.0)):
         number = value.get(key)
         if number is None:

@@ -127,6 +127,16 @@ def validate_host(value, field):
     return host
 
 
+def reject_unknown_keys(value, known, path):
+    """``value`` (a mapping a user wrote) or InputError naming the first unknown key's path and
+    listing the known keys (``targets[0].expected_sate: unknown key; known: host, port, ...``)."""
+    known = list(known)
+    for key in value:
+        if key not in known:
+            raise InputError("%s.%s: unknown key; known: %s" % (path, key, ", ".join(known)))
+    return value
+
+
 def validate_port(value, field):
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError("%s: %r is not a port number" % (field, value))
@@ -266,6 +276,6 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
 
 __all__ = [
     "DEFAULT_MAX_WORKERS", "InputError", "failure_message", "outcome", "RESULT_KEYS", "format_hostport", "ms_since",
-    "new_module", "probe_result", "run_concurrently", "shape_error", "summarize", "validate_host", "validate_port",
+    "new_module", "probe_result", "reject_unknown_keys", "run_concurrently", "shape_error", "summarize", "validate_host", "validate_port",
     "validate_regex", "validate_timeout",
 ]

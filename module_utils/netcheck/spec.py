@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 
-from .probe import InputError
+from .probe import InputError, reject_unknown_keys
 
 # the keys an option may have; anything else is a typo in a spec, caught by validate_spec
 OPTION_KEYS = ("type", "description", "required", "default", "choices", "elements", "options", "no_log")
@@ -83,9 +83,7 @@ def check_keys(value, spec, path):
     """
     if not isinstance(value, dict):
         raise InputError("%s: expected a mapping with keys %s, got %r" % (path, ", ".join(spec), value))
-    for key in value:
-        if key not in spec:
-            raise InputError("%s.%s: unknown key; known: %s" % (path, key, ", ".join(spec)))
+    reject_unknown_keys(value, spec, path)
     for key, option in spec.items():
         if option.get("required") and value.get(key) is None:
             raise InputError("%s.%s: required (%s)" % (path, key, option["description"]))

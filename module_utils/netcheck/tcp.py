@@ -27,7 +27,7 @@ import time
 
 from .neighbour import default_run, neighbour_table
 from .probe import (
-    InputError, format_hostport, ms_since, probe_result,
+    InputError, format_hostport, ms_since, probe_result, reject_unknown_keys,
     run_concurrently, validate_host, validate_port, validate_regex, validate_timeout,
 )
 from .regex import BoundedMatcher, RegexTimeout
@@ -109,9 +109,7 @@ def parse_targets(raw_targets, default_timeout=DEFAULT_TIMEOUT, field="targets")
         where = "%s[%d]" % (field, index)
         if not isinstance(raw, dict):
             raise InputError("%s: expected a mapping with host and port, got %r" % (where, raw))
-        unknown = set(raw) - set(TcpTarget.__slots__)
-        if unknown:
-            raise InputError("%s: unknown key(s) %s" % (where, ", ".join(sorted(map(str, unknown)))))
+        reject_unknown_keys(raw, TcpTarget.__slots__, where)
         host = validate_host(raw.get("host"), where + ".host")
         port = validate_port(raw.get("port"), where + ".port")
         timeout = raw.get("timeout")

@@ -269,7 +269,7 @@ def test_arp_frames_are_built_and_parsed():
 @pytest.mark.parametrize("raw, message", [
     ([{"host": "x", "ports": [{"port": 70000}]}], "targets[0].ports[0].port"),
     ([{"host": "x", "ports": [{"port": 22, "expected": "ajar"}]}], "targets[0].ports[0].expected"),
-    ([{"host": "x", "ports": [{"port": 22, "colour": 1}]}], "targets[0].ports[0]: unknown key(s) colour"),
+    ([{"host": "x", "ports": [{"port": 22, "colour": 1}]}], "targets[0].ports[0].colour: unknown key; known: port"),
     ([{"host": "x"}, {"host": "bad host"}], "targets[1].host"),
     ([{"host": "x", "icmp": "maybe"}], "targets[0].icmp"),
     ([{"host": "x", "urls": [{"url": "ftp://x/"}]}], "targets[0].urls[0].url"),

@@ -711,7 +711,7 @@ def test_validate_thresholds_accepts_rtt_and_loss_at_their_limits():
 
 
 @pytest.mark.parametrize("value, prefix", [
-    ({"rtt": 5}, "warn: unknown key(s) rtt"),
+    ({"rtt": 5}, "warn.rtt: unknown key; known: rtt_ms, loss_pct"),
     ({"rtt_ms": -1}, "warn.rtt_ms:"),
     ({"loss_pct": -0.1}, "warn.loss_pct:"),
     ({"loss_pct": 100.5}, "warn.loss_pct:"),
@@ -752,7 +752,7 @@ def test_parse_targets_resolves_localhost():
     ([{"reachable": True}], "targets[0].host:"),
     ([{"host": "127.0.0.1", "reachable": "yes"}], "targets[0].reachable:"),
     ([{"host": "127.0.0.1", "name": 5}], "targets[0].name:"),
-    ([{"host": "127.0.0.1", "port": 5}], "targets[0]: unknown key(s) port"),
+    ([{"host": "127.0.0.1", "port": 5}], "targets[0].port: unknown key; known: host, reachable, name"),
     ([5], "targets[0]:"),
     ([], "targets:"),
     ("127.0.0.1", "targets:"),

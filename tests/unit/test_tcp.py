@@ -193,8 +193,8 @@ GOOD = {"host": "127.0.0.1", "port": 22}
     ([{"host": "a", "port": 22, "family": "inet"}], "targets[0].family: "),
     ([{"host": "a", "port": 22, "send": 5}], "targets[0].send: "),
     ([{"host": "a", "port": 22, "name": ["x"]}], "targets[0].name: "),
-    ([{"host": "a", "port": 22, "prot": 23}], "targets[0]: unknown key(s) prot"),
-    ([GOOD, GOOD, {"host": "a", "port": 22, "zeta": 1, "alpha": 2}], "targets[2]: unknown key(s) alpha, zeta"),
+    ([{"host": "a", "port": 22, "prot": 23}], "targets[0].prot: unknown key; known: host, port"),
+    ([GOOD, GOOD, {"host": "a", "port": 22, "zeta": 1, "alpha": 2}], "targets[2].zeta: unknown key; known: host, port"),
     ([GOOD, "127.0.0.1:22"], "targets[1]: expected a mapping"),
     ([None], "targets[0]: expected a mapping"),
     ([], "targets: give at least one target"),
@@ -230,7 +230,7 @@ def test_parse_targets_rejects_a_list_as_family_with_input_error():
 
 
 def test_parse_targets_rejects_a_non_string_key_with_input_error():
-    with pytest.raises(InputError, match=r"^targets\[0\]: unknown key"):
+    with pytest.raises(InputError, match=r"^targets\[0\]\.1: unknown key"):
         parse_targets([{"host": "a", "port": 22, 1: "x"}])
 
 
