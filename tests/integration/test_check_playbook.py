@@ -112,10 +112,8 @@ def test_check_yml_with_two_faults_prints_the_16_cell_matrix_and_the_asymmetric_
     assert "totals: 12 pairs, 11 ok, 1 failed" in only_report.stdout
 
 
-@pytest.fixture
-def stopped_sshd(four, lab):
-    """The fourth host's sshd and its sessions stopped (so no ControlPersist master survives); restarted after."""
-    host = four[3]
+def _stop_sshd(host):
+    """Stop the host's sshd and its sessions (so no ControlPersist master survives), bounded."""
     pids = subprocess.run(["ip", "netns", "pids", host.namespace], capture_output=True, text=True).stdout.split()
     sshd = [int(p) for p in pids if b"sshd" in Path("/proc/%s/cmdline" % p).read_bytes()]
     for pid in sshd:
@@ -124,10 +122,70 @@ def stopped_sshd(four, lab):
     while any(Path("/proc/%d" % pid).exists() and b"sshd" in Path("/proc/%d/cmdline" % pid).read_bytes()
               for pid in sshd if Path("/proc/%d" % pid).exists()) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _module_running(host):
+    """A module's python (pipelined: a bare interpreter reading stdin) runs in the host's namespace;
+    the lab's own servers run python with a script."""
+    for pid in subprocess.run(["ip", "netns", "pids", host.namespace], capture_output=True, text=True).stdout.split():
+        try:
+            argv = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"python" in argv[0] and not any(arg.endswith(b".py") or arg == b"-m" for arg in argv[1:]):
+            return True
+    return False
+
+
+@pytest.fixture
+def stopped_sshd(four, lab):
+    """The fourth host's sshd and its sessions stopped; restarted after."""
+    _stop_sshd(four[3])
     try:
-        yield host
+        yield four[3]
     finally:
         lab.up(HOSTS)  # starts sshd again and waits for port 22
+
+
+def test_a_source_whose_sshd_dies_mid_run_is_the_only_row_that_could_not_run(four, lab, iptables_rules):
+    # every source's net_diagnose lasts the TCP timeout (a port of the second host is dropped), so
+    # the fourth host's sshd is killed while its module runs
+    drop = ("INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
+    iptables_rules(four[1].namespace, *drop)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    victim = four[3]
+    try:
+        with subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(lab.config.inventory_path), "check.yml",
+                               "-e", "netcheck_tcp_timeout=6", "-e", "netcheck_report_dir=%s" % _check.report_dir,
+                               "--tags", "tcp"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) as proc:
+            seen = []
+            for line in proc.stdout:  # bounded: the playbook ends (timeout 6 s per source, then the report)
+                seen.append(line)
+                if "Diagnose every target from this host" in line:
+                    break
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not _module_running(victim):
+                time.sleep(0.05)
+            assert _module_running(victim), "net_diagnose never started on %s" % victim.name
+            _stop_sshd(victim)
+            stdout = "".join(seen) + proc.stdout.read()
+            returncode = proc.wait(timeout=300)
+    finally:
+        netns(four[1].namespace, "iptables", "-w", "-D", *drop, check=False)  # up waits for every web port
+        lab.up(HOSTS)
+    assert returncode != 0
+    rows = _matrix(stdout, four)
+    assert rows[victim.name] == ["!"] * 4, stdout
+    run = _latest_report()
+    (source,) = [s for s in run["sources"] if s["name"] == victim.name]
+    assert source["status"] in ("unreachable", "failed") and source["error"]
+    assert run["totals"]["sources_not_run"] == 1
+    for other in four[:3]:  # every other source's results are complete: one pair per other host
+        pairs = [p for p in run["pairs"] if p["source"] == other.name]
+        assert sorted(p["target"] for p in pairs) == sorted(h.name for h in four if h is not other)
+        assert [p["verdict"]["code"] for p in pairs if p["target"] == four[1].name] in (
+            [], ["PORT_FILTERED"]), pairs
 
 
 def test_a_source_whose_sshd_is_stopped_is_a_row_that_could_not_run_and_a_full_queue_is_named(
