@@ -121,6 +121,36 @@ def test_ten_concurrent_runs_leave_exactly_one_rule(ansible, fw_host):
     assert len(our_rules(fw_host)) == 1
 
 
+def test_present_and_absent_from_two_controllers_at_once_end_in_the_last_requests_state(ansible, fw_host):
+    # two ansible processes (two controllers) ask for opposite states at the same moment, 4 times;
+    # the host lock serialises them, so the final state is whichever ran last: from absent, when
+    # "absent" ran first it changed nothing and "present" then added the rule (final: present);
+    # when "present" ran first, both changed and the rule is gone (final: absent). Never half of it.
+    netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-s", "10.0.0.0/255.0.255.0",
+          "-m", "comment", "--comment", "someone else's: odd \"quotes\"", "-j", "RETURN")
+    netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-N", "FOREIGN_CHAIN")
+    netns(fw_host.namespace, "ip6tables", "-w", "-t", "nat", "-A", "OUTPUT", "-d", "fd00::/64", "-j", "RETURN")
+    foreign = [line for line in save(fw_host, table="nat").splitlines() if TAG not in line]
+    foreign6 = save(fw_host, "ip6tables-save", "nat")
+    try:
+        _present_and_absent_at_once(ansible, fw_host, foreign, foreign6)
+    finally:  # fw_host flushes the tables, not the user chains
+        netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-F", check=False)
+        netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-X", "FOREIGN_CHAIN", check=False)
+
+
+def _present_and_absent_at_once(ansible, fw_host, foreign, foreign6):
+    for _ in range(4):
+        forward(ansible, fw_host, state="absent", forwards=[FORWARD])
+        with ThreadPoolExecutor(2) as pool:
+            present, absent = pool.map(lambda state: forward(ansible, fw_host, state=state, forwards=[FORWARD]),
+                                       ["present", "absent"])
+        assert present["changed"] is True and not present.get("failed") and not absent.get("failed")
+        assert len(our_rules(fw_host)) == (0 if absent["changed"] else 1)
+        assert [line for line in save(fw_host, table="nat").splitlines() if TAG not in line] == foreign
+        assert save(fw_host, "ip6tables-save", "nat") == foreign6
+
+
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
 def test_rules_go_to_the_backend_that_holds_the_hosts_rules(ansible, fw_host, backend):
     other = "nft" if backend == "legacy" else "legacy"
