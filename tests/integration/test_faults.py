@@ -289,3 +289,30 @@ def test_unassigned_ipv6_is_unreachable_over_ssh_too(ansible, lab, src):
     entry = run.result(src.name)["results"][0]
     assert entry["state"] == "unreachable" and "NDP" in entry["error"]
     assert ipaddress.ip_address(entry["detail"]["address"]) == ipaddress.ip_address(unassigned6(lab))
+
+
+# The fuzz suite (tests/unit/test_module_fuzz.py) drives each module's main() in-process; these few
+# cases prove that the same bad input takes the same path over SSH: a failure naming the field,
+# no traceback, nothing changed on the host.
+BAD_OVER_SSH = [
+    ("port_check", {"targets": [{"host": "10.0.0.1", "port": 70000}]}, "targets[0].port"),
+    ("port_check", {"targets": [{"host": "a b", "port": 22}]}, "targets[0].host"),
+    ("icmp_ping", {"targets": [{"host": "127.0.0.1", "colour": 1}]}, "colour"),
+    ("http_check", {"urls": [{"url": "ftp://x/"}]}, "urls[0]"),
+    ("net_diagnose", {"targets": [{"host": "127.0.0.1", "ports": [{"port": 0}]}]}, "targets[0].ports[0].port"),
+    ("packet_capture", {"state": "captured", "filter": "tcp port", "duration": 1}, "filter"),
+    ("port_forward", {"forwards": [{"from_port": 80, "to_port": 99999}]}, "to_port"),
+    ("conn_limits", {"ports": ["x"]}, "ports"),
+]
+
+
+@pytest.mark.parametrize("module, args, field", BAD_OVER_SSH, ids=[case[0] for case in BAD_OVER_SSH])
+def test_bad_input_over_ssh_fails_naming_the_field_and_changes_nothing(ansible, src, module, args, field):
+    before = netns(src.namespace, "iptables-save").stdout.splitlines()
+    result = ansible.module(src.name, module, args).result(src.name)
+    assert result.get("failed") is True, result
+    assert field in result["msg"], result["msg"]
+    assert "Traceback" not in json.dumps(result)
+    assert not result.get("changed")
+    after = netns(src.namespace, "iptables-save").stdout.splitlines()
+    assert [l for l in after if not l.startswith("#")] == [l for l in before if not l.startswith("#")]
