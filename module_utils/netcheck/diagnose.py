@@ -34,8 +34,8 @@ from . import tcp as tcp_probe
 from .limits import LIMITS_SPEC, parse_arp_cache_stat, read_ntables
 from .neighbour import default_run, next_hops
 from .probe import (
-    InputError, ms_since, reject_unknown_keys, probe_result, run_concurrently, validate_host, validate_port, validate_regex,
-    validate_timeout,
+    InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, target_mappings, validate_host,
+    validate_port, validate_regex, validate_timeout,
 )
 from .spec import select as select_options
 
@@ -160,16 +160,9 @@ def parse_targets(raw_targets, defaults=None, field="targets"):
     """
     defaults = defaults or {}
     tcp_timeout = validate_timeout(defaults.get("tcp_timeout", tcp_probe.DEFAULT_TIMEOUT), "tcp_timeout")
-    if not isinstance(raw_targets, (list, tuple)) or not raw_targets:
-        raise InputError("%s: give at least one target" % field)
     targets = []
-    for index, raw in enumerate(raw_targets):
-        where = "%s[%d]" % (field, index)
-        if isinstance(raw, str):
-            raw = {"host": raw}
-        if not isinstance(raw, dict):
-            raise InputError("%s: expected a mapping with host, got %r" % (where, raw))
-        reject_unknown_keys(raw, DIAGNOSE_TARGET_SPEC, where)
+    for where, raw in target_mappings(raw_targets, field, DIAGNOSE_TARGET_SPEC, shorthand="host",
+                                      expected="a mapping with host"):
         host = validate_host(raw.get("host"), where + ".host")
         name = raw.get("name") or host
         if not isinstance(name, str):

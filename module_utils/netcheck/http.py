@@ -26,8 +26,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from .neighbour import default_run, neighbour_table
 from .probe import (
-    DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, validate_host, validate_regex,
-    validate_timeout,
+    DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, run_concurrently, target_mappings, validate_host,
+    validate_regex, validate_timeout,
 )
 from .regex import MatcherPool, RegexTimeout
 from .tcp import classify_failure, enable_recverr, read_icmp_error
@@ -207,21 +207,14 @@ def _context(validate_certs, ca_path, cache, lock):
 
 def parse_targets(raw_targets, defaults=None, field="urls"):
     """Validate every URL and option (module-level defaults, per-URL overrides) before any request."""
-    if not isinstance(raw_targets, (list, tuple)) or not raw_targets:
-        raise InputError("%s: give at least one URL" % field)
     base = dict(DEFAULTS)
     base.update({k: v for k, v in (defaults or {}).items() if v is not None})
     base_headers = validate_headers(base["headers"], "headers")
     base_expect = validate_expect_headers(base["expect_headers"], "expect_headers")
     contexts, lock = {}, threading.Lock()
     targets = []
-    for index, raw in enumerate(raw_targets):
-        where = "%s[%d]" % (field, index)
-        if isinstance(raw, str):
-            raw = {"url": raw}
-        if not isinstance(raw, dict):
-            raise InputError("%s: expected a URL or a mapping with url, got %r" % (where, raw))
-        reject_unknown_keys(raw, TARGET_KEYS, where)
+    for where, raw in target_mappings(raw_targets, field, TARGET_KEYS, shorthand="url",
+                                      expected="a URL or a mapping with url", what="URL"):
         values = dict(base)
         values.update({k: v for k, v in raw.items() if v is not None and k not in ("headers", "expect_headers")})
         values["url"] = raw.get("url")

@@ -33,7 +33,8 @@ import time
 
 from .neighbour import default_run
 from .probe import (
-    InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, validate_host, validate_timeout,
+    InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, target_mappings, validate_host,
+    validate_timeout,
 )
 
 KIND = "icmp"
@@ -145,16 +146,9 @@ def resolve(host, field, family=socket.AF_UNSPEC):
 def parse_targets(raw_targets, field="targets"):
     """Validate every target, then resolve them (concurrently, each name once) before anything is
     sent. A name that does not resolve is that target's ``dns_error``, not the run's failure."""
-    if not isinstance(raw_targets, (list, tuple)) or not raw_targets:
-        raise InputError("%s: give at least one target" % field)
     targets = []
-    for index, raw in enumerate(raw_targets):
-        where = "%s[%d]" % (field, index)
-        if isinstance(raw, str):
-            raw = {"host": raw}
-        if not isinstance(raw, dict):
-            raise InputError("%s: expected a host or a mapping with host, got %r" % (where, raw))
-        reject_unknown_keys(raw, ICMP_TARGET_SPEC, where)
+    for where, raw in target_mappings(raw_targets, field, ICMP_TARGET_SPEC, shorthand="host",
+                                      expected="a host or a mapping with host"):
         host = validate_host(raw.get("host"), where + ".host")
         reachable = raw.get("reachable")
         if reachable is None:

@@ -137,6 +137,21 @@ def reject_unknown_keys(value, known, path):
     return value
 
 
+def target_mappings(raw_targets, field, known, shorthand=None, expected="a mapping", what="target"):
+    """Yield ``(path, mapping)`` for every target a user wrote, checked the same way in every probe:
+    a non-empty list; a bare string stands for ``{shorthand: string}`` where a probe allows it;
+    anything else than a mapping, or an unknown key, raises InputError naming the path."""
+    if not isinstance(raw_targets, (list, tuple)) or not raw_targets:
+        raise InputError("%s: give at least one %s" % (field, what))
+    for index, raw in enumerate(raw_targets):
+        where = "%s[%d]" % (field, index)
+        if shorthand and isinstance(raw, str):
+            raw = {shorthand: raw}
+        if not isinstance(raw, dict):
+            raise InputError("%s: expected %s, got %r" % (where, expected, raw))
+        yield where, reject_unknown_keys(raw, known, where)
+
+
 def validate_port(value, field):
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError("%s: %r is not a port number" % (field, value))
@@ -276,6 +291,6 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
 
 __all__ = [
     "DEFAULT_MAX_WORKERS", "InputError", "failure_message", "outcome", "RESULT_KEYS", "format_hostport", "ms_since",
-    "new_module", "probe_result", "reject_unknown_keys", "run_concurrently", "shape_error", "summarize", "validate_host", "validate_port",
+    "new_module", "probe_result", "reject_unknown_keys", "run_concurrently", "target_mappings", "shape_error", "summarize", "validate_host", "validate_port",
     "validate_regex", "validate_timeout",
 ]

@@ -27,7 +27,7 @@ import time
 
 from .neighbour import default_run, neighbour_table
 from .probe import (
-    InputError, format_hostport, ms_since, probe_result, reject_unknown_keys,
+    InputError, format_hostport, ms_since, probe_result, target_mappings,
     run_concurrently, validate_host, validate_port, validate_regex, validate_timeout,
 )
 from .regex import BoundedMatcher, RegexTimeout
@@ -101,15 +101,10 @@ def parse_targets(raw_targets, default_timeout=DEFAULT_TIMEOUT, field="targets")
 
     Nothing is resolved or sent here: a bad list fails before any probe starts.
     """
-    if not isinstance(raw_targets, (list, tuple)) or not raw_targets:
-        raise InputError("%s: give at least one target" % field)
     validate_timeout(default_timeout, "timeout")
     targets = []
-    for index, raw in enumerate(raw_targets):
-        where = "%s[%d]" % (field, index)
-        if not isinstance(raw, dict):
-            raise InputError("%s: expected a mapping with host and port, got %r" % (where, raw))
-        reject_unknown_keys(raw, TcpTarget.__slots__, where)
+    for where, raw in target_mappings(raw_targets, field, TcpTarget.__slots__,
+                                      expected="a mapping with host and port"):
         host = validate_host(raw.get("host"), where + ".host")
         port = validate_port(raw.get("port"), where + ".port")
         timeout = raw.get("timeout")

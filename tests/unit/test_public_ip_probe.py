@@ -3,29 +3,16 @@ IMDSv2 through the HTTP probe, same-origin redirects only, and the final endpoin
 
 from __future__ import annotations
 
-import contextlib
-import threading
 
 import pytest
 
 from lab import imds, whatismyip
+from loopback import serving
 from lab.httpbase import NoDnsHTTPServer, QuietHandler
 from netcheck.probe import RESULT_KEYS, InputError
 from netcheck.public_ip import STATES, find_public_ip, summary_facts, validate
 
 METADATA = dict(local_ipv4="10.0.0.5", instance_id="i-0123456789abcdef0")
-
-
-@contextlib.contextmanager
-def serving(server):
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def redirector(location):

@@ -6,29 +6,16 @@ proxy from the environment)."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import socket
-import threading
 
 import pytest
 
 from lab import imds, whatismyip
+from loopback import serving
 
 TTL = {imds.TTL_HEADER: "21600"}
 METADATA = dict(local_ipv4="10.0.0.5", instance_id="i-0123456789abcdef0")
-
-
-@contextlib.contextmanager
-def serving(server):
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture
