@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,16 @@ def test_lab_config(name="nct%d" % _SLOT, subnet="10.77.%d.0/24" % _SLOT,
 
 
 test_lab_config.__test__ = False  # a helper, not a test
+
+
+def wait_for(condition, timeout, interval=0.1):
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
 
 
 def netns(namespace, *argv, check=True):

@@ -21,20 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN, REPO, netns
+from harness import BIN, REPO, netns, wait_for
 
 ROOT = Path("/var/tmp/netcheck-capture")
 PREFIX = "t%s" % uuid.uuid4().hex[:6]
 WEB_PORT = 8080
-
-
-def wait_for(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(0.1)
 
 
 def new_id(label):

@@ -5,23 +5,14 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import time
 
 import pytest
+
+from harness import wait_for
 
 PORT = 9090
 REPLY = "netcheck listener on port %d\n" % PORT
 RETURNED = {"changed", "pid", "port", "bind", "mode", "expires_at", "running", "msg"}
-
-
-def wait_for(condition, timeout):
-    """Poll ``condition`` until true or ``timeout`` seconds pass; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(0.2)
 
 
 def process_exited(pid):

@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from loopback import needs_ipv6
+from loopback import needs_ipv6, serving
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -59,13 +59,8 @@ def loopback_server(script, address="127.0.0.1"):
                 pass
 
     server = (_ThreadingServer6 if address == "::1" else _ThreadingServer)((address, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as port:
+        yield port
 
 
 def _hold(conn):
