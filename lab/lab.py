@@ -433,6 +433,10 @@ class Lab:
         self.preflight()
         self.changes = []
         cfg = self.config
+        users = self._subnet_users()
+        if users:  # checked before anything is made
+            raise LabError("subnet %s or %s is already in use (%s): give this lab another subnet"
+                           % (cfg.subnet, cfg.subnet6, ", ".join(users)))
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.state_dir, 0o700)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
@@ -462,6 +466,22 @@ class Lab:
                 stale.unlink()
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
         self._changed("generated key %s" % path)
+
+    def _subnet_users(self):
+        """Other interfaces of this machine's root namespace on the lab's subnets (or parts of
+        them): a second lab on the same subnet would answer for the same addresses."""
+        cfg = self.config
+        users = set()
+        for link in json.loads(run(["ip", "-j", "addr", "show"]) or "[]"):
+            if link.get("ifname") == cfg.bridge:
+                continue
+            for addr in link.get("addr_info", []):
+                network = cfg.network if addr.get("family") == "inet" else cfg.network6
+                iface = ipaddress.ip_interface("%s/%s" % (addr["local"], addr["prefixlen"]))
+                # a wider network elsewhere (10.0.0.0/8 on eth0) is fine: the lab's route is longer
+                if iface.version == network.version and iface.network.subnet_of(network):
+                    users.add("%s on %s" % (iface, link["ifname"]))
+        return sorted(users)
 
     def _ensure_bridge(self):
         cfg = self.config

@@ -24,14 +24,28 @@ LAB_HOSTS = 3
 
 # Each test session gets its own lab (name and subnets from its pid), so that two
 # sessions on one machine never tear down each other's hosts; it coexists with the
-# demo lab (nclab, 10.77.0.0/24). NETCHECK_TEST_LAB_SLOT=N pins it.
-_SLOT = int(os.environ.get("NETCHECK_TEST_LAB_SLOT", 100 + os.getpid() % 150))
+# demo lab (nclab, 10.77.0.0/24). NETCHECK_TEST_LAB_SLOT=N pins it. Slots 100-239 are
+# the sessions'; 240-254 are left for the second labs that single tests make.
+SESSION_SLOTS = range(100, 240)
+SPARE_SLOTS = range(240, 255)
+_SLOT = int(os.environ.get("NETCHECK_TEST_LAB_SLOT", SESSION_SLOTS[os.getpid() % len(SESSION_SLOTS)]))
 
 
 def test_lab_config(name="nct%d" % _SLOT, subnet="10.77.%d.0/24" % _SLOT,
                     subnet6="fd6e:6574:6368:%x::/64" % _SLOT):
     """The test session's own lab."""
     return LabConfig(name=name, subnet=subnet, subnet6=subnet6)
+
+
+def spare_lab_config(prefix):
+    """A second lab for one test, on a spare slot whose subnet no interface here holds yet
+    (the session labs never use a spare slot; other sessions' spare labs are skipped over)."""
+    used = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    for slot in SPARE_SLOTS:
+        if " 10.77.%d." % slot not in used:
+            return test_lab_config(name="%s%d" % (prefix, slot), subnet="10.77.%d.0/24" % slot,
+                                   subnet6="fd6e:6574:6368:%x::/64" % slot)
+    raise RuntimeError("every spare lab slot %s is in use" % SPARE_SLOTS)
 
 
 test_lab_config.__test__ = False  # a helper, not a test

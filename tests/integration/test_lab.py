@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import Lab
+from lab import Lab, LabConfig
+from lab.lab import LabError
 
-from harness import LAB_HOSTS, test_lab_config
+from harness import LAB_HOSTS, spare_lab_config
 
 
 def _lab_snapshot(lab):
@@ -95,9 +96,7 @@ def _leftovers(cfg):
 @pytest.mark.skipif(os.geteuid() != 0, reason="the namespace lab needs root")
 def test_up_reconciles_to_n_hosts_and_down_leaves_nothing(lab):
     # a second, separate lab: the session's lab must survive this test untouched
-    slot = 250 - os.getpid() % 3  # apart from the session labs' slots (100-249)
-    cfg = test_lab_config(name="ncdown%d" % slot, subnet="10.77.%d.0/24" % slot,
-                          subnet6="fd6e:6574:6368:%x::/64" % slot)
+    cfg = spare_lab_config("ncdown")
     other = Lab(cfg)
     session_before = sorted(lab.namespaces().values())
     try:
@@ -112,3 +111,14 @@ def test_up_reconciles_to_n_hosts_and_down_leaves_nothing(lab):
     assert _leftovers(cfg) == {"namespaces": [], "links": [], "processes": [], "etc_netns": [], "files": []}
     assert other.down() == []  # down on nothing changes nothing
     assert sorted(lab.namespaces().values()) == session_before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the namespace lab needs root")
+def test_a_second_lab_on_a_subnet_in_use_is_refused_and_makes_nothing(lab):
+    # another name (so other bridge and namespaces) but the session lab's own IPv4 subnet
+    cfg = spare_lab_config("ncdup")
+    clash = LabConfig(name=cfg.name, subnet=lab.config.subnet, subnet6=cfg.subnet6)
+    with pytest.raises(LabError) as error:
+        Lab(clash).up(1)
+    assert lab.config.subnet in str(error.value) and lab.config.bridge in str(error.value)
+    assert _leftovers(clash) == {"namespaces": [], "links": [], "processes": [], "etc_netns": [], "files": []}

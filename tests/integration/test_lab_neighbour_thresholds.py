@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from harness import LAB_HOSTS, test_lab_config
+from harness import LAB_HOSTS, spare_lab_config
 from lab import Lab
 from lab.lab import NEIGH_FAMILIES, NEIGH_REGISTRY, NEIGH_RESERVE, NeighbourTable, neighbour_entries_needed
 
@@ -32,9 +32,7 @@ def test_a_lab_that_is_up_has_room_for_its_full_mesh(lab):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the namespace lab needs root")
 def test_down_of_another_lab_keeps_the_room_of_the_labs_still_up(lab):
-    slot = 250 - (os.getpid() + 1) % 3  # apart from the session labs' slots (100-249)
-    cfg = test_lab_config(name="ncnb%d" % slot, subnet="10.77.%d.0/24" % slot,
-                          subnet6="fd6e:6574:6368:%x::/64" % slot)
+    cfg = spare_lab_config("ncnb")
     other = Lab(cfg)
     try:
         other.up(6)
