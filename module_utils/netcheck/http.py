@@ -81,7 +81,7 @@ HTTP_MODULE_SPEC = dict(
 
 
 class HttpTarget(object):
-    __slots__ = TARGET_KEYS + ("context",)
+    __slots__ = TARGET_KEYS
 
     def __init__(self, **values):
         for key in self.__slots__:
@@ -190,19 +190,25 @@ def validate_expect_headers(expect, field):
     return compiled
 
 
-def _context(validate_certs, ca_path, cache, lock):
-    """One SSLContext per (validate_certs, ca_path): building one loads the CA store."""
+_CONTEXTS = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def tls_context(validate_certs, ca_path):
+    """One SSLContext per (validate_certs, ca_path) for the whole process, made when the first TLS
+    connection needs it: building one loads the CA store (about 20 ms of CPU), which a plain-http
+    mesh never needs."""
     key = (validate_certs, ca_path)
-    with lock:
-        if key not in cache:
+    with _CONTEXTS_LOCK:
+        if key not in _CONTEXTS:
             if validate_certs:
                 context = ssl.create_default_context(cafile=ca_path)
             else:
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
-            cache[key] = context
-        return cache[key]
+            _CONTEXTS[key] = context
+        return _CONTEXTS[key]
 
 
 def parse_targets(raw_targets, defaults=None, field="urls"):
@@ -211,7 +217,6 @@ def parse_targets(raw_targets, defaults=None, field="urls"):
     base.update({k: v for k, v in (defaults or {}).items() if v is not None})
     base_headers = validate_headers(base["headers"], "headers")
     base_expect = validate_expect_headers(base["expect_headers"], "expect_headers")
-    contexts, lock = {}, threading.Lock()
     targets = []
     for where, raw in target_mappings(raw_targets, field, TARGET_KEYS, shorthand="url",
                                       expected="a URL or a mapping with url", what="URL"):
@@ -246,10 +251,9 @@ def parse_targets(raw_targets, defaults=None, field="urls"):
         if values["name"] is not None and not isinstance(values["name"], str):
             raise InputError("%s.name: must be a string" % where)
         target = HttpTarget(**values)
-        target.context = None
-        if scheme == "https" or values["follow_redirects"] != "none":
-            try:
-                target.context = _context(values["validate_certs"], values["ca_path"], contexts, lock)
+        if values["ca_path"] is not None and values["validate_certs"]:
+            try:  # a CA file that cannot be used is bad input, found before any request
+                tls_context(True, values["ca_path"])
             except (ssl.SSLError, OSError, ValueError) as exc:
                 raise InputError("%s.ca_path: %r holds no usable PEM CA certificate (%s)"
                                  % (where, values["ca_path"], getattr(exc, "reason", None) or exc))
@@ -440,9 +444,10 @@ class _DeadlineSocket(object):
 def _handshake(sock, target, host, port, deadline, timings, facts):
     timeout = target.timeout
     sock.settimeout(_remaining(deadline, "tls", timeout))
+    context = tls_context(target.validate_certs, target.ca_path)
     start = time.monotonic()
     try:
-        ssock = target.context.wrap_socket(sock, server_hostname=host)
+        ssock = context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
         sock.close()
         tls = _unverified_facts(host, facts["address"], port, deadline, exc.verify_message)
@@ -454,15 +459,13 @@ def _handshake(sock, target, host, port, deadline, timings, facts):
         sock.close()
         raise PhaseError("tls", "handshake failed: %s" % (getattr(exc, "reason", None) or exc))
     timings["tls_ms"] = ms_since(start)
-    facts["tls"] = _tls_facts(ssock, verified=target.context.verify_mode == ssl.CERT_REQUIRED)
+    facts["tls"] = _tls_facts(ssock, verified=context.verify_mode == ssl.CERT_REQUIRED)
     return ssock
 
 
 def _unverified_facts(host, address, port, deadline, verify_error):
     """After a failed verification, look at the certificate anyway (to say e.g. how long ago it expired)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = tls_context(False, None)
     try:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -684,4 +687,4 @@ def check_urls(targets, max_workers=DEFAULT_MAX_WORKERS):
 
 __all__ = ["DEFAULTS", "FOLLOW", "METHODS", "HttpTarget", "InputError", "certificate_facts", "check_url",
            "check_urls", "evaluate", "parse_targets", "parse_url", "validate_expect_headers", "validate_headers",
-           "validate_status_codes"]
+           "validate_status_codes", "tls_context"]

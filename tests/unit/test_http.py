@@ -33,8 +33,9 @@ from hypothesis import strategies as st  # noqa: E402
 from lab.webserver import LabHandler, LabServer  # noqa: E402
 from netcheck.http import (  # noqa: E402
     DEFAULTS, MAX_REDIRECTS, USER_AGENT, InputError, certificate_facts, check_url, check_urls, evaluate,
-    parse_targets, parse_url, validate_expect_headers, validate_headers, validate_status_codes,
+    parse_targets, parse_url, tls_context, validate_expect_headers, validate_headers, validate_status_codes,
 )
+from netcheck import http as http_probe  # noqa: E402
 from netcheck.probe import RESULT_KEYS  # noqa: E402
 
 HYPOTHESIS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -530,22 +531,22 @@ def test_parse_targets_rejects_bad_module_level_headers_naming_the_module_option
     assert str(caught.value) == "headers.X-Token: the value contains CR, LF or NUL"
 
 
-def test_parse_targets_shares_one_ssl_context_per_validate_certs_and_ca_path(pki):
+def test_tls_contexts_are_made_once_per_validate_certs_and_ca_path_and_only_when_needed(pki, monkeypatch):
+    made = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(http_probe, "_CONTEXTS", {})
+    monkeypatch.setattr(ssl, "create_default_context", lambda **kw: made.append(kw) or real(**kw))
     ca = pki["ca_path"]
-    targets = parse_targets([
-        "https://a.example/", "https://b.example/",
-        {"url": "https://c.example/", "validate_certs": False}, {"url": "https://d.example/", "validate_certs": False},
-        {"url": "https://e.example/", "ca_path": ca}, {"url": "http://f.example/", "ca_path": ca},
-        {"url": "http://g.example/", "follow_redirects": "none"},
-    ])
-    a, b, c, d, e, f, g = (t.context for t in targets)
-    assert a is b and c is d and e is f
-    assert len({id(a), id(c), id(e)}) == 3
+    parse_targets(["https://a.example/", "http://b.example/", {"url": "https://c.example/", "validate_certs": False}])
+    assert made == []  # parsing a URL loads no CA store: that costs ~20 ms of CPU per context
+    parse_targets([{"url": "https://e.example/", "ca_path": ca}, {"url": "http://f.example/", "ca_path": ca}])
+    assert made == [{"cafile": ca}]  # a given CA file is loaded (and so checked) once, at parse time
+    a, b = tls_context(True, None), tls_context(True, None)
+    c, e = tls_context(False, None), tls_context(True, ca)
+    assert a is b and len({id(a), id(c), id(e)}) == 3
+    assert made == [{"cafile": ca}, {"cafile": None}]
     assert a.verify_mode == ssl.CERT_REQUIRED and a.check_hostname
     assert c.verify_mode == ssl.CERT_NONE and not c.check_hostname
-    assert g is None  # plain http that never follows a redirect needs no TLS
-    # contexts are per call: another parse does not reuse them
-    assert parse_targets(["https://a.example/"])[0].context is not a
 
 
 # --- evaluate ------------------------------------------------------------------------------------
