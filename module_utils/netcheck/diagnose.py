@@ -728,19 +728,24 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
             # the other layers still give their evidence; the pair says ICMP was not checked
             outcome["icmp_error"] = str(exc)
 
-    threads = [threading.Thread(target=job, daemon=True) for job in (run_tcp, run_http, run_icmp)]
+    tcp_thread, http_thread, icmp_thread = threads = [threading.Thread(target=job, daemon=True)
+                                                      for job in (run_tcp, run_http, run_icmp)]
+    icmp_started = time.monotonic()
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
-
-    # the neighbour entries, read after traffic was sent (so ARP/NDP has been tried): two
-    # commands for every target together, each distinct address looked up once
+    tcp_thread.join()
+    http_thread.join()
+    # The neighbour entries are read once traffic was sent to every target (so ARP/NDP has been
+    # tried): TCP and HTTP are done and the first echoes had one ICMP interval to be answered
+    # (the kernel retries ARP only after a second). ICMP's later echoes overlap the lookups and
+    # the ARP wire probes. Two commands for every target together, each address looked up once.
+    icmp_thread.join(max(0.0, icmp_started + float(icmp_options.get("interval", 0.2)) - time.monotonic()))
     looked_up = next_hops([address for target, address in zip(targets, addresses)
                            if target.neighbour and address is not None], run)
     hops = [looked_up.get(address) if target.neighbour and address is not None else None
             for target, address in zip(targets, addresses)]
     wire = _wire_probes(hops, arp_probe_enabled, arp_timeout, max_workers)
+    icmp_thread.join()
     table_after = read_arp_cache_stat(arp_cache_path, run if arp_cache_path == ARP_CACHE_STAT else None)
     table = {"before": table_before, "after": table_after}
 

@@ -150,6 +150,18 @@ def http_summary(sources, hostvars, register="netcheck_http"):
     return "\n".join(_summary(sources, hostvars, register, "HTTP", _http_line))
 
 
+def checks_failed(sources, hostvars, register="netcheck_diagnose"):
+    """Whether a check of any source failed: its task failed or could not reach the host, or one
+    of its results missed its expectation (a source with nothing registered failed nothing)."""
+    for source in sources:
+        result = hostvars[source].get(register) or {}
+        if result.get("failed") or result.get("unreachable"):
+            return True
+        if any(not item.get("ok") for item in result.get("results") or []):
+            return True
+    return False
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -157,6 +169,7 @@ class FilterModule(object):
             "netcheck_tcp_summary": tcp_summary,
             "netcheck_icmp_summary": icmp_summary,
             "netcheck_http_summary": http_summary,
+            "netcheck_checks_failed": checks_failed,
             "netcheck_target": port_target,
             "netcheck_http_url": port_url,
         }

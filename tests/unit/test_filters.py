@@ -260,3 +260,17 @@ def test_tcp_summary_survives_a_whitespace_only_banner():
     result = _tcp("127.0.0.1:7", "open", True, banner="\r\n")
     line = tcp_summary(["h"], {"h": {"netcheck_tcp": {"results": [result]}}})
     assert line.startswith("h -> 127.0.0.1:7 ")
+
+
+# --- checks_failed ---------------------------------------------------------------------
+
+def test_checks_failed_is_true_when_any_source_failed_could_not_run_or_missed_a_pair():
+    checks_failed = filters.FilterModule().filters()["netcheck_checks_failed"]
+    ok = {"netcheck_diagnose": {"results": [{"ok": True}, {"ok": True}]}}
+    assert checks_failed(["a", "b"], {"a": ok, "b": {}}) is False  # b registered nothing: it failed nothing
+    assert checks_failed(["a"], {"a": {"netcheck_diagnose": {"results": [], "skipped": True}}}) is False
+    assert checks_failed(["a", "b"], {"a": ok, "b": {"netcheck_diagnose": {"results": [{"ok": True}, {"ok": False}]}}})
+    assert checks_failed(["a", "b"], {"a": ok, "b": {"netcheck_diagnose": {"unreachable": True}}})
+    assert checks_failed(["a", "b"], {"a": ok, "b": {"netcheck_diagnose": {"failed": True, "msg": "bad input"}}})
+    # only the sources asked are read
+    assert checks_failed(["a"], {"a": ok, "b": {"netcheck_diagnose": {"failed": True}}}) is False
