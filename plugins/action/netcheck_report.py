@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -55,6 +56,17 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
+def _registered(hostvars, name, variable):
+    """A host's registered result as stored, made plain. Module results hold no templates, and
+    reading a full mesh's results through templated hostvars cost more than all the rest of the
+    report (every value of every pair finalized by the template engine)."""
+    if name not in hostvars:
+        return None
+    raw = hostvars.raw_get(name) if hasattr(hostvars, "raw_get") else hostvars[name]
+    value = raw.get(variable) if isinstance(raw, Mapping) else None
+    return _plain(value) if value else None
+
+
 def write_reports(run, run_dir, options):
     """Write the run's reports into run_dir; returns {format: path}."""
     return write_all(run, run_dir, options or {})
@@ -80,9 +92,8 @@ class ActionModule(ActionBase):
         gathered = []
         for name in sources:
             facts = hostvars[name] if name in hostvars else {}
-            outcome = facts.get(register)
             gathered.append({"name": name, "address": str(facts.get(address_var) or facts.get("ansible_host") or name),
-                             "outcome": _plain(outcome) if outcome else None})
+                             "outcome": _registered(hostvars, name, register)})
         meta = {"started": args.get("started") or None, "finished": _utc_now(),
                 "inventory": list(task_vars.get("ansible_inventory_sources") or []),
                 "ansible_core": ansible_core_version, "netcheck_version": _collection_version(),
@@ -100,10 +111,8 @@ class ActionModule(ActionBase):
             capture_register = args.get("capture_register") or "capture_result"
             captures = {}
             for entry in gathered:
-                facts = hostvars[entry["name"]] if entry["name"] in hostvars else {}
-                stopped = facts.get(capture_register)
                 captures[entry["name"]] = {"address": entry["address"],
-                                           "result": _plain(stopped) if stopped else None}
+                                           "result": _registered(hostvars, entry["name"], capture_register)}
             apply_captures(run, captures, run_dir or None)
         ec2 = inventory_options({name: hostvars[name] for name in sources if name in hostvars},
                                 enabled=args.get("ec2_explain", "auto"), **(args.get("ec2_options") or {}))
