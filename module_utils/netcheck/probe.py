@@ -278,12 +278,12 @@ class StreamedResult(object):
     run's peak memory. ``_record_module_result`` is the hook ansible-core documents for changing
     how a result is serialized ("modification/bypass of module result serialization"); this
     override writes the very same bytes (each piece made by ansible-core's own encoder for the
-    run's serialization profile, same separators, same key order) without ever holding more
-    than one result entry encoded.
+    run's serialization profile, with its separators, in the same key order) without ever
+    holding more than one result entry encoded.
 
     It degrades to ansible-core's own printing whenever anything it relies on is not there as
-    expected: another ansible-core without the profile or the encoder, or a hook that someone
-    else replaced (ansible.netcommon does so for in-worker execution).
+    expected: another ansible-core without the profile or the encoder, an encoder that indents,
+    or a hook that someone else replaced (ansible.netcommon does so for in-worker execution).
     """
 
     def _record_module_result(self, o):
@@ -312,31 +312,34 @@ class StreamedResult(object):
         if not profile or get_encoder is None or direction is None:
             return None
         try:
-            return get_encoder(profile, direction)()
+            encoder = get_encoder(profile, direction)()
         except Exception:  # an unknown profile: ansible-core's own printing reports it
             return None
+        return encoder if getattr(encoder, "indent", None) is None else None
 
 
 def _json_pieces(encoder, value, depth):
     """Yield the JSON text of ``value`` in pieces whose concatenation is ``encoder.encode(value)``.
 
-    Plain dicts are opened down to ``depth`` levels and plain lists in them too, with ``, `` and
-    ``: `` between their items as the default encoder writes them; a list's items (one probe
-    result each) and everything deeper are encoded whole.
+    Plain dicts are opened down to ``depth`` levels and plain lists in them too, with the
+    encoder's own separators between their items; a list's items (one probe result each) and
+    everything deeper are encoded whole. A value the encoder refuses raises as it would have,
+    but after part of the answer was written.
     """
     if depth <= 0 or type(value) not in (dict, list) or not value:
         yield encoder.encode(value)
         return
+    between, colon = encoder.item_separator, encoder.key_separator
     if type(value) is list:
         yield "["
         for index, item in enumerate(value):
-            yield (", " if index else "") + encoder.encode(item)
+            yield (between if index else "") + encoder.encode(item)
         yield "]"
         return
     yield "{"
     for index, (key, item) in enumerate(value.items()):
-        # the key as the encoder writes it (its profile checks or converts keys)
-        yield (", " if index else "") + encoder.encode({key: None})[1:-len(": null}")] + ": "
+        # the key as the encoder writes it (its profile checks or converts keys): {"key": null}
+        yield (between if index else "") + encoder.encode({key: None})[1:-len(colon + "null}")] + colon
         for piece in _json_pieces(encoder, item, depth - 1):
             yield piece
     yield "}"
