@@ -294,7 +294,9 @@ class _Attempt(object):
         self.target = target
         self.family = family
         self.sockaddr = sockaddr
-        self.facts = {"address": sockaddr[0], "family": "ipv6" if family == socket.AF_INET6 else "ipv4"}
+        # a literal target's address is the string it already holds: one copy per target, not two
+        address = target.host if sockaddr[0] == target.host else sockaddr[0]
+        self.facts = {"address": address, "family": "ipv6" if family == socket.AF_INET6 else "ipv4"}
         self.timings = {"resolve_ms": resolve_ms}
         self.started = self.deadline = self.talk_started = None
         self.sock = None
