@@ -27,6 +27,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import check_keys
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.inventory import host_address
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import (
     EXTRA_TARGET_SPECS, GROUP_SPECS, MESH_SPEC, PORT_SPEC, PORT_URL_SPEC,
 )
@@ -119,9 +120,20 @@ def _hosts_of(spec, groups, field):
     return list(groups[group])
 
 
-def _address(hostvars, name, address_var):
-    facts = hostvars[name] if name in hostvars else {}
-    return str(facts.get(address_var) or facts.get("ansible_host") or name)
+def _known_addresses(mesh):
+    """mesh.addresses (the role's lookup of every host, once): {address_var: {name: address}}."""
+    known = (mesh or {}).get("addresses")
+    if not known:
+        return {}
+    if not isinstance(known, dict) or not isinstance(known.get("address_var"), str) \
+            or not isinstance(known.get("addresses"), dict):
+        raise ExpansionError("mesh.addresses: expected {address_var: NAME, addresses: {host: address}}")
+    return {known["address_var"]: known["addresses"]}
+
+
+def _address(hostvars, name, address_var, known):
+    address = known.get(address_var, {}).get(name)
+    return str(address) if address else host_address(hostvars, name, address_var)
 
 
 def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra_targets=None,
@@ -133,6 +145,7 @@ def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra
     default_address_var = (mesh or {}).get("address_var") or "ansible_host"
     if mesh:
         _check_keys(mesh, MESH_SPEC, "mesh")
+    known = _known_addresses(mesh)
     if mesh and (mesh.get("hosts") is not None or mesh.get("group")):
         address_var = mesh.get("address_var") or "ansible_host"
         with_self = mesh.get("include_self", include_self)
@@ -142,7 +155,7 @@ def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra
         for name in _hosts_of(mesh, groups, "mesh"):
             if name == source and not with_self:
                 continue
-            host = _address(hostvars, name, address_var)
+            host = _address(hostvars, name, address_var, known)
             target = found.get(name, host)
             found.icmp(target, icmp)
             for index, port in enumerate(mesh.get("ports") or []):
@@ -164,7 +177,7 @@ def build_targets(source, groups, hostvars, mesh=None, group_targets=None, extra
             for name in _hosts_of(spec, groups, field):
                 if name == source and not with_self:
                     continue
-                host = _address(hostvars, name, address_var)
+                host = _address(hostvars, name, address_var, known)
                 target = found.get(name, host)
                 if layer == "icmp":
                     found.icmp(target, "reachable" if spec.get("reachable", True) else "unreachable")

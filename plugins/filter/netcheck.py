@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import format_hostport
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import check_keys
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.inventory import mesh_addresses
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import GROUP_SPECS, TARGET_SPECS
 
 
@@ -170,6 +171,7 @@ class FilterModule(object):
             "netcheck_icmp_summary": icmp_summary,
             "netcheck_http_summary": http_summary,
             "netcheck_checks_failed": checks_failed,
+            "netcheck_mesh_addresses": mesh_addresses,
             "netcheck_target": port_target,
             "netcheck_http_url": port_url,
         }

@@ -67,6 +67,10 @@ MESH_SPEC = {
                  description="How every host is pinged: auto, reachable, unreachable, skip."),
     "address_var": {"type": "str", "description": "The host variable holding the address to probe."},
     "include_self": {"type": "bool", "description": "Whether a host also checks itself."},
+    "addresses": {"type": "dict",
+                  "description": "Addresses already looked up on the controller, {address_var: NAME, addresses: "
+                                 "{host: address}} (the role's, once for every source); a host not in it is "
+                                 "looked up by the action plugin."},
 }
 # Per layer: the module target keys a group spec hands on to each target it makes.
 TARGET_SPECS = {"tcp": TCP_TARGET_SPEC, "icmp": ICMP_TARGET_SPEC, "http": HTTP_URL_SPEC}

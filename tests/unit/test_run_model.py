@@ -15,6 +15,7 @@ from ansible_collections.netcheck.netcheck.plugins.action.net_diagnose import ( 
     ExpansionError, build_targets, module_targets,
 )
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils import run as runmodel  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.inventory import mesh_addresses  # noqa: E402
 
 HOSTS = ["h1", "h2", "h3", "h4"]
 
@@ -149,6 +150,41 @@ def test_group_specs_address_hosts_as_the_mesh_does():
     targets = {t["name"]: t for t in module_targets(found, explicit, ["icmp", "tcp", "http"])}
     assert targets["h3"] == {"name": "h3", "host": "172.16.0.13", "icmp": "auto", "ports": [{"port": 5432}],
                              "urls": []}
+
+
+class CountedHostvars(dict):
+    """HOSTVARS that count the lookups of a host's variables (each costs the controller milliseconds)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.lookups = []
+
+    def __getitem__(self, name):
+        self.lookups.append(name)
+        return super().__getitem__(name)
+
+
+def test_the_roles_mesh_addresses_are_looked_up_once_for_every_source():
+    hostvars = CountedHostvars(HOSTVARS)
+    known = mesh_addresses(["h1", "h2"], hostvars, GROUPS, "private_ip", "all",
+                           [{"group": "db", "port": 1}, {"group": "nope"}, "not a spec"])
+    assert known == {"address_var": "private_ip",
+                     "addresses": {h: "172.16.0.%d" % (i + 11) for i, h in enumerate(HOSTS)}}
+    assert sorted(hostvars.lookups) == HOSTS  # each host once, whatever names it twice
+    hostvars.lookups.clear()
+    mesh = {"hosts": HOSTS, "ports": [22], "address_var": "private_ip", "addresses": known}
+    targets = [module_targets(*build_targets(source, GROUPS, hostvars, mesh=mesh,
+                                             group_targets={"tcp": [{"group": "db", "port": 5432}]})[:2], ["tcp"])
+               for source in HOSTS]
+    assert hostvars.lookups == []  # no source looks an address up again
+    assert targets[0][1] == {"name": "h3", "host": "172.16.0.13", "icmp": "skip",
+                             "ports": [{"port": 22}, {"port": 5432}], "urls": []}
+    # a spec with another address_var, or a host the role did not look up, is looked up here
+    build_targets("h1", GROUPS, hostvars, mesh=dict(mesh, hosts=["h1"]),
+                  group_targets={"tcp": [{"group": "db", "port": 5432, "address_var": "ansible_host"}]})
+    assert hostvars.lookups == ["h3"]
+    with pytest.raises(ExpansionError, match=r"^mesh.addresses: expected \{address_var"):
+        build_targets("h1", GROUPS, HOSTVARS, mesh={"hosts": HOSTS, "addresses": {"h1": "10.0.0.11"}})
 
 
 def test_layers_narrow_what_is_checked():
