@@ -27,5 +27,10 @@ def mesh_addresses(hosts, hostvars, groups, address_var="ansible_host", mesh_gro
     for group in [mesh_group] + [spec.get("group") for spec in group_specs or [] if isinstance(spec, dict)]:
         if isinstance(group, str) and group in groups:
             names.extend(groups[group])
-    return {"address_var": address_var,
-            "addresses": {name: host_address(hostvars, name, address_var) for name in dict.fromkeys(names)}}
+    addresses = {}
+    for name in dict.fromkeys(names):
+        try:
+            addresses[name] = host_address(hostvars, name, address_var)
+        except Exception:  # noqa: BLE001 - e.g. an undefined variable in its template: the source's
+            continue       # own lookup fails on it and reports it, for that source alone
+    return {"address_var": address_var, "addresses": addresses}

@@ -164,6 +164,11 @@ class CountedHostvars(dict):
         return super().__getitem__(name)
 
 
+class BrokenVars(dict):
+    def get(self, key, default=None):
+        raise ValueError("'private_ip' is undefined")
+
+
 def test_the_roles_mesh_addresses_are_looked_up_once_for_every_source():
     hostvars = CountedHostvars(HOSTVARS)
     known = mesh_addresses(["h1", "h2"], hostvars, GROUPS, "private_ip", "all",
@@ -183,6 +188,9 @@ def test_the_roles_mesh_addresses_are_looked_up_once_for_every_source():
     build_targets("h1", GROUPS, hostvars, mesh=dict(mesh, hosts=["h1"]),
                   group_targets={"tcp": [{"group": "db", "port": 5432, "address_var": "ansible_host"}]})
     assert hostvars.lookups == ["h3"]
+    # a host whose address cannot be looked up is left to each source (which reports it)
+    broken = dict(HOSTVARS, h4=BrokenVars())
+    assert sorted(mesh_addresses(HOSTS, broken, GROUPS)["addresses"]) == ["h1", "h2", "h3"]
     with pytest.raises(ExpansionError, match=r"^mesh.addresses: expected \{address_var"):
         build_targets("h1", GROUPS, HOSTVARS, mesh={"hosts": HOSTS, "addresses": {"h1": "10.0.0.11"}})
 
