@@ -34,8 +34,8 @@ from . import tcp as tcp_probe
 from .limits import LIMITS_SPEC, parse_arp_cache_stat, read_ntables
 from .neighbour import default_run, next_hops
 from .probe import (
-    InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, target_mappings, validate_host,
-    validate_port, validate_regex, validate_timeout,
+    InputError, ms_since, probe_result, read_text, reject_unknown_keys, run_concurrently, target_mappings,
+    validate_host, validate_port, validate_regex, validate_timeout,
 )
 from .spec import select as select_options
 
@@ -224,11 +224,7 @@ def read_arp_cache_stat(path=ARP_CACHE_STAT, run=None):
         tables = read_ntables(run)
         if tables and tables.get("ipv4"):
             return {"entries": tables["ipv4"]["entries"], "table_fulls": tables["ipv4"]["table_fulls"]}
-    try:
-        with open(path) as handle:
-            return parse_arp_cache_stat(handle.read())
-    except OSError:
-        return None
+    return parse_arp_cache_stat(read_text(path))
 
 
 def arp_request_frame(source_mac, source_ip, target_ip):

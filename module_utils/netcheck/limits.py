@@ -17,6 +17,8 @@ import os
 import socket
 import struct
 
+from .probe import read_text
+
 PROC = "/proc"
 TCP_LISTEN = 0x0A
 # a limit is "near" when this share of it is used
@@ -30,14 +32,6 @@ LIMITS_SPEC = {
 }
 
 RLIMITS = ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE", "RLIMIT_STACK", "RLIMIT_AS", "RLIMIT_MEMLOCK")
-
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return None
 
 
 def _int(text):
@@ -281,11 +275,11 @@ def listen_backlogs():
 def kernel_limits(proc=PROC):
     sys_ = proc + "/sys/"
     return {
-        "file_max": _int(_read(sys_ + "fs/file-max")),
-        "nr_open": _int(_read(sys_ + "fs/nr_open")),
-        "file_nr": parse_file_nr(_read(sys_ + "fs/file-nr")),
-        "somaxconn": _int(_read(sys_ + "net/core/somaxconn")),
-        "ip_local_port_range": parse_port_range(_read(sys_ + "net/ipv4/ip_local_port_range")),
+        "file_max": _int(read_text(sys_ + "fs/file-max")),
+        "nr_open": _int(read_text(sys_ + "fs/nr_open")),
+        "file_nr": parse_file_nr(read_text(sys_ + "fs/file-nr")),
+        "somaxconn": _int(read_text(sys_ + "net/core/somaxconn")),
+        "ip_local_port_range": parse_port_range(read_text(sys_ + "net/ipv4/ip_local_port_range")),
     }
 
 
@@ -296,10 +290,10 @@ def neighbour_limits(proc=PROC, run=None):
         return tables
     tables = {}
     for family, stat, directory in (("ipv4", "arp_cache", "ipv4"), ("ipv6", "ndisc_cache", "ipv6")):
-        counters = parse_arp_cache_stat(_read("%s/net/stat/%s" % (proc, stat))) or {}
+        counters = parse_arp_cache_stat(read_text("%s/net/stat/%s" % (proc, stat))) or {}
         facts = {"entries": counters.get("entries"), "table_fulls": counters.get("table_fulls")}
         for level in (1, 2, 3):
-            facts["gc_thresh%d" % level] = _int(_read("%s/sys/net/%s/neigh/default/gc_thresh%d"
+            facts["gc_thresh%d" % level] = _int(read_text("%s/sys/net/%s/neigh/default/gc_thresh%d"
                                                       % (proc, directory, level)))
         tables[family] = facts
     return tables
@@ -309,7 +303,7 @@ def process_limits(pid=None, proc=PROC):
     """The limits of a process (default: this one): resource's view and /proc/PID/limits."""
     own = pid is None
     pid = os.getpid() if own else pid
-    facts = {"pid": pid, "limits": parse_proc_limits(_read("%s/%d/limits" % (proc, pid))),
+    facts = {"pid": pid, "limits": parse_proc_limits(read_text("%s/%d/limits" % (proc, pid))),
              "open_fds": count_fds(pid, proc)}
     if own:
         try:
@@ -364,14 +358,14 @@ def listeners(ports, proc=PROC):
     """The LISTEN sockets on ``ports`` with their processes' open-file limit and descriptor count."""
     found, backlogs = [], listen_backlogs() if ports else {}
     for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        for entry in parse_proc_net_tcp(_read("%s/net/%s" % (proc, name)), family):
+        for entry in parse_proc_net_tcp(read_text("%s/net/%s" % (proc, name)), family):
             if entry["listening"] and entry["port"] in ports:
                 found.append(listener_facts(entry, backlogs))
     owners = socket_owners([entry["inode"] for entry in found], proc)
     for entry in found:
         for pid in owners[entry["inode"]]:
-            limits = parse_proc_limits(_read("%s/%d/limits" % (proc, pid)))
-            comm = (_read("%s/%d/comm" % (proc, pid)) or "").strip() or None
+            limits = parse_proc_limits(read_text("%s/%d/limits" % (proc, pid)))
+            comm = (read_text("%s/%d/comm" % (proc, pid)) or "").strip() or None
             entry["processes"].append({"pid": pid, "comm": comm, "max_open_files": limits.get("Max open files"),
                                        "open_fds": count_fds(pid, proc)})
     return sorted(found, key=lambda e: (e["port"], e["family"], e["address"]))
@@ -413,9 +407,9 @@ def gather(ports=(), proc=PROC, run=None):
         "kernel": kernel_limits(proc),
         "process": process_limits(proc=proc),
         "neighbour": neighbour_limits(proc, run),
-        "sockstat": {"ipv4": parse_sockstat(_read(proc + "/net/sockstat")),
-                     "ipv6": parse_sockstat(_read(proc + "/net/sockstat6"))},
-        "netstat": parse_netstat(_read(proc + "/net/netstat")),
+        "sockstat": {"ipv4": parse_sockstat(read_text(proc + "/net/sockstat")),
+                     "ipv6": parse_sockstat(read_text(proc + "/net/sockstat6"))},
+        "netstat": parse_netstat(read_text(proc + "/net/netstat")),
         "listeners": listeners(set(ports), proc),
     }
     facts["warnings"] = warnings_for(facts)

@@ -18,6 +18,8 @@ import struct
 import subprocess
 import tempfile
 
+from .probe import read_text
+
 # Kernel neighbour states (ip-neighbour(8)); PERMANENT and NOARP also exist.
 NEIGHBOUR_STATES = ("REACHABLE", "STALE", "DELAY", "PROBE", "FAILED", "INCOMPLETE", "PERMANENT", "NOARP", "NONE")
 _ATF_COM = 0x02  # /proc/net/arp flag: the entry is complete (a MAC is known)
@@ -78,14 +80,6 @@ def parse_proc_arp(text, address):
     return None
 
 
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
 def route_to(address, run=default_run):
     """How the kernel reaches ``address``: {dev, gateway, src, type, source}."""
     data, error = _ip_json(run, ["ip", "-j", "route", "get", address])
@@ -94,7 +88,7 @@ def route_to(address, run=default_run):
         return {"dev": entry.get("dev"), "gateway": entry.get("gateway"), "src": entry.get("prefsrc"),
                 "type": entry.get("type", "unicast"), "source": "ip route get", "error": None}
     if data is None and ":" not in address and "command not found" in (error or ""):
-        text = _read("/proc/net/route")
+        text = read_text("/proc/net/route")
         if text is not None:
             dev, gateway = parse_proc_route(text, address)
             return {"dev": dev, "gateway": gateway, "src": None, "type": "unicast" if dev else None,
@@ -115,7 +109,7 @@ def neighbour_of(address, dev=None, run=default_run):
                         "dev": entry.get("dev", dev), "source": "ip neigh", "error": None}
         return {"ip": address, "state": "NONE", "mac": None, "dev": dev, "source": "ip neigh", "error": None}
     if ":" not in address:
-        text = _read("/proc/net/arp")
+        text = read_text("/proc/net/arp")
         if text is not None:
             entry = parse_proc_arp(text, address) or {"state": "NONE", "mac": None, "dev": dev}
             entry.update(ip=address, source="/proc/net/arp", error=None)
@@ -129,13 +123,24 @@ def neighbour_table(run=default_run):
     data, _ = _ip_json(run, ["ip", "-j", "neigh", "show"])
     if data is not None:
         return {entry["dst"]: (entry.get("state") or ["NONE"])[0] for entry in data if entry.get("dst")}
-    text = _read("/proc/net/arp") or ""
+    text = read_text("/proc/net/arp") or ""
     table = {}
     for line in text.splitlines()[1:]:
         fields = line.split()
         if len(fields) >= 6:
             table[fields[0]] = "REACHABLE" if int(fields[2], 16) & _ATF_COM else "INCOMPLETE"
     return table
+
+
+def _no_neighbour(address, route):
+    """The neighbour entry of a route that needs none: a local address (``LOCAL``), or no route at
+    all (the route's error); None when the next hop's entry must be looked up."""
+    if route["type"] == "local" or route["dev"] == "lo":
+        return {"ip": address, "state": "LOCAL", "mac": None, "dev": route["dev"], "source": route["source"],
+                "error": None}
+    if route["dev"] is None:
+        return {"ip": None, "state": None, "mac": None, "dev": None, "source": None, "error": route["error"]}
+    return None
 
 
 def next_hop(address, run=default_run):
@@ -145,13 +150,7 @@ def next_hop(address, run=default_run):
     A local address (this host's own, or loopback) has no neighbour: state ``LOCAL``.
     """
     route = route_to(address, run)
-    if route["type"] == "local" or route["dev"] == "lo":
-        neighbour = {"ip": address, "state": "LOCAL", "mac": None, "dev": route["dev"],
-                     "source": route["source"], "error": None}
-    elif route["dev"] is None:
-        neighbour = {"ip": None, "state": None, "mac": None, "dev": None, "source": None, "error": route["error"]}
-    else:
-        neighbour = neighbour_of(route["gateway"] or address, route["dev"], run)
+    neighbour = _no_neighbour(address, route) or neighbour_of(route["gateway"] or address, route["dev"], run)
     neighbour["via_gateway"] = bool(route.get("gateway"))
     return route, neighbour
 
@@ -219,12 +218,8 @@ def next_hops(addresses, run=default_run):
         else:
             route = {"dev": entry.get("dev"), "gateway": entry.get("gateway"), "src": entry.get("prefsrc"),
                      "type": entry.get("type", "unicast"), "source": "ip route get", "error": None}
-        if route["type"] == "local" or route["dev"] == "lo":
-            neighbour = {"ip": address, "state": "LOCAL", "mac": None, "dev": route["dev"],
-                         "source": route["source"], "error": None}
-        elif route["dev"] is None:
-            neighbour = {"ip": None, "state": None, "mac": None, "dev": None, "source": None, "error": route["error"]}
-        else:
+        neighbour = _no_neighbour(address, route)
+        if neighbour is None:
             hop = route["gateway"] or address
             found = neighbours.get((_canonical(hop), route["dev"]))
             if table is None:

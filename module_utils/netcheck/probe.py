@@ -77,6 +77,15 @@ def outcome(results, start, **extra):
     return facts
 
 
+def read_text(path):
+    """The text of a file (a /proc or /sys entry), or None when it cannot be read."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
 def ms_since(start):
     """Milliseconds elapsed since ``start`` (a time.monotonic() value)."""
     return (time.monotonic() - start) * 1000.0
@@ -401,6 +410,7 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
 
 __all__ = [
     "DEFAULT_MAX_WORKERS", "InputError", "failure_message", "outcome", "RESULT_KEYS", "format_hostport", "ms_since",
-    "new_module", "probe_result", "StreamedResult", "reject_unknown_keys", "run_concurrently", "target_mappings", "shape_error", "summarize", "validate_host", "validate_port",
-    "validate_regex", "validate_timeout",
+    "new_module", "probe_result", "read_text", "StreamedResult", "reject_unknown_keys", "run_concurrently",
+    "target_mappings", "shape_error", "summarize", "validate_host", "validate_port", "validate_regex",
+    "validate_timeout",
 ]

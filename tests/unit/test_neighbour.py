@@ -171,7 +171,7 @@ def no_proc(monkeypatch):
         read.append(path)
         return None
 
-    monkeypatch.setattr(neighbour, "_read", fake_read)
+    monkeypatch.setattr(neighbour, "read_text", fake_read)
     return read
 
 
@@ -185,7 +185,7 @@ def proc_files(monkeypatch):
         read.append(path)
         return files.get(path)
 
-    monkeypatch.setattr(neighbour, "_read", fake_read)
+    monkeypatch.setattr(neighbour, "read_text", fake_read)
     return read
 
 
