@@ -6,7 +6,10 @@ reach the host) become module ``targets``:
 
 ``mesh``           every host of a group (or a list of hosts) on the same ports and URLs, ping
                    included: ``{hosts: [...] | group: G, ports: [...], urls: [{port, scheme, path,
-                   ...}], icmp: auto, address_var: ansible_host, include_self: false}``
+                   ...}], icmp: auto, address_var: ansible_host, include_self: false, addresses:
+                   {address_var, addresses: {host: address}}}``; ``addresses`` are the hosts'
+                   addresses the role looked up once for every source (filter
+                   ``netcheck_mesh_addresses``); a host not in it is looked up here
 ``group_targets``  the role's per-layer group specs, as before: ``{icmp: [...], tcp: [...],
                    http: [...]}`` (``{group, port, address_var, include_self, expected|expected_state...}``)
 ``extra_targets``  explicit per-layer targets: ``{icmp: [{host, reachable, name}], tcp: [{host,
