@@ -1,0 +1,690 @@
+# -*- coding: utf-8 -*-
+"""HTTP probe: ``curl -I`` for many URLs at once, with each phase timed separately.
+
+Stdlib only (http.client, ssl, socket). The phases are those Prometheus
+blackbox_exporter reports: ``resolve`` (DNS), ``connect`` (TCP handshake),
+``tls`` (TLS handshake), ``processing`` (request sent -> first byte of the
+answer) and ``transfer`` (the rest of the answer); ``ttfb_ms`` is the time from
+the start to the first byte and ``total_ms`` the whole check, redirects included.
+A check that fails names the phase where it stopped.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import io
+import os
+import re
+import select
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from urllib.parse import quote, urljoin, urlsplit
+
+from .neighbour import default_run, neighbour_table
+from .probe import (
+    DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, run_concurrently, target_mappings, validate_host,
+    validate_regex, validate_timeout,
+)
+from .regex import MatcherPool, RegexTimeout
+from .tcp import classify_failure, enable_recverr, read_icmp_error
+
+KIND = "http"
+METHODS = ("HEAD", "GET")
+FOLLOW = ("none", "safe", "all")
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+MAX_BODY_BYTES = 1024 * 1024  # what GET reads for body_regex at most
+SENSITIVE_HEADERS = ("authorization", "proxy-authorization", "cookie")
+USER_AGENT = "netcheck-http_check/0.3"
+# an HTTP header name (RFC 9110 token); \Z, not $, which would let a trailing newline through
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_BAD_VALUE = re.compile(r"[\r\n\0]")
+
+# The options a user writes (module_utils/netcheck/spec.py explains the format). Every request
+# option is a module-level default that one URL may override (so without a default there).
+HTTP_REQUEST_SPEC = {
+    "method": {"type": "str", "choices": list(METHODS), "default": "HEAD", "description": "HEAD (like curl -I) or GET."},
+    "status_codes": {"type": "list", "elements": "int", "default": [200],
+                     "description": "The status codes that pass (100-599)."},
+    "headers": {"type": "dict", "default": {}, "no_log": True,
+                "description": "Headers sent with the request; their values are never logged."},
+    "expect_headers": {"type": "dict", "default": {},
+                       "description": "Response header name to a regex its value must match (null: must be absent)."},
+    "follow_redirects": {"type": "str", "choices": list(FOLLOW), "default": "safe",
+                         "description": "none, safe (never https to http) or all; at most 10 redirects."},
+    "validate_certs": {"type": "bool", "default": True, "description": "Verify the server certificate and host name."},
+    "ca_path": {"type": "path", "description": "A PEM file of CA certificates on the managed host (default: the system's)."},
+    "timeout": {"type": "float", "default": 5.0, "description": "Seconds for each request, all its phases together."},
+    "body_regex": {"type": "str", "description": "A Python regular expression the body must match (GET only)."},
+    "keep_headers_across_origins": {
+        "type": "bool", "default": False,
+        "description": "Send headers on to another origin after a redirect (never Authorization, Cookie)."},
+}
+# each request option's default (None when it has none): what a URL gets when nothing overrides it
+DEFAULTS = {name: option.get("default") for name, option in HTTP_REQUEST_SPEC.items()}
+TARGET_KEYS = tuple(DEFAULTS) + ("url", "name")
+HTTP_URL_SPEC = dict(
+    {"url": {"type": "str", "required": True, "description": "An http:// or https:// URL."},
+     "name": {"type": "raw", "description": "A label returned as detail.name (a string)."}},
+    **{name: {key: value for key, value in option.items() if key != "default"}
+       for name, option in HTTP_REQUEST_SPEC.items()})
+HTTP_MODULE_SPEC = dict(
+    {"urls": {"type": "list", "elements": "dict", "required": True, "options": HTTP_URL_SPEC,
+              "description": "The URLs to check, all at once; each may override the options below."}},
+    max_workers={"type": "int", "default": DEFAULT_MAX_WORKERS,
+                 "description": "How many targets are checked at the same moment at most."},
+    **HTTP_REQUEST_SPEC)
+
+
+class HttpTarget(object):
+    __slots__ = TARGET_KEYS
+
+    def __init__(self, **values):
+        for key in self.__slots__:
+            setattr(self, key, values.get(key))
+
+
+# --- input ------------------------------------------------------------------
+
+def parse_url(url, field):
+    """(scheme, host, port, path with query) of an http(s) URL, or InputError naming the field."""
+    if not isinstance(url, str) or not url:
+        raise InputError("%s: a URL is required" % field)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InputError("%s: %r is not a valid URL (%s)" % (field, url, exc))
+    # before anything that quotes the URL: it must not repeat a password
+    if "@" in parts.netloc:
+        raise InputError("%s: credentials in the URL are refused: send them in headers (Authorization)" % field)
+    if re.search(r"[\s\x00-\x1f\x7f]", url):
+        raise InputError("%s: %r contains whitespace or control characters" % (field, url))
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InputError("%s: %r is not a valid URL (%s)" % (field, url, exc))
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InputError("%s: unsupported scheme %r in %r (http or https)" % (field, parts.scheme, url))
+    if port == 0:
+        raise InputError("%s: port 0 in %r is not a port (1-65535)" % (field, url))
+    if not parts.hostname:
+        raise InputError("%s: %r has no host" % (field, url))
+    host = validate_host(parts.hostname, field + " host")
+    path = _ascii(parts.path) or "/"
+    if parts.query:
+        path += "?" + _ascii(parts.query)
+    return scheme, host, port if port is not None else (443 if scheme == "https" else 80), path
+
+
+def _ascii(text):
+    """A URL part as HTTP/1.1 sends it: non-ASCII characters percent-encoded as UTF-8 (what
+    browsers and curl do), everything already ASCII, escapes included, left as it is."""
+    return quote(text, safe="".join(chr(c) for c in range(0x21, 0x7f)))
+
+
+def _utf8_header(value):
+    """A header http.client decoded as Latin-1, read as the UTF-8 that servers send in practice."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def validate_headers(headers, field):
+    if headers is None:
+        return {}
+    if not isinstance(headers, dict):
+        raise InputError("%s: expected a mapping of header names to values" % field)
+    clean = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise InputError("%s: %r is not a valid header name" % (field, name))
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise InputError("%s.%s: the value must be a string" % (field, name))
+        # the value itself may be a secret: never echo it
+        if _BAD_VALUE.search(str(value)):
+            raise InputError("%s.%s: the value contains CR, LF or NUL" % (field, name))
+        try:
+            str(value).encode("latin-1")
+        except UnicodeEncodeError:
+            raise InputError("%s.%s: the value must be Latin-1 text (HTTP/1.1 header encoding)" % (field, name))
+        clean[name] = str(value)
+    return clean
+
+
+def merge_headers(*layers):
+    """Later layers win, whatever the case of the names (HTTP header names are case-insensitive)."""
+    merged = {}
+    for layer in layers:
+        for name, value in layer.items():
+            for existing in [key for key in merged if key.lower() == name.lower()]:
+                del merged[existing]
+            merged[name] = value
+    return merged
+
+
+def validate_status_codes(codes, field):
+    if not isinstance(codes, (list, tuple)) or not codes:
+        raise InputError("%s: give at least one status code" % field)
+    for index, code in enumerate(codes):
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise InputError("%s[%d]: %r is not an HTTP status code (100-599)" % (field, index, code))
+    return list(codes)
+
+
+def validate_expect_headers(expect, field):
+    if expect is None:
+        return {}
+    if not isinstance(expect, dict):
+        raise InputError("%s: expected a mapping of header names to a regex (or null: must be absent)" % field)
+    compiled = {}
+    for name, pattern in expect.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise InputError("%s: %r is not a valid header name" % (field, name))
+        compiled[name.lower()] = None if pattern is None else validate_regex(pattern, "%s.%s" % (field, name))
+    return compiled
+
+
+_CONTEXTS = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def tls_context(validate_certs, ca_path):
+    """One SSLContext per (validate_certs, ca_path) for the whole process, made when the first TLS
+    connection needs it: building one loads the CA store (about 20 ms of CPU), which a plain-http
+    mesh never needs."""
+    key = (validate_certs, ca_path)
+    with _CONTEXTS_LOCK:
+        if key not in _CONTEXTS:
+            if validate_certs:
+                context = ssl.create_default_context(cafile=ca_path)
+            else:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            _CONTEXTS[key] = context
+        return _CONTEXTS[key]
+
+
+def parse_targets(raw_targets, defaults=None, field="urls"):
+    """Validate every URL and option (module-level defaults, per-URL overrides) before any request."""
+    base = dict(DEFAULTS)
+    base.update({k: v for k, v in (defaults or {}).items() if v is not None})
+    base_headers = validate_headers(base["headers"], "headers")
+    base_expect = validate_expect_headers(base["expect_headers"], "expect_headers")
+    targets = []
+    for where, raw in target_mappings(raw_targets, field, TARGET_KEYS, shorthand="url",
+                                      expected="a URL or a mapping with url", what="URL"):
+        values = dict(base)
+        values.update({k: v for k, v in raw.items() if v is not None and k not in ("headers", "expect_headers")})
+        values["url"] = raw.get("url")
+        values["name"] = raw.get("name")
+        scheme = parse_url(values["url"], where + ".url")[0]
+        method = str(values["method"]).upper()
+        if method not in METHODS:
+            raise InputError("%s.method: %r is not one of %s" % (where, values["method"], ", ".join(METHODS)))
+        values["method"] = method
+        values["status_codes"] = validate_status_codes(values["status_codes"], where + ".status_codes")
+        values["headers"] = merge_headers(base_headers, validate_headers(raw.get("headers"), where + ".headers"))
+        expect = dict(base_expect)
+        expect.update(validate_expect_headers(raw.get("expect_headers"), where + ".expect_headers"))
+        values["expect_headers"] = expect
+        if values["follow_redirects"] not in FOLLOW:
+            raise InputError("%s.follow_redirects: %r is not one of %s"
+                             % (where, values["follow_redirects"], ", ".join(FOLLOW)))
+        if not isinstance(values["validate_certs"], bool):
+            raise InputError("%s.validate_certs: must be true or false" % where)
+        values["timeout"] = validate_timeout(values["timeout"], where + ".timeout")
+        if values["body_regex"] is not None:
+            if method != "GET":
+                raise InputError("%s.body_regex: needs method GET (HEAD has no body)" % where)
+            values["body_regex"] = validate_regex(values["body_regex"], where + ".body_regex")
+        if values["ca_path"] is not None and not os.path.isfile(values["ca_path"]):
+            raise InputError("%s.ca_path: %r is not a file" % (where, values["ca_path"]))
+        if not isinstance(values["keep_headers_across_origins"], bool):
+            raise InputError("%s.keep_headers_across_origins: must be true or false" % where)
+        if values["name"] is not None and not isinstance(values["name"], str):
+            raise InputError("%s.name: must be a string" % where)
+        target = HttpTarget(**values)
+        if values["ca_path"] is not None and values["validate_certs"]:
+            try:  # a CA file that cannot be used is bad input, found before any request
+                tls_context(True, values["ca_path"])
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise InputError("%s.ca_path: %r holds no usable PEM CA certificate (%s)"
+                                 % (where, values["ca_path"], getattr(exc, "reason", None) or exc))
+        targets.append(target)
+    return targets
+
+
+# --- TLS facts ------------------------------------------------------------------
+
+def _name(rdns):
+    return ", ".join("%s=%s" % (key, value) for rdn in rdns or () for key, value in rdn)
+
+
+def certificate_facts(der, now=None):
+    """Subject, issuer, validity and SANs of a DER certificate (stdlib decoder), or {}."""
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if not der or decode is None:
+        return {}
+    handle, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(handle, "w") as pem:
+            pem.write(ssl.DER_cert_to_PEM_cert(der))
+        cert = decode(path)
+    except (ssl.SSLError, ValueError, OSError):
+        return {}
+    finally:
+        os.unlink(path)
+    not_after = ssl.cert_time_to_seconds(cert["notAfter"])
+    not_before = ssl.cert_time_to_seconds(cert["notBefore"])
+    now = time.time() if now is None else now
+    return {
+        "subject": _name(cert.get("subject")),
+        "issuer": _name(cert.get("issuer")),
+        "not_before": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_before)),
+        "not_after": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after)),
+        "days_left": int((not_after - now) // 86400),
+        "expired": not_after < now,
+        "san": ["%s:%s" % pair for pair in cert.get("subjectAltName", ())],
+        "serial": cert.get("serialNumber"),
+    }
+
+
+def _tls_facts(ssock, verified, verify_error=None):
+    cipher = ssock.cipher()
+    facts = {"version": ssock.version(), "cipher": cipher[0] if cipher else None, "verified": verified,
+             "verify_error": verify_error}
+    facts.update(certificate_facts(ssock.getpeercert(binary_form=True)))
+    return facts
+
+
+# --- one request -------------------------------------------------------------------
+
+class PhaseError(Exception):
+    """A check stopped in ``phase``; ``tls`` keeps what was learnt of the certificate, if anything."""
+
+    def __init__(self, phase, message, tls=None):
+        Exception.__init__(self, "%s: %s" % (phase, message))
+        self.phase = phase
+        self.message = message
+        self.tls = tls
+
+
+def _remaining(deadline, phase, timeout):
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise PhaseError(phase, "no answer within the %g s timeout" % timeout)
+    return left
+
+
+def _connect(host, port, timeout, deadline, timings, facts):
+    """Connect to the first address of host that accepts (as curl and create_connection do)."""
+    start = time.monotonic()
+    try:
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise PhaseError("resolve", "name resolution failed: %s" % exc.strerror)
+    timings["resolve_ms"] = ms_since(start)
+    start = time.monotonic()
+    error = None
+    for family, socktype, proto, _, sockaddr in infos:
+        facts["address"] = sockaddr[0]
+        sock = socket.socket(family, socktype, proto)
+        enable_recverr(sock, family)
+        try:
+            _connect_within(sock, sockaddr, _remaining(deadline, "connect", timeout))
+        except socket.timeout:
+            sock.close()
+            error = PhaseError("connect", _timeout_reason(sockaddr[0], family, timeout))
+            break  # the deadline is spent
+        except PhaseError as exc:
+            sock.close()
+            error = exc
+            break
+        except OSError as exc:
+            error = PhaseError("connect", _refusal_reason(sock, exc))
+            sock.close()
+            continue
+        timings["connect_ms"] = ms_since(start)
+        return sock
+    raise error
+
+
+def _connect_within(sock, sockaddr, seconds):
+    """connect() bounded by ``seconds`` in all. Python's own connect timeout restarted its wait
+    when an ICMP error woke it without ending the handshake (seen here: 3 s for a 2 s timeout)."""
+    deadline = time.monotonic() + seconds
+    sock.setblocking(False)
+    code = sock.connect_ex(sockaddr)
+    if code in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("timed out")
+            if poller.poll(left * 1000.0):
+                break
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))
+    sock.setblocking(True)
+
+
+def _refusal_reason(sock, exc):
+    """Why a connect failed, in port_check's words (an ICMP reject is not a RST nor a missing route)."""
+    try:
+        local = sock.getsockname()[0]
+    except OSError:
+        local = None
+    icmp = read_icmp_error(sock)
+    if icmp is None:  # an RST or a local error: curl's words
+        return (exc.strerror or str(exc)).lower()
+    state, reason = classify_failure(exc.errno, icmp, local)
+    return "%s: %s" % (state, reason)
+
+
+def _timeout_reason(address, family, timeout, neighbours=None):
+    """A handshake timeout: ``unreachable`` when ARP/NDP for the address got no answer, else filtered."""
+    table = (neighbours or (lambda: neighbour_table(default_run)))()
+    state = table.get(address.split("%")[0])
+    if state in ("INCOMPLETE", "FAILED"):
+        return "unreachable: no %s answer for %s within %g s (no host has this address)" % (
+            "NDP" if family == socket.AF_INET6 else "ARP", address, timeout)
+    return "filtered: no answer to the TCP handshake within %g s (SYN dropped on the way or by the target)" % timeout
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as http.client reads it, with the request's deadline over every read: a server
+    trickling one byte at a time cannot stretch the check past its timeout."""
+
+    def __init__(self, sock, deadline, timeout, progress):
+        io.RawIOBase.__init__(self)
+        self._sock = sock
+        self._deadline = deadline
+        self._timeout = timeout
+        self._progress = progress  # bytes read so far, shared with the caller
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed()
+        self._sock.settimeout(left)
+        try:
+            count = self._sock.recv_into(buffer)
+        except socket.timeout:
+            raise _DeadlinePassed()
+        self._progress[0] += count
+        return count
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+class _DeadlineSocket(object):
+    """What http.client.HTTPResponse needs of a socket: makefile(), bounded by the deadline."""
+
+    def __init__(self, sock, deadline, timeout, progress):
+        self._reader = _DeadlineReader(sock, deadline, timeout, progress)
+
+    def makefile(self, mode, *args, **kwargs):
+        return io.BufferedReader(self._reader)
+
+
+def _handshake(sock, target, host, port, deadline, timings, facts):
+    timeout = target.timeout
+    sock.settimeout(_remaining(deadline, "tls", timeout))
+    context = tls_context(target.validate_certs, target.ca_path)
+    start = time.monotonic()
+    try:
+        ssock = context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        tls = _unverified_facts(host, facts["address"], port, deadline, exc.verify_message)
+        raise PhaseError("tls", "certificate verification failed: %s" % (exc.verify_message or exc.reason), tls)
+    except socket.timeout:
+        sock.close()
+        raise PhaseError("tls", "no TLS handshake within %g s" % timeout)
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()
+        raise PhaseError("tls", "handshake failed: %s" % (getattr(exc, "reason", None) or exc))
+    timings["tls_ms"] = ms_since(start)
+    facts["tls"] = _tls_facts(ssock, verified=context.verify_mode == ssl.CERT_REQUIRED)
+    return ssock
+
+
+def _unverified_facts(host, address, port, deadline, verify_error):
+    """After a failed verification, look at the certificate anyway (to say e.g. how long ago it expired)."""
+    context = tls_context(False, None)
+    try:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {"verified": False, "verify_error": verify_error}
+        with socket.create_connection((address, port), timeout=left) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as ssock:
+                return _tls_facts(ssock, verified=False, verify_error=verify_error)
+    except (OSError, ssl.SSLError):
+        return {"verified": False, "verify_error": verify_error}
+
+
+def request_once(url, target, deadline, timings, facts, headers):
+    """One HTTP exchange; fills ``timings`` and ``facts`` as it goes (so that a PhaseError
+    leaves what was measured before it), and returns the body read."""
+    scheme, host, port, path = parse_url(url, "url")
+    sock = _connect(host, port, target.timeout, deadline, timings, facts)
+    try:
+        if scheme == "https":
+            sock = _handshake(sock, target, host, port, deadline, timings, facts)
+        conn = http.client.HTTPConnection(host, port, timeout=target.timeout)
+        conn.sock = sock
+        start = time.monotonic()
+        try:
+            conn.putrequest(target.method, path, skip_host=True, skip_accept_encoding=True)
+            defaults = {"Host": _host_header(host, port, scheme), "User-Agent": USER_AGENT, "Accept": "*/*"}
+            for name, value in merge_headers(defaults, headers).items():
+                conn.putheader(name, value)
+            conn.endheaders()
+        except OSError as exc:
+            raise PhaseError("request", "sending the request failed: %s" % exc)
+        # processing: until the first byte of the answer can be read
+        pending = getattr(sock, "pending", lambda: 0)()
+        if not pending:
+            readable, _, _ = select.select([sock], [], [], _remaining(deadline, "processing", target.timeout))
+            if not readable:
+                raise PhaseError("processing", "no response within %g s after the request was sent" % target.timeout)
+        timings["processing_ms"] = ms_since(start)
+        first_byte = time.monotonic()
+        progress = [0]
+        part = "headers"
+        try:
+            response = http.client.HTTPResponse(_DeadlineSocket(sock, deadline, target.timeout, progress),
+                                                method=target.method)
+            response.begin()
+            part = "body"
+            body = b""
+            while target.method == "GET" and len(body) < MAX_BODY_BYTES:
+                # read(n) returns what one read gave: loop until the end (or the cap) so that
+                # an answer cut short or trickling is seen as such
+                chunk = response.read(MAX_BODY_BYTES - len(body))
+                if not chunk:
+                    break
+                body += chunk
+            if target.method == "GET" and len(body) < MAX_BODY_BYTES and response.length:
+                # http.client's read(n) does not raise on a short body: the Content-Length says it
+                raise http.client.IncompleteRead(body, response.length)
+        except _DeadlinePassed:
+            raise PhaseError("transfer", "the answer was still arriving when the %g s timeout passed (%s "
+                                         "incomplete after %d bytes in %.1f s)"
+                             % (target.timeout, part, progress[0], time.monotonic() - first_byte))
+        except (http.client.HTTPException, OSError) as exc:
+            raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc))
+        timings["transfer_ms"] = ms_since(first_byte)
+        facts.update({
+            "status": response.status,
+            "reason": response.reason,
+            "http_version": "HTTP/%s" % {9: "0.9", 10: "1.0", 11: "1.1"}.get(response.version, response.version),
+            "headers": _lower_headers(response.getheaders()),
+        })
+        return body
+    finally:
+        sock.close()
+
+
+def _host_header(host, port, scheme):
+    name = "[%s]" % host if ":" in host else host
+    default = 443 if scheme == "https" else 80
+    return name if port == default else "%s:%d" % (name, port)
+
+
+def _lower_headers(pairs):
+    headers = {}
+    for name, value in pairs:
+        key = name.lower()
+        headers[key] = headers[key] + ", " + value if key in headers else value
+    return headers
+
+
+# --- checks -------------------------------------------------------------------
+
+def evaluate(target, facts, body=b"", search=None):
+    """The expectations the answer misses, as readable strings.
+
+    ``search(regex, text)`` finds a user regex in what the server sent, bounded in time
+    (raising RegexTimeout); by default an unbounded ``regex.search``.
+    """
+    search = search or (lambda regex, text: regex.search(text))
+    failed = []
+    if facts["status"] not in target.status_codes:
+        failed.append("status %s not in %s" % (facts["status"], target.status_codes))
+    for name, pattern in sorted(target.expect_headers.items()):
+        value = facts["headers"].get(name)
+        if pattern is None:
+            if value is not None:
+                failed.append("header %s present, expected absent" % name)
+        elif value is None:
+            failed.append("header %s missing" % name)
+        else:
+            try:
+                if not search(pattern, value):
+                    failed.append("header %s: %r does not match %r" % (name, value, pattern.pattern))
+            except RegexTimeout as exc:
+                failed.append("header %s: %s" % (name, exc))
+    if target.body_regex is not None:
+        text = body.decode("utf-8", "replace")
+        try:
+            if not search(target.body_regex, text):
+                failed.append("body does not match %r" % target.body_regex.pattern)
+        except RegexTimeout as exc:
+            failed.append("body: %s" % exc)
+    return failed
+
+
+def check_url(target, matchers=None):
+    """Check one HttpTarget, following redirects as asked; the shared result shape.
+
+    ``matchers`` (a MatcherPool) searches the user's regexes in a killable process.
+    """
+    start = time.monotonic()
+    url = target.url
+    chain = []
+    detail = {"url": target.url, "name": target.name, "method": target.method, "final_url": None,
+              "address": None, "status": None, "reason": None, "http_version": None, "headers": {},
+              "redirects": chain, "tls": None, "body_bytes": None, "failed_checks": [], "phase": None}
+    headers = dict(target.headers)
+    try:
+        while True:
+            deadline = time.monotonic() + target.timeout
+            timings, facts = {}, {"address": None, "tls": None}
+            try:
+                body = request_once(url, target, deadline, timings, facts, headers)
+            except PhaseError as exc:
+                detail.update(facts)
+                detail["phase"] = exc.phase
+                detail["final_url"] = url
+                detail["tls"] = exc.tls or facts["tls"]
+                raise
+            location = facts["headers"].get("location")
+            if facts["status"] in REDIRECT_CODES and location:
+                next_url = _ascii(urljoin(url, _utf8_header(location)))
+                chain.append({"url": url, "status": facts["status"], "location": next_url})
+                if target.follow_redirects == "none":
+                    break
+                # what a refused redirect still reports: the answer that asked for it
+                detail.update(facts)
+                detail["final_url"] = url
+                try:
+                    next_parts = parse_url(next_url, "location")
+                except InputError as exc:
+                    detail["phase"] = "redirect"
+                    raise PhaseError("redirect", "cannot follow %s" % exc)
+                current = parse_url(url, "url")
+                if target.follow_redirects == "safe" and current[0] == "https" and next_parts[0] == "http":
+                    detail["phase"] = "redirect"
+                    raise PhaseError("redirect", "refused to follow %s from https to http "
+                                                 "(follow_redirects=safe)" % next_url)
+                if len(chain) > MAX_REDIRECTS:
+                    detail["phase"] = "redirect"
+                    raise PhaseError("redirect", "more than %d redirects" % MAX_REDIRECTS)
+                if current[:3] != next_parts[:3]:
+                    # Credentials stay with the origin they were given for. Any user header may be
+                    # one (X-Api-Key, X-Auth-Token...): all of them stay unless the user opts in,
+                    # and even then the well-known credential headers never travel.
+                    if target.keep_headers_across_origins:
+                        headers = {k: v for k, v in headers.items() if k.lower() not in SENSITIVE_HEADERS}
+                    else:
+                        headers = {}
+                url = next_url
+                continue
+            break
+    except PhaseError as exc:
+        timings["total_ms"] = ms_since(start)
+        return probe_result(target.url, KIND, "failed", False, timings, str(exc), detail)
+    detail.update(facts)
+    detail["final_url"] = url
+    detail["body_bytes"] = len(body) if target.method == "GET" else None
+    owned = matchers is None
+    matchers = matchers or MatcherPool(1)
+    try:
+        regex_deadline = time.monotonic() + target.timeout
+        detail["failed_checks"] = evaluate(target, facts, body,
+                                           lambda regex, text: matchers.search(regex, text, regex_deadline))
+    finally:
+        if owned:
+            matchers.close()
+    timings["ttfb_ms"] = sum(timings.get(k, 0.0) for k in ("resolve_ms", "connect_ms", "tls_ms", "processing_ms"))
+    timings["total_ms"] = ms_since(start)
+    ok = not detail["failed_checks"]
+    return probe_result(target.url, KIND, "answered", ok, timings,
+                        None if ok else "; ".join(detail["failed_checks"]), detail)
+
+
+def _unfinished(target, reason):
+    return probe_result(target.url, KIND, "error", False, {}, reason,
+                        {"url": target.url, "name": target.name, "phase": None, "failed_checks": []})
+
+
+def check_urls(targets, max_workers=DEFAULT_MAX_WORKERS):
+    """Check every HttpTarget concurrently; results come back in the targets' order."""
+    # one bound per URL: every hop's request, then the regex searches (each at most a timeout)
+    deadline = max(t.timeout for t in targets) * (MAX_REDIRECTS + 3) + 5.0
+    matchers = MatcherPool(4)
+    try:
+        return run_concurrently(lambda target: check_url(target, matchers), targets, _unfinished, deadline,
+                                max_workers)
+    finally:
+        matchers.close()
+
+
+__all__ = ["DEFAULTS", "FOLLOW", "METHODS", "HttpTarget", "InputError", "certificate_facts", "check_url",
+           "check_urls", "evaluate", "parse_targets", "parse_url", "validate_expect_headers", "validate_headers",
+           "validate_status_codes", "tls_context"]
