@@ -1,7 +1,8 @@
 """Action plugin netcheck.netcheck.ec2_explain: why EC2's configuration lets a flow through or not.
 
 Runs on the controller only (read-only EC2 Describe calls with boto3); its documentation is
-library/ec2_explain.py. The evaluation is plugins/plugin_utils/ec2_explain.py."""
+plugins/modules/ec2_explain.py. The reading is plugins/plugin_utils/ec2_fetch.py, the evaluation
+plugins/plugin_utils/ec2_evaluate.py."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg="EC2 could not be read: %s" % exc)
             return result
         explanation = explain_flow(state, args["source"], args["target"], args["protocol"], args["port"],
-                                   data_plane=args["data_plane"], ephemeral=tuple(args["ephemeral_ports"]))
+                                   data_plane=args["data_plane"], ephemeral=tuple(args["ephemeral_ports"]),
+                                   source_hint={"instance_id": args["source_instance"]},
+                                   target_hint={"instance_id": args["target_instance"]})
         result["explain"] = explanation
         result["msg"] = "%s: %s" % (explanation["code"], explanation["message"])
         if explanation["fix"]:

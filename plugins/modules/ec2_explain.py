@@ -31,7 +31,13 @@ description:
     DescribeSubnets, DescribeVpcs, DescribeVpcPeeringConnections, DescribeManagedPrefixLists and
     GetManagedPrefixListEntries (docs/ec2.md has the IAM policy). It never changes anything.
   - Transit gateway route tables, appliances (routes to a network interface) and AWS Network
-    Firewall are not evaluated; a path through them gives status C(unknown) and says so.
+    Firewall are not evaluated; a path through them gives status C(unknown) and says so. An
+    address that is no interface of the region (another region, account, or outside AWS) gets
+    its own side not evaluated; the other side still is.
+  - "Path MTU: where the route leads onto a path smaller than the instances' 9001 bytes (an
+    internet gateway or VPN: 1500; inter-region peering or a transit gateway: 8500), it checks
+    that ICMP fragmentation needed (type 3 code 4; ICMPv6 packet too big) may come back in
+    through the sender's security groups and network ACL, and lists what blocks it under C(mtu)."
   - check.yml fills the C(explain) of filtered pairs itself (C(explain_run) in
     plugins/plugin_utils/ec2_explain.py); this module asks about one flow by hand.
 version_added: "0.5.0"
@@ -46,6 +52,15 @@ options:
     description: Private IP address of the target instance's network interface (IPv4 or IPv6).
     type: str
     required: true
+  source_instance:
+    description:
+      - Instance id of the source. Needed only when its address is held by several network
+        interfaces of the region (two VPCs that are not peered may use the same CIDR); without
+        it such an address is not evaluated and the explanation lists the candidates.
+    type: str
+  target_instance:
+    description: Instance id of the target, for the same case as I(source_instance).
+    type: str
   protocol:
     description: The flow's protocol. C(icmp) evaluates an echo request and its echo reply.
     type: str
@@ -168,9 +183,16 @@ explain:
       type: list
       elements: dict
     unknown:
-      description: What could not be evaluated (transit gateways, appliances, unread prefix lists).
+      description: What could not be evaluated (transit gateways, appliances, unread prefix lists, the side of an address that is no interface of the region).
       type: list
       elements: str
+    mtu:
+      description: >-
+        Path-MTU findings (code C(PMTUD_ICMP_BLOCKED)) - a path smaller than the instance's MTU on
+        which ICMP fragmentation needed cannot come back - each with leg, network_interface,
+        path_mtu, instance_mtu, via, icmp_type, icmp_code, message and fix. Empty when none.
+      type: list
+      elements: dict
     flow:
       description: >-
         The flow - source, target, protocol, port, icmp_type, data_plane, and for each end its

@@ -176,7 +176,7 @@ def test_dropped_echo_without_an_icmp_rule_is_explained_as_the_missing_icmp_rule
     model["pairs"][0]["verdict"].update(first_failing_layer="network", code="ICMP_FILTERED")
     explain = explained(model, moto_server)
     assert explain["code"] == "ENI_SG_RULES_MISMATCH" and explain["flow"]["protocol"] == "icmp"
-    assert explain["fix"] == "add ingress icmp echo-request (type 8) from %s to %s" % (mirror["src_sg"],
+    assert explain["fix"] == "add ingress icmp echo request (type 8) from %s to %s" % (mirror["src_sg"],
                                                                                        mirror["dst_sg"])
 
 

@@ -141,7 +141,11 @@ def test_group_targets_of_check_yml_get_private_addresses_of_a_tag_group(ec2, tm
     # and the explainer knows the inventory is EC2, and its region, from the same hostvars
     sys.path.insert(0, str(REPO / "collections"))
     from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain import inventory_options
-    assert inventory_options(hostvars, endpoint_url=moto_server) == {"region": REGION, "endpoint_url": moto_server}
+    options = inventory_options(hostvars, endpoint_url=moto_server)
+    assert {key: options[key] for key in ("region", "endpoint_url")} == {"region": REGION, "endpoint_url": moto_server}
+    # each instance's id and VPC, to tell apart interfaces holding the same address
+    assert options["instances"]["db1"] == {"instance_id": hostvars["db1"]["instance_id"],
+                                           "vpc_id": hostvars["db1"]["vpc_id"]}
 
 
 def test_unknown_region_is_a_clear_error_not_a_traceback(tmp_path, moto_server, aws_env):

@@ -160,7 +160,7 @@ def test_icmp_echo_needs_an_icmp_rule_of_type_8():
     data = world()
     result = ex.explain_flow(state_of(data), WEB_IP, DB_IP, "icmp", data_plane="ICMP_FILTERED")
     assert result["code"] == "ENI_SG_RULES_MISMATCH"
-    assert result["fix"] == "add ingress icmp echo-request (type 8) from sg-web to sg-db"
+    assert result["fix"] == "add ingress icmp echo request (type 8) from sg-web to sg-db"
     data["security_groups"][1]["IpPermissions"].append({"IpProtocol": "icmp", "FromPort": 8, "ToPort": -1,
                                                         "IpRanges": [{"CidrIp": "10.0.0.0/8"}]})
     assert ex.explain_flow(state_of(data), WEB_IP, DB_IP, "icmp")["status"] == "allowed"
@@ -227,7 +227,7 @@ def test_icmp_reply_needs_echo_reply_out_of_the_target_subnet():
     result = ex.explain_flow(state_of(data), WEB_IP, DB_IP, "icmp")
     first = result["explanations"][0]
     assert first["code"] == "SUBNET_ACL_RESTRICTION" and first["direction"] == "outbound (request)"
-    assert any(b["direction"] == "outbound (reply)" and "echo-reply (type 0)" in b["message"]
+    assert any(b["direction"] == "outbound (reply)" and "echo reply (type 0)" in b["message"]
                for b in result["explanations"])
 
 
@@ -294,9 +294,19 @@ def test_transit_gateway_routes_are_reported_not_evaluated():
     assert "TGW_RTB_CANNOT_ROUTE" in result["message"]
 
 
-def test_address_outside_ec2_is_not_evaluated():
-    result = ex.explain_flow(state_of(world()), WEB_IP, "192.0.2.1", "tcp", 80)
+def test_address_outside_ec2_is_not_evaluated_beyond_the_source_side():
+    data = world()
+    data["route_tables"][0]["Routes"].append({"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": "igw-1",
+                                              "State": "active"})
+    result = ex.explain_flow(state_of(data), WEB_IP, "192.0.2.1", "tcp", 80)
     assert result["status"] == "unknown" and result["code"] == "NOT_EVALUATED"
+    assert any("only the source side is evaluated" in item for item in result["unknown"])
+    assert [step["verdict"] for step in result["checked"] if step["step"].startswith("security groups")] == ["allow"]
+    # what the source's side shows still counts: without the default route nothing leaves the VPC
+    no_route = ex.explain_flow(state_of(world()), WEB_IP, "192.0.2.1", "tcp", 80)
+    assert no_route["status"] == "blocked" and no_route["code"] == "NO_ROUTE_TO_DESTINATION"
+    neither = ex.explain_flow(state_of(world()), "192.0.2.9", "192.0.2.1", "tcp", 80)
+    assert neither["status"] == "unknown" and neither["code"] == "NOT_EVALUATED" and neither["checked"] == []
 
 
 def test_bad_flow_arguments_name_the_field():
@@ -358,7 +368,7 @@ def test_explain_run_keeps_the_run_model_otherwise_unchanged():
     pair_before = before["pairs"][0]
     assert {k: v for k, v in pair.items() if k != "explain"} == {k: v for k, v in pair_before.items() if k != "explain"}
     assert set(pair["explain"]) == {"status", "code", "message", "fix", "component", "rule", "explanations", "checked",
-                                    "unknown", "flow", "flows"}
+                                    "unknown", "mtu", "flow", "flows"}
 
 
 def test_fetcher_rejects_an_unknown_region_before_any_call(monkeypatch):
@@ -446,13 +456,19 @@ def test_fetcher_makes_only_the_read_only_calls_that_docs_ec2_md_allows():
 
 
 def test_http_connect_timeout_is_a_filtered_port_but_a_hanging_application_is_not():
+    # read from the outcome's fields (module_utils/netcheck/outcome.py), never from the error text:
+    # the texts here say the opposite of the fields on purpose
     connect = {"target": "http://%s:8080/health" % DB_IP, "kind": "http", "state": "failed", "ok": False,
-               "error": "connect: no answer within the 3 s timeout", "detail": {"phase": "connect"}, "timings": {}}
+               "error": "connect: refused", "timings": {},
+               "detail": {"phase": "connect", "outcome": {"reason": "no_answer", "phase": "connect"}}}
+    refused = {"target": "http://%s:8081/" % DB_IP, "kind": "http", "state": "failed", "ok": False,
+               "error": "connect: no answer within the 3 s timeout", "timings": {},
+               "detail": {"phase": "connect", "outcome": {"reason": "rst", "phase": "connect"}}}
     hanging = {"target": "https://%s/" % DB_IP, "kind": "http", "state": "failed", "ok": False,
-               "error": "processing: no answer within the 3 s timeout", "detail": {"phase": "processing"},
-               "timings": {}}
+               "error": "connect: no answer within the 3 s timeout", "timings": {},
+               "detail": {"phase": "processing", "outcome": {"reason": "http_timeout", "phase": "processing"}}}
     filtered = _pair("web1", "db1", DB_IP, "PORT_FILTERED")
-    filtered["layers"]["http"] = [connect, hanging]
+    filtered["layers"]["http"] = [connect, refused, hanging]
     assert ex.flows_of_pair(filtered) == [("tcp", 8080, "PORT_FILTERED")]
     slow_app = _pair("web1", "db1", DB_IP, "HTTP_TIMEOUT", tcp=[(443, "open")])
     slow_app["layers"]["http"] = [hanging]
@@ -465,8 +481,11 @@ def test_explainer_is_on_for_an_ec2_inventory_in_its_main_region_and_off_otherwi
     ec2_hosts = {"web1": {"instance_id": "i-1", "placement": {"region": "eu-west-1"}},
                  "web2": {"instance_id": "i-2", "placement": {"region": "eu-west-1"}},
                  "db1": {"instance_id": "i-3", "placement": {"region": "us-east-1"}}}
-    assert ex.inventory_options(ec2_hosts) == {"region": "eu-west-1"}
-    assert ex.inventory_options(ec2_hosts, region="us-east-1", endpoint_url=None) == {"region": "us-east-1"}
+    instances = {"web1": {"instance_id": "i-1", "vpc_id": None}, "web2": {"instance_id": "i-2", "vpc_id": None},
+                 "db1": {"instance_id": "i-3", "vpc_id": None}}
+    assert ex.inventory_options(ec2_hosts) == {"region": "eu-west-1", "instances": instances}
+    assert ex.inventory_options(ec2_hosts, region="us-east-1", endpoint_url=None) == {"region": "us-east-1",
+                                                                                     "instances": instances}
     assert ex.inventory_options(ec2_hosts, enabled=False) is None
     lab_hosts = {"nclab1": {"ansible_host": "10.77.0.11"}}
     assert ex.inventory_options(lab_hosts) is None
