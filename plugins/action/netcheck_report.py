@@ -114,7 +114,9 @@ class ActionModule(ActionBase):
                 captures[entry["name"]] = {"address": entry["address"],
                                            "result": _registered(hostvars, entry["name"], capture_register)}
             apply_captures(run, captures, run_dir or None)
-        ec2 = inventory_options({name: hostvars[name] for name in sources if name in hostvars},
+        # sources and targets: their instance ids tell apart interfaces holding one address
+        ec2_hosts = list(sources) + [target["name"] for target in run["targets"] if target["name"] not in sources]
+        ec2 = inventory_options({name: hostvars[name] for name in ec2_hosts if name in hostvars},
                                 enabled=args.get("ec2_explain", "auto"), **(args.get("ec2_options") or {}))
         if ec2 is not None:
             explained = explain_run(run, ec2)

@@ -742,9 +742,7 @@ def _check_mtu(finding, state, eni, route, peer, peer_eni, leg):
     flow = {"protocol": "icmp" if version == 4 else "icmpv6", "port": None, "icmp_type": icmp_type,
             "icmp_code": icmp_code}
     what = describe_flow(flow["protocol"], None, icmp_type, icmp_code)
-    # routers on an internet or VPN path may send it from any address; over peering, the peer's side
-    peer_rule = ("0.0.0.0/0" if version == 4 else "::/0") if not via.startswith(("inter-region", "a transit")) \
-        else _peer_cidr(state, peer_eni, peer)
+    peer_rule = _frag_needed_peer(state, eni, (route or {}).get("route"), peer, peer_eni)
     groups, _, sg = _sg_verdict(state, eni, "ingress", flow, peer, peer_eni)
     acl = state.acl_for(eni["SubnetId"])
     acl_segments = evaluate_acl_ports(acl, False, flow["protocol"], None, peer, icmp_type, icmp_code) if acl else []
@@ -777,6 +775,23 @@ def _check_mtu(finding, state, eni, route, peer, peer_eni, leg):
                        mtu)),
         "fix": "; ".join(fixes) + "; or lower the instance's MTU to %d (ip link set dev eth0 mtu %d) or clamp the"
                                   " TCP MSS" % (mtu, mtu)})
+
+
+def _frag_needed_peer(state, eni, route_view, peer, peer_eni):
+    """Where "fragmentation needed" comes from, for the rule to add: any router of an internet or
+    VPN path (0.0.0.0/0, ::/0); over peering, the peer VPC's range; else the peer's subnet."""
+    target = (route_view or {}).get("target") or ""
+    address = _address(peer)
+    if target.startswith(("igw-", "eigw-", "vgw-")):
+        return "0.0.0.0/0" if address.version == 4 else "::/0"
+    if target.startswith("pcx-"):
+        info = _peer_info(state.peerings.get(target) or {}, eni["VpcId"])
+        cidrs = [info.get("CidrBlock")] + [item.get("CidrBlock") for item in info.get("CidrBlockSet", [])] + [
+            item.get("Ipv6CidrBlock") for item in info.get("Ipv6CidrBlockSet", [])]
+        covering = [cidr for cidr in cidrs if _contains(cidr, address)]
+        if covering:
+            return covering[0]
+    return _peer_cidr(state, peer_eni, peer)
 
 
 def _flow_facts(flow, state, key, eni, candidates):

@@ -490,3 +490,140 @@ def test_explainer_is_on_for_an_ec2_inventory_in_its_main_region_and_off_otherwi
     lab_hosts = {"nclab1": {"ansible_host": "10.77.0.11"}}
     assert ex.inventory_options(lab_hosts) is None
     assert ex.inventory_options(lab_hosts, enabled=True, region="eu-west-1") == {"region": "eu-west-1"}
+
+
+# --- ICMP type and code, ambiguous addresses, shadowing routes, path MTU (issue 21) ------------------
+
+def _icmp_entry(number, action, egress, icmp_type, icmp_code, cidr="0.0.0.0/0"):
+    item = entry(number, action, egress, cidr=cidr, protocol="1")
+    item["IcmpTypeCode"] = {"Type": icmp_type, "Code": icmp_code}
+    return item
+
+
+def _allow_ping(data):
+    data["security_groups"][1]["IpPermissions"].append({"IpProtocol": "icmp", "FromPort": 8, "ToPort": -1,
+                                                        "IpRanges": [{"CidrIp": "10.0.0.0/8"}]})
+    return data
+
+
+def test_acl_icmp_entry_blocks_only_the_type_and_code_it_names():
+    data = _allow_ping(world())
+    acl_of(data, "acl-a")["Entries"].append(_icmp_entry(90, "deny", False, 8, 5))  # code 5: not a ping
+    result = ex.explain_flow(state_of(data), WEB_IP, DB_IP, "icmp", data_plane="ICMP_FILTERED")
+    assert result["status"] == "allowed", result["message"]
+    inbound = next(step for step in result["checked"] if step["step"].startswith("network ACL inbound of subnet-db"))
+    assert inbound["detail"][0]["entry"]["rule_number"] == 100
+    for code in (0, -1):  # the echo request's own code, and any code
+        acl_of(data, "acl-a")["Entries"][-1] = _icmp_entry(90, "deny", False, 8, code)
+        blocked = ex.explain_flow(state_of(data), WEB_IP, DB_IP, "icmp", data_plane="ICMP_FILTERED")
+        assert blocked["code"] == "SUBNET_ACL_RESTRICTION" and blocked["rule"]["rule_number"] == 90
+        assert blocked["rule"]["icmp_type"] == 8 and blocked["rule"]["icmp_code"] == code
+
+
+def test_security_group_icmp_rule_names_type_and_code():
+    data = world()
+    data["security_groups"][1]["IpPermissions"].append({"IpProtocol": "icmp", "FromPort": 8, "ToPort": 5,
+                                                        "IpRanges": [{"CidrIp": "10.0.0.0/8"}]})
+    assert ex.explain_flow(state_of(data), WEB_IP, DB_IP, "icmp")["code"] == "ENI_SG_RULES_MISMATCH"
+    data["security_groups"][1]["IpPermissions"][-1]["ToPort"] = 0
+    assert ex.explain_flow(state_of(data), WEB_IP, DB_IP, "icmp")["status"] == "allowed"
+
+
+def _twin_vpc(data):
+    """vpc-c: not peered, on vpc-a's CIDR, with an interface holding DB_IP as well."""
+    data["vpcs"].append({"VpcId": "vpc-c", "CidrBlock": "10.0.0.0/16"})
+    data["subnets"].append({"SubnetId": "subnet-c", "VpcId": "vpc-c", "CidrBlock": "10.0.2.0/24"})
+    data["network_interfaces"].append(eni("eni-twin", DB_IP, "subnet-c", "vpc-c", ["sg-db"], "i-twin"))
+    data["route_tables"].append({"RouteTableId": "rtb-c-main", "VpcId": "vpc-c", "Associations": [{"Main": True}],
+                                 "Routes": [{"DestinationCidrBlock": "10.0.0.0/16", "GatewayId": "local"}]})
+    return data
+
+
+def test_address_held_in_two_unpeered_vpcs_is_ambiguous_whatever_the_api_order():
+    data = _twin_vpc(world())
+    for order in (list(data["network_interfaces"]), list(reversed(data["network_interfaces"]))):
+        result = ex.explain_flow(ex.Ec2State(**dict(data, network_interfaces=order)), WEB_IP, DB_IP, "tcp", 5432,
+                                 data_plane="PORT_FILTERED")
+        assert result["status"] == "unknown" and result["code"] == "NOT_EVALUATED"
+        assert "held by 2 network interfaces" in result["message"]
+        assert [c["network_interface"] for c in result["flow"]["target_candidates"]] == ["eni-db", "eni-twin"]
+        assert result["flow"]["target_interface"] is None and result["checked"] == []
+
+
+def test_inventory_instance_id_or_vpc_tells_which_interface_holds_the_address():
+    data = _twin_vpc(world())
+    mine = ex.explain_flow(state_of(data), WEB_IP, DB_IP, "tcp", 5432, data_plane="PORT_FILTERED",
+                           target_hint={"instance_id": "i-db"})
+    assert mine["status"] == "allowed" and mine["flow"]["target_interface"] == "eni-db"
+    twin = ex.explain_flow(state_of(data), WEB_IP, DB_IP, "tcp", 5432, data_plane="PORT_FILTERED",
+                           target_hint={"instance_id": None, "vpc_id": "vpc-c"})
+    assert twin["flow"]["target_interface"] == "eni-twin"
+    assert twin["code"] == "CANNOT_ROUTE"  # vpc-a's local route keeps 10.0.2.20 inside vpc-a
+
+
+def test_more_specific_route_to_a_gateway_is_proposed_for_removal_not_the_existing_peering_route():
+    data = world()
+    data["route_tables"][0]["Routes"].append({"DestinationCidrBlock": "10.1.3.0/24", "GatewayId": "igw-1",
+                                              "State": "active"})
+    result = ex.explain_flow(state_of(data), WEB_IP, OTHER_IP, "tcp", 9000)
+    assert result["code"] == "NO_ROUTE_TO_DESTINATION" and result["rule"]["target"] == "igw-1"
+    assert result["fix"] == ("remove route 10.1.3.0/24 -> igw-1 from rtb-a-main (it is more specific than route"
+                             " 10.1.0.0/16 -> pcx-ab, which leads to vpc-b)")
+    data["route_tables"][0]["Routes"].pop(1)  # no peering route behind it: then the route is added
+    assert ex.explain_flow(state_of(data), WEB_IP, OTHER_IP, "tcp", 9000)["fix"] == \
+        "add route 10.1.0.0/16 -> pcx-ab to rtb-a-main"
+
+
+def _inter_region(data):
+    """vpc-b lives in another region: its interfaces are not in this region's data."""
+    data["peerings"][0]["RequesterVpcInfo"]["Region"] = "eu-west-1"
+    data["peerings"][0]["AccepterVpcInfo"]["Region"] = "us-east-1"
+    data["network_interfaces"] = [item for item in data["network_interfaces"] if item["VpcId"] != "vpc-b"]
+    data["vpcs"] = [vpc for vpc in data["vpcs"] if vpc["VpcId"] != "vpc-b"]
+    return ex.Ec2State(region="eu-west-1", **data)
+
+
+def test_target_across_an_inter_region_peering_is_evaluated_on_the_source_side_with_the_mtu_finding():
+    data = world()
+    result = ex.explain_flow(_inter_region(data), WEB_IP, OTHER_IP, "tcp", 9000, data_plane="PORT_FILTERED")
+    assert result["status"] == "unknown" and result["code"] == "NOT_EVALUATED"
+    assert "only the source side is evaluated" in result["message"]
+    assert "vpc-b in region us-east-1" in result["message"]
+    (mtu,) = result["mtu"]
+    assert mtu["code"] == "PMTUD_ICMP_BLOCKED" and mtu["path_mtu"] == 8500 and mtu["instance_mtu"] == 9001
+    assert mtu["icmp_type"] == 3 and mtu["icmp_code"] == 4 and mtu["network_interface"] == "eni-web"
+    assert "inter-region VPC peering pcx-ab" in mtu["message"]
+    assert mtu["fix"].startswith("add ingress icmp fragmentation needed (type 3 code 4) from 10.1.0.0/16 to sg-web")
+    # a path-MTU verdict of the data plane is explained by that finding
+    blackhole = ex.explain_flow(_inter_region(world()), WEB_IP, OTHER_IP, "tcp", 9000, data_plane="MTU_BLACKHOLE")
+    assert blackhole["status"] == "blocked" and blackhole["code"] == "PMTUD_ICMP_BLOCKED"
+    # allowed by a rule of exactly that type and code: no finding
+    data = world()
+    data["security_groups"][0]["IpPermissions"].append({"IpProtocol": "icmp", "FromPort": 3, "ToPort": 4,
+                                                        "IpRanges": [{"CidrIp": "10.1.0.0/16"}]})
+    assert ex.explain_flow(_inter_region(data), WEB_IP, OTHER_IP, "tcp", 9000)["mtu"] == []
+    # ... unless the subnet's network ACL denies it (type 3 code 4; a deny of code 3 does not count)
+    acl_of(data, "acl-a")["Entries"].append(_icmp_entry(50, "deny", False, 3, 3))
+    assert ex.explain_flow(_inter_region(data), WEB_IP, OTHER_IP, "tcp", 9000)["mtu"] == []
+    acl_of(data, "acl-a")["Entries"].append(_icmp_entry(60, "deny", False, 3, 4))
+    (mtu,) = ex.explain_flow(_inter_region(data), WEB_IP, OTHER_IP, "tcp", 9000)["mtu"]
+    assert "network ACL acl-a (rule 60)" in mtu["message"] and "numbered 59 (before deny rule 60)" in mtu["fix"]
+
+
+def test_path_inside_a_region_has_no_mtu_finding_and_an_internet_gateway_path_has_1500():
+    assert ex.explain_flow(state_of(world()), WEB_IP, OTHER_IP, "tcp", 9000)["mtu"] == []  # peering in one region
+    data = world()
+    data["route_tables"][0]["Routes"].append({"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": "igw-1",
+                                              "State": "active"})
+    (mtu,) = ex.explain_flow(state_of(data), WEB_IP, "192.0.2.1", "tcp", 443)["mtu"]
+    assert mtu["path_mtu"] == 1500 and mtu["via"] == "an internet gateway igw-1"
+    assert mtu["fix"].startswith("add ingress icmp fragmentation needed (type 3 code 4) from 0.0.0.0/0 to sg-web")
+    assert mtu["lab_stand_in"] == "a 1500-byte link between routers"
+
+
+def test_blocking_components_name_the_lab_stand_in():
+    data = world()
+    acl_of(data, "acl-a")["Entries"].append(entry(90, "deny", False, cidr="10.0.1.0/24", protocol="6",
+                                                  ports=(5432, 5432)))
+    result = ex.explain_flow(state_of(data), WEB_IP, DB_IP, "tcp", 5432)
+    assert result["explanations"][0]["lab_stand_in"] == "a router namespace's FORWARD chain"
