@@ -18,6 +18,8 @@ import yaml
 from moto_fixture import AWS_ENV, REGION, aws_env, ec2, moto_server  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "collections") not in sys.path:
+    sys.path.insert(0, str(REPO / "collections"))  # the filter plugin imports the collection's module_utils
 BIN = Path(sys.executable).parent
 EXAMPLE = REPO / "inventory" / "aws_ec2.yml.example"
 AMI = "ami-12c6146b"  # one of the images moto knows
@@ -139,7 +141,6 @@ def test_group_targets_of_check_yml_get_private_addresses_of_a_tag_group(ec2, tm
     assert by_name["web2"] == [("10.20.1.12", 8080)]
     assert "web1" not in by_name  # a host skips itself
     # and the explainer knows the inventory is EC2, and its region, from the same hostvars
-    sys.path.insert(0, str(REPO / "collections"))
     from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain import inventory_options
     options = inventory_options(hostvars, endpoint_url=moto_server)
     assert {key: options[key] for key in ("region", "endpoint_url")} == {"region": REGION, "endpoint_url": moto_server}
