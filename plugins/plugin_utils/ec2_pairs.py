@@ -77,10 +77,13 @@ def _layer_reason(result):
 
 
 def _tcp_silent(result):
-    """A port_check result that got no answer from the network (not the source's own firewall)."""
+    """A port_check result that got no answer from the network (not the source's own firewall).
+
+    Under a pair whose code says a port is filtered, every silent port is explained (as before the
+    per-check verdicts), also one that was expected filtered."""
     detail = result.get("detail") or {}
     reason = _layer_reason(result)
-    if result.get("ok") is True or reason in SOURCE_SIDE_REASONS:
+    if reason in SOURCE_SIDE_REASONS:
         return False
     if reason is not None:
         return reason == "no_answer"

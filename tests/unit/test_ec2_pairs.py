@@ -68,11 +68,11 @@ def test_a_healthy_pair_or_one_failing_elsewhere_is_not_explained():
     assert healthy["explain"] is None and closed["explain"] is None
 
 
-def test_layers_fallback_skips_the_source_hosts_own_firewall_and_passing_ports():
+def test_layers_fallback_skips_the_source_hosts_own_firewall():
     pair = _pair("web1", "db1", DB_IP, "PORT_FILTERED", tcp=[(5432, "filtered"), (8080, "filtered"),
                                                              (9000, "filtered")])
     pair["layers"]["tcp"][1]["detail"]["errno_name"] = "EPERM"  # an OUTPUT rule of the source refused it
-    pair["layers"]["tcp"][2]["ok"] = True  # expected filtered, and filtered
+    pair["layers"]["tcp"][2]["detail"]["outcome"] = {"reason": "local_firewall"}
     assert ex.flows_of_pair(pair) == [("tcp", 5432, "PORT_FILTERED")]
 
 
