@@ -40,10 +40,11 @@ def _url_port(url):
 
 
 def _check_flow(check, codes):
-    """(protocol, port, data-plane code, check name) of one failing check EC2 may explain, or None."""
-    if check.get("ok") is not False:
-        return None
+    """(protocol, port, data-plane code, check name) of one check EC2 may explain, or None: a failing
+    check, or one whose code is a note of silence (ICMP dropped while the ports answer)."""
     code = check.get("code")
+    if check.get("ok") is not False and code not in codes:
+        return None
     outcome = check.get("outcome") or {}
     reason = outcome.get("reason")
     if reason in SOURCE_SIDE_REASONS:
@@ -87,6 +88,8 @@ def _tcp_silent(result):
         return False
     if reason is not None:
         return reason == "no_answer"
+    if result.get("state") == "rejected" and detail.get("icmp_inferred"):
+        return True  # before the outcome contract: no ICMP came for this flow, a sibling's was copied
     return result.get("state") in PORT_STATES and detail.get("errno_name") not in SOURCE_FIREWALL_ERRNOS
 
 
@@ -135,15 +138,17 @@ def _flows(pair, codes):
     layers = pair.get("layers") or {}
     flows = []
     port_code = code if code == "PORT_FILTERED" or _is_timeout_code(code) else None
-    if port_code or "PORT_FILTERED" in pair_codes[1:]:
-        for result in layers.get("tcp") or []:
-            if _tcp_silent(result) and _tcp_port(result):
-                port = _tcp_port(result)
-                flows.append(("tcp", port, port_code or "PORT_FILTERED", "tcp/%d" % port))
-        for result in layers.get("http") or []:
-            port = _url_port(result.get("target"))
-            if _http_connect_silent(result) and port:
-                flows.append(("tcp", port, port_code or "PORT_FILTERED", "http %s" % result.get("target")))
+    # a port is explained when the pair's code says a port is filtered, or when its own result
+    # failed silently (one pair code hides the other failing ports: ICMP_FILTERED above PORT_FILTERED)
+    filtered_pair = bool(port_code) or "PORT_FILTERED" in pair_codes[1:]
+    for result in layers.get("tcp") or []:
+        port = _tcp_port(result)
+        if port and _tcp_silent(result) and (filtered_pair or result.get("ok") is False):
+            flows.append(("tcp", port, port_code or "PORT_FILTERED", "tcp/%d" % port))
+    for result in layers.get("http") or []:
+        port = _url_port(result.get("target"))
+        if port and _http_connect_silent(result) and (filtered_pair or result.get("ok") is False):
+            flows.append(("tcp", port, port_code or "PORT_FILTERED", "http %s" % result.get("target")))
     if "ICMP_FILTERED" in pair_codes and "ICMP_FILTERED" in codes:
         flows.append(("icmp", None, "ICMP_FILTERED", "icmp"))
     mtu = next((item for item in pair_codes if item in MTU_CODES), None)

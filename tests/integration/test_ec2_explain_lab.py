@@ -250,3 +250,33 @@ def test_fetcher_reads_peering_and_routes_both_ways_from_the_api(ec2, moto_serve
     assert no_way_back["code"] == "NO_ROUTE_TO_DESTINATION"
     assert no_way_back["explanations"][0]["direction"] == "reply"
     assert no_way_back["fix"] == "add route 10.30.0.0/16 -> %s to %s" % (pcx, table_b)
+
+
+# --- the whole way: net_diagnose over SSH, the run model, then each failing check explained --------
+
+def test_each_silent_check_of_a_real_net_diagnose_run_is_explained_and_a_reject_is_not(ansible, iptables_rules, src,
+                                                                                       dst, mirror, moto_server):
+    from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import build_run
+
+    iptables_rules(dst.namespace, "INPUT", "-p", "tcp", "--dport", "9995", "-j", "DROP")
+    iptables_rules(dst.namespace, "INPUT", "-p", "tcp", "--dport", "9994", "-j", "REJECT", "--reject-with",
+                   "icmp-port-unreachable")
+    iptables_rules(dst.namespace, "INPUT", "-p", "icmp", "--icmp-type", "echo-request", "-j", "DROP")
+    target = {"name": dst.name, "host": dst.ip, "icmp": "reachable",
+              "ports": [{"port": 22}, {"port": 9995}, {"port": 9994}]}
+    result = ansible.module(src.name, "net_diagnose", {"targets": [target], "tcp_timeout": 1}).result(src.name)
+    assert result.get("results"), result.get("msg")  # failed: the faults missed their expectations
+    run = build_run([{"name": src.name, "address": src.ip, "outcome": result}])
+    hosts = {src.name: {"instance_id": mirror["ids"]["src"], "placement": {"region": REGION}},
+             dst.name: {"instance_id": mirror["ids"]["dst"], "placement": {"region": REGION}}}
+    summary = ex.explain_run(run, ex.inventory_options(hosts, endpoint_url=moto_server))
+    assert summary == {"explained": 1, "error": None}
+    explain = run["pairs"][0]["explain"]
+    flows = {(item["flow"]["protocol"], item["flow"]["port"]): item for item in explain["flows"]}
+    # the dropped port and the dropped ping; not port 22 (open) nor 9994 (the host rejects it: no EC2 matter)
+    assert set(flows) == {("tcp", 9995), ("icmp", None)}
+    assert flows[("tcp", 9995)]["code"] == "ENI_SG_RULES_MISMATCH"
+    assert flows[("tcp", 9995)]["fix"] == "add ingress tcp/9995 from %s to %s" % (mirror["src_sg"], mirror["dst_sg"])
+    assert flows[("icmp", None)]["fix"] == "add ingress icmp echo request (type 8) from %s to %s" % (
+        mirror["src_sg"], mirror["dst_sg"])
+    assert flows[("tcp", 9995)]["flow"]["target_instance"] == mirror["ids"]["dst"]

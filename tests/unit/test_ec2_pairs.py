@@ -50,6 +50,13 @@ def test_each_silent_check_is_one_flow_and_rejects_resets_and_the_source_firewal
     assert pair["explain"]["flow"]["check"] == "icmp"  # the first blocked flow leads
 
 
+def test_icmp_dropped_while_the_ports_answer_is_a_note_and_still_explained():
+    pair = _pair("web1", "db1", DB_IP, "OK")
+    pair["checks"] = [check("icmp", True, "ICMP_FILTERED", "no_answer", "echo"),
+                      check("tcp/5432", True, "OK", "syn_ack")]
+    assert ex.flows_of_pair(pair) == [("icmp", None, "ICMP_FILTERED")]
+
+
 def test_checks_without_an_outcome_fall_back_to_their_code():
     pair = _pair("web1", "db1", DB_IP, "PORT_FILTERED")
     pair["checks"] = [check("tcp/5432", False, "PORT_FILTERED"), check("tcp/8080", False, "PORT_CLOSED"),
@@ -101,3 +108,12 @@ def test_url_ports_come_from_the_url():
     assert ec2_pairs._url_port("http://10.0.0.1:8080/health") == 8080
     assert ec2_pairs._url_port("http://10.0.0.1/") == 80
     assert ec2_pairs._url_port("not a url") is None
+
+
+def test_layers_fallback_takes_each_silent_port_of_any_failing_pair_and_an_inferred_reject():
+    # before per-check verdicts one pair code hid the others: ICMP_FILTERED above a dropped port,
+    # and a dropped port next to a rejected one was called rejected with a sibling's ICMP copied in
+    pair = _pair("web1", "db1", DB_IP, "ICMP_FILTERED", tcp=[(5432, "rejected"), (8080, "rejected"), (22, "open")],
+                 notes=["PORT_REJECTED"])
+    pair["layers"]["tcp"][0]["detail"]["icmp_inferred"] = True
+    assert ex.flows_of_pair(pair) == [("tcp", 5432, "PORT_FILTERED"), ("icmp", None, "ICMP_FILTERED")]
