@@ -885,7 +885,7 @@ def explain_flow(state, source, target, protocol="tcp", port=None, data_plane=No
             _check_acl(finding, state, dst_eni, False, flow, source, src_cidr, forward_ports, "request")
         _check_sgs(finding, state, dst_eni, "ingress", flow, source, src_eni)
     # the answer: security groups are stateful, network ACLs and routes are not
-    if dst_eni is not None and src_eni is not None:
+    if dst_eni is not None:
         to_source = _check_route(finding, state, dst_eni, source, src_vpc, "reply")
     if crosses_subnets:
         if dst_eni is not None:
@@ -895,7 +895,7 @@ def explain_flow(state, source, target, protocol="tcp", port=None, data_plane=No
     # both ends send data (the request, the answer): each needs "fragmentation needed" back
     if src_eni is not None:
         _check_mtu(finding, state, src_eni, to_target, target, dst_eni, "request")
-    if dst_eni is not None and to_source is not None:
+    if dst_eni is not None:
         _check_mtu(finding, state, dst_eni, to_source, source, src_eni, "reply")
     return _result(flow, finding)
 

@@ -627,3 +627,18 @@ def test_blocking_components_name_the_lab_stand_in():
                                                   ports=(5432, 5432)))
     result = ex.explain_flow(state_of(data), WEB_IP, DB_IP, "tcp", 5432)
     assert result["explanations"][0]["lab_stand_in"] == "a router namespace's FORWARD chain"
+
+
+def test_source_outside_ec2_through_a_vpn_gets_the_targets_way_back_and_its_path_mtu():
+    data = world()
+    data["route_tables"][0]["Routes"].append({"DestinationCidrBlock": "172.16.0.0/12", "GatewayId": "vgw-1",
+                                              "State": "active"})
+    data["security_groups"][1]["IpPermissions"].append(tcp(5432, cidr="172.16.0.0/12"))
+    result = ex.explain_flow(state_of(data), "172.16.5.5", DB_IP, "tcp", 5432)
+    assert result["status"] == "unknown" and "only the target side is evaluated" in result["message"]
+    back = next(step for step in result["checked"] if step["step"].startswith("route from subnet-db"))
+    assert back["detail"]["target"] == "vgw-1"
+    (mtu,) = result["mtu"]
+    assert (mtu["leg"], mtu["path_mtu"], mtu["via"]) == ("reply", 1500, "a VPN (virtual private gateway) vgw-1")
+    data["route_tables"][0]["Routes"].pop()  # no way back at all
+    assert ex.explain_flow(state_of(data), "172.16.5.5", DB_IP, "tcp", 5432)["code"] == "NO_ROUTE_TO_DESTINATION"
