@@ -42,6 +42,8 @@ NOT_EVALUATED = "NOT_EVALUATED"                # an address is no EC2 interface 
 PMTUD_BLOCKED = "PMTUD_ICMP_BLOCKED"           # a smaller-MTU path, and "fragmentation needed" cannot come back
 # The data plane's path-MTU verdict codes (docs/verdict.md), read by name.
 MTU_CODES = ("MTU_BLACKHOLE", "PMTU_REDUCED")
+# The data plane's code for a port that answers although it must not (docs/verdict.md).
+OPEN_CODES = ("PORT_OPEN",)
 
 HOST_DROPS = ("configuration allows it: the host itself drops it (host firewall) or nothing listens"
               " (security groups, network ACLs and routes of both ends allow this flow)")
@@ -909,6 +911,27 @@ def _host_fix(flow):
             " anything listens on it (ss -ltn)" % (flow["protocol"], flow["port"]))
 
 
+def _open_port(flow, finding):
+    """A port that answers although it must not: the security group rule that lets it in, and
+    what to remove (security groups allow only, so closing means removing or narrowing a rule)."""
+    ingress = next((step for step in finding.checked if step["step"].startswith("security groups ingress")
+                    and step["verdict"] == "allow"), None)
+    what = describe_flow(flow["protocol"], flow["port"], flow["icmp_type"], flow.get("icmp_code"))
+    if ingress is None or not ingress["detail"]:
+        return {"message": "configuration allows %s from %s (its target's side was not read)" % (what, flow["source"]),
+                "fix": None, "rule": None}
+    rule = ingress["detail"]
+    peer = rule.get("cidr") or rule.get("group") or rule.get("prefix_list")
+    ports = "all" if rule.get("from_port") in (None, -1) else _ports_text(rule["from_port"], rule["to_port"])
+    allowing = "ingress rule %s %s from %s of %s" % (rule["protocol"], ports, peer, rule["group_id"])
+    return {"message": "configuration allows it: %s lets %s in from %s, although it is expected closed"
+                       % (allowing, what, flow["source"]),
+            "fix": "remove or narrow %s (or deny %s from %s in the target subnet's network ACL)"
+                   % (allowing, what, flow["source"]),
+            "rule": rule, "component": {"type": "security-group", "ids": [rule["group_id"]],
+                                        "network_interface": flow.get("target_interface")}}
+
+
 def _result(flow, finding, message=None, not_evaluated=False):
     explanation = {"status": None, "code": None, "message": message, "fix": None, "component": None, "rule": None,
                    "explanations": finding.blocking, "checked": finding.checked, "unknown": finding.unknown,
@@ -932,6 +955,8 @@ def _result(flow, finding, message=None, not_evaluated=False):
         explanation.update(status="unknown", code=NOT_EVALUATED,
                            message="no blocking component found, but not everything was evaluated: "
                                    + "; ".join(finding.unknown))
+    elif flow.get("data_plane") in OPEN_CODES:
+        explanation.update(status="allowed", code=CONFIGURATION_ALLOWS, **_open_port(flow, finding))
     else:
         mtu = flow.get("data_plane") in MTU_CODES
         explanation.update(status="allowed", code=CONFIGURATION_ALLOWS,

@@ -3,7 +3,8 @@
 ``explain_run`` fills ``pair["explain"]`` (docs/report.schema.json) for every pair with a check
 that EC2's configuration may explain: a TCP port, a ping or a URL's connect that got no answer
 at all (a security group or a network ACL drops silently; a reject, an RST or the source's
-own firewall is no EC2 matter), and a path-MTU verdict (``MTU_BLACKHOLE``, ``PMTU_REDUCED``).
+own firewall is no EC2 matter), a path-MTU verdict (``MTU_BLACKHOLE``, ``PMTU_REDUCED``), and
+a port open although it must not be (``PORT_OPEN``: which rule lets it in).
 It reads fields only: each check's ``code`` and ``outcome.reason`` (``pair["checks"]``), else
 the layers' results (``state``, ``detail.outcome``, ``detail.errno_name``) - never message
 words. A pair's addresses are matched to interfaces by private IP; where one address is held
@@ -15,7 +16,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_evaluate import (
-    LINUX_EPHEMERAL, MTU_CODES, NOT_EVALUATED, explain_flow)
+    LINUX_EPHEMERAL, MTU_CODES, NOT_EVALUATED, OPEN_CODES, explain_flow)
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_fetch import Ec2ExplainError, Ec2Fetcher
 
 # The data-plane verdict codes whose checks get explained (docs/verdict.md).
@@ -51,6 +52,8 @@ def _check_flow(check, codes):
         return None
     mtu = code in MTU_CODES
     silent = reason == "no_answer" or (reason is None and (code in codes or _is_timeout_code(code)))
+    if code in OPEN_CODES and check.get("ok") is False and str(check.get("check") or "").startswith("tcp/"):
+        return "tcp", int(check["check"][4:]), code, check["check"]  # which rule lets it in
     if not (mtu or silent):
         return None
     name = str(check.get("check") or "")

@@ -13,7 +13,7 @@ if str(COLLECTIONS) not in sys.path:
 
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils import ec2_pairs  # noqa: E402
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils import ec2_explain as ex  # noqa: E402
-from test_ec2_explain import DB_IP, _pair, _run, _twin_vpc, state_of, world  # noqa: E402
+from test_ec2_explain import DB_IP, WEB_IP, _pair, _run, _twin_vpc, state_of, world  # noqa: E402
 
 # hints and messages that say the opposite of the fields: a check is chosen by its fields only
 MISLEADING = "no answer within the timeout (filtered)"
@@ -117,3 +117,15 @@ def test_layers_fallback_takes_each_silent_port_of_any_failing_pair_and_an_infer
                  notes=["PORT_REJECTED"])
     pair["layers"]["tcp"][0]["detail"]["icmp_inferred"] = True
     assert ex.flows_of_pair(pair) == [("tcp", 5432, "PORT_FILTERED"), ("icmp", None, "ICMP_FILTERED")]
+
+
+def test_port_open_although_expected_closed_names_the_rule_that_lets_it_in():
+    pair = _pair("web1", "db1", DB_IP, "PORT_OPEN")
+    pair["checks"] = [check("tcp/5432", False, "PORT_OPEN", "syn_ack", "connect")]
+    ex.explain_run(_run(pair), state=state_of(world()))
+    explain = pair["explain"]
+    assert explain["status"] == "allowed" and explain["flow"]["check"] == "tcp/5432"
+    assert explain["message"] == ("configuration allows it: ingress rule tcp 5432 from sg-web of sg-db lets tcp/5432 in"
+                                  " from %s, although it is expected closed" % WEB_IP)
+    assert explain["fix"].startswith("remove or narrow ingress rule tcp 5432 from sg-web of sg-db")
+    assert explain["rule"]["group_id"] == "sg-db"
