@@ -5,7 +5,7 @@ that EC2's configuration may explain: a TCP port, a ping or a URL's connect that
 at all (a security group or a network ACL drops silently; a reject, an RST or the source's
 own firewall is no EC2 matter), a path-MTU verdict (``MTU_BLACKHOLE``, ``PMTU_REDUCED``), and
 a port open although it must not be (``PORT_OPEN``: which rule lets it in).
-It reads fields only: each check's ``code`` and ``outcome.reason`` (``pair["checks"]``), else
+It reads fields only: each check's ``code`` and ``outcome.reason`` (``pair["verdict"]["checks"]``), else
 the layers' results (``state``, ``detail.outcome``, ``detail.errno_name``) - never message
 words. A pair's addresses are matched to interfaces by private IP; where one address is held
 twice (two unpeered VPCs on one CIDR), the inventory's ``instance_id`` or ``vpc_id`` decides.
@@ -126,14 +126,22 @@ def _unique(flows):
 def flows_of_pair(pair, codes=FILTERED_CODES):
     """The (protocol, port, data-plane code) flows of a pair to explain, one per failing check.
 
-    With ``pair["checks"]`` (one verdict per check), each check decides by its code and outcome
+    With ``pair["verdict"]["checks"]`` (one verdict per check), each check decides by its code and outcome
     reason; otherwise the layers' results do (``tcp``, ``http``, ``icmp``) under the pair's code."""
     return [flow[:3] for flow in _flows(pair, tuple(codes))]
 
 
+def pair_checks(pair):
+    """The pair's per-check verdicts (``verdict.checks``; ``checks`` on the pair also read), or None."""
+    checks = (pair.get("verdict") or {}).get("checks")
+    if not isinstance(checks, list) or not checks:
+        checks = pair.get("checks")
+    return checks if isinstance(checks, list) and checks else None
+
+
 def _flows(pair, codes):
-    checks = pair.get("checks")
-    if isinstance(checks, list) and checks:
+    checks = pair_checks(pair)
+    if checks:
         return _unique([flow for flow in (_check_flow(check, codes) for check in checks if isinstance(check, dict))
                         if flow is not None])
     pair_codes = _pair_codes(pair)

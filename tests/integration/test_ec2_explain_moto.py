@@ -55,10 +55,10 @@ def filtered_run(source, target, port=None, target_name="db1"):
     code = "PORT_FILTERED" if port else "ICMP_FILTERED"
     pair = {"source": "web1", "target": target_name, "address": target, "kind": "diagnose", "ok": False,
             "layers": {"neighbour": None, "icmp": None, "tcp": [], "http": []},
-            "checks": [{"check": name, "layer": "transport" if port else "network", "ok": False, "severity": "fail",
-                        "code": code, "hint": "", "evidence": [],
-                        "outcome": {"reason": "no_answer", "phase": "connect" if port else "echo"}}],
-            "verdict": {"first_failing_layer": "transport", "code": code, "hint": "", "evidence": [], "notes": []},
+            "verdict": {"first_failing_layer": "transport", "code": code, "hint": "", "evidence": [], "notes": [],
+                        "checks": [{"check": name, "layer": "transport" if port else "network", "ok": False,
+                                    "severity": "fail", "code": code, "hint": "", "evidence": [],
+                                    "outcome": {"reason": "no_answer", "phase": "connect" if port else "echo"}}]},
             "explain": None, "capture": None, "baseline": None}
     return {"schema_version": 1, "sources": [{"name": "web1", "address": source, "status": "ran"}],
             "targets": [{"name": target_name, "address": target}], "pairs": [pair]}

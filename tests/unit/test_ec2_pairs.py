@@ -1,6 +1,6 @@
 """Which checks of a run the EC2 explainer takes (plugins/plugin_utils/ec2_pairs.py): one flow per
-failing check, chosen by its code and outcome reason (``pair["checks"]``), else by the layers'
-result fields; never by message words. Hand-made Describe data from test_ec2_explain.world()."""
+failing check, chosen by its code and outcome reason (``pair["verdict"]["checks"]``), else by the
+layers' result fields; never by message words. Hand-made Describe data from test_ec2_explain.world()."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def check(name, ok, code, reason=None, phase=None):
 
 def test_each_silent_check_is_one_flow_and_rejects_resets_and_the_source_firewall_are_not():
     pair = _pair("web1", "db1", DB_IP, "PORT_FILTERED")  # layers empty: the checks decide
-    pair["checks"] = [
+    pair["verdict"]["checks"] = [
         check("neighbour", True, "OK", "neighbour_answer"),
         check("icmp", False, "ICMP_FILTERED", "no_answer", "echo"),
         check("tcp/22", True, "OK", "syn_ack"),
@@ -52,14 +52,14 @@ def test_each_silent_check_is_one_flow_and_rejects_resets_and_the_source_firewal
 
 def test_icmp_dropped_while_the_ports_answer_is_a_note_and_still_explained():
     pair = _pair("web1", "db1", DB_IP, "OK")
-    pair["checks"] = [check("icmp", True, "ICMP_FILTERED", "no_answer", "echo"),
+    pair["verdict"]["checks"] = [check("icmp", True, "ICMP_FILTERED", "no_answer", "echo"),
                       check("tcp/5432", True, "OK", "syn_ack")]
     assert ex.flows_of_pair(pair) == [("icmp", None, "ICMP_FILTERED")]
 
 
 def test_checks_without_an_outcome_fall_back_to_their_code():
     pair = _pair("web1", "db1", DB_IP, "PORT_FILTERED")
-    pair["checks"] = [check("tcp/5432", False, "PORT_FILTERED"), check("tcp/8080", False, "PORT_CLOSED"),
+    pair["verdict"]["checks"] = [check("tcp/5432", False, "PORT_FILTERED"), check("tcp/8080", False, "PORT_CLOSED"),
                       check("icmp", False, "ICMP_FILTERED")]
     assert ex.flows_of_pair(pair) == [("tcp", 5432, "PORT_FILTERED"), ("icmp", None, "ICMP_FILTERED")]
     assert ex.flows_of_pair(pair, codes=("PORT_FILTERED",)) == [("tcp", 5432, "PORT_FILTERED")]
@@ -67,9 +67,9 @@ def test_checks_without_an_outcome_fall_back_to_their_code():
 
 def test_a_healthy_pair_or_one_failing_elsewhere_is_not_explained():
     healthy = _pair("web1", "db1", DB_IP, "OK")
-    healthy["checks"] = [check("icmp", True, "OK", "echo_reply"), check("tcp/5432", True, "OK", "syn_ack")]
+    healthy["verdict"]["checks"] = [check("icmp", True, "OK", "echo_reply"), check("tcp/5432", True, "OK", "syn_ack")]
     closed = _pair("web1", "db1", DB_IP, "PORT_CLOSED")
-    closed["checks"] = [check("tcp/5432", False, "PORT_CLOSED", "rst")]
+    closed["verdict"]["checks"] = [check("tcp/5432", False, "PORT_CLOSED", "rst")]
     run = _run(healthy, closed)
     assert ex.explain_run(run, state=state_of(world())) == {"explained": 0, "error": None}
     assert healthy["explain"] is None and closed["explain"] is None
@@ -85,7 +85,7 @@ def test_layers_fallback_skips_the_source_hosts_own_firewall():
 
 def test_path_mtu_verdict_of_a_check_is_explained_by_name():
     pair = _pair("web1", "db1", DB_IP, "MTU_BLACKHOLE")
-    pair["checks"] = [check("tcp/443", False, "MTU_BLACKHOLE", "no_answer", "transfer"),
+    pair["verdict"]["checks"] = [check("tcp/443", False, "MTU_BLACKHOLE", "no_answer", "transfer"),
                       check("icmp", True, "OK", "echo_reply")]
     assert ex.flows_of_pair(pair) == [("tcp", 443, "MTU_BLACKHOLE")]
     old = _pair("web1", "db1", DB_IP, "MTU_BLACKHOLE", tcp=[(443, "open")])
@@ -121,7 +121,7 @@ def test_layers_fallback_takes_each_silent_port_of_any_failing_pair_and_an_infer
 
 def test_port_open_although_expected_closed_names_the_rule_that_lets_it_in():
     pair = _pair("web1", "db1", DB_IP, "PORT_OPEN")
-    pair["checks"] = [check("tcp/5432", False, "PORT_OPEN", "syn_ack", "connect")]
+    pair["verdict"]["checks"] = [check("tcp/5432", False, "PORT_OPEN", "syn_ack", "connect")]
     ex.explain_run(_run(pair), state=state_of(world()))
     explain = pair["explain"]
     assert explain["status"] == "allowed" and explain["flow"]["check"] == "tcp/5432"
