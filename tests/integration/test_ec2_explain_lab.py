@@ -6,13 +6,17 @@ host is to blame. No AWS call: every EC2 read goes to the local moto server."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from harness import netns
-from moto_fixture import REGION, aws_env, ec2, moto_server  # noqa: F401 (fixtures)
+from harness import BIN, REPO, netns
+from moto_fixture import AWS_ENV, REGION, aws_env, ec2, moto_server  # noqa: F401 (fixtures)
 
 COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"
 if str(COLLECTIONS) not in sys.path:
@@ -280,3 +284,34 @@ def test_each_silent_check_of_a_real_net_diagnose_run_is_explained_and_a_reject_
     assert flows[("icmp", None)]["fix"] == "add ingress icmp echo request (type 8) from %s to %s" % (
         mirror["src_sg"], mirror["dst_sg"])
     assert flows[("tcp", 9995)]["flow"]["target_instance"] == mirror["ids"]["dst"]
+
+
+def test_check_yml_tells_the_targets_interface_apart_by_its_inventory_instance(lab, iptables_rules, ec2, src, dst,
+                                                                               mirror, moto_server, tmp_path):
+    """check.yml from one source: the target is no source, so its instance_id comes from the targets'
+    hostvars; a second VPC on the same CIDR holds the target's address too."""
+    twin_vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+    twin_subnet = ec2.create_subnet(VpcId=twin_vpc, CidrBlock=_sub(src.ip, 0) + "/28")["Subnet"]["SubnetId"]
+    ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=twin_subnet, PrivateIpAddress=dst.ip)
+    iptables_rules(dst.namespace, "INPUT", "-p", "tcp", "--dport", "9993", "-j", "DROP")
+    extra = tmp_path / "ec2-hosts.yml"  # what the aws_ec2 inventory would say of these two hosts
+    extra.write_text(yaml.safe_dump({"all": {"children": {"ec2pair": {"hosts": {
+        host.name: {"instance_id": mirror["ids"][key], "vpc_id": mirror["vpc"], "placement": {"region": REGION}}
+        for host, key in ((src, "src"), (dst, "dst"))}}}}}))
+    reports = tmp_path / "reports"
+    options = json.dumps({"netcheck_sources": src.name, "netcheck_mesh_group": "ec2pair",
+                          "netcheck_mesh_ports": [22, 9993], "netcheck_mesh_icmp": "skip", "netcheck_tcp_timeout": 1,
+                          "netcheck_report_dir": str(reports), "netcheck_ec2_explain": True,
+                          "netcheck_ec2_options": {"region": REGION, "endpoint_url": moto_server}})
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", **AWS_ENV)
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(lab.config.inventory_path), "-i", str(extra),
+                           "check.yml", "-e", options], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0, proc.stdout  # the dropped port fails the run
+    (report,) = reports.glob("*/report.json")
+    (pair,) = [p for p in json.loads(report.read_text())["pairs"] if p["target"] == dst.name]
+    explain = pair["explain"]
+    assert explain["code"] == "ENI_SG_RULES_MISMATCH", explain["message"]
+    assert explain["flow"]["target_instance"] == mirror["ids"]["dst"] and len(explain["flow"]["target_candidates"]) == 2
+    assert explain["fix"] == "add ingress tcp/9993 from %s to %s" % (mirror["src_sg"], mirror["dst_sg"])
+    assert "EC2: %s" % explain["message"] in proc.stdout
