@@ -731,12 +731,14 @@ def _check_route(finding, state, eni, destination, destination_vpc, leg):
     return result
 
 
-def _check_mtu(finding, state, eni, route, peer, peer_eni, leg):
+def _check_mtu(finding, state, eni, route, peer, peer_eni, leg, instance_mtu=None):
     """Path-MTU discovery from ``eni``'s side: when the route toward ``peer`` leads onto a path
-    smaller than the instance's MTU, "fragmentation needed" (ICMP type 3 code 4, ICMPv6 packet
-    too big) must come back in through the interface's security groups and its subnet's ACL."""
+    smaller than the instance's MTU (``instance_mtu``, measured; else AWS's 9001), "fragmentation
+    needed" (ICMP type 3 code 4, ICMPv6 packet too big) must come back in through the interface's
+    security groups and its subnet's ACL."""
     smaller = path_mtu(state, (route or {}).get("route"), eni["VpcId"])
-    if smaller is None:
+    instance_mtu = instance_mtu or INSTANCE_MTU
+    if smaller is None or smaller[0] >= instance_mtu:
         return
     mtu, via = smaller
     version = _address(peer).version
@@ -752,7 +754,7 @@ def _check_mtu(finding, state, eni, route, peer, peer_eni, leg):
     finding.step("path MTU from %s toward %s (%s)" % (eni["NetworkInterfaceId"], peer, leg),
                  [group["GroupId"] for group in groups] + ([acl["NetworkAclId"]] if acl else []),
                  "allow" if sg["verdict"] == "allow" and acl_allows else "deny",
-                 {"path_mtu": mtu, "instance_mtu": INSTANCE_MTU, "via": via, "security_groups": sg["verdict"],
+                 {"path_mtu": mtu, "instance_mtu": instance_mtu, "via": via, "security_groups": sg["verdict"],
                   "network_acl": "allow" if acl_allows else "deny"})
     blockers, fixes = [], []
     if sg["verdict"] == "deny":
@@ -768,12 +770,12 @@ def _check_mtu(finding, state, eni, route, peer, peer_eni, leg):
         return
     finding.mtu.append({
         "code": PMTUD_BLOCKED, "leg": leg, "network_interface": eni["NetworkInterfaceId"], "path_mtu": mtu,
-        "instance_mtu": INSTANCE_MTU, "via": via, "icmp_type": icmp_type, "icmp_code": icmp_code,
+        "instance_mtu": instance_mtu, "via": via, "icmp_type": icmp_type, "icmp_code": icmp_code,
         "lab_stand_in": LAB_STAND_INS["path-mtu"],
         "message": ("the path from %s to %s goes through %s, which carries at most %d bytes while instances send up to"
                     " %d, and %s allow no %s from %s: packets larger than %d with Don't Fragment set vanish"
                     " (a path-MTU black hole)"
-                    % (eni["NetworkInterfaceId"], peer, via, mtu, INSTANCE_MTU, " and ".join(blockers), what, peer,
+                    % (eni["NetworkInterfaceId"], peer, via, mtu, instance_mtu, " and ".join(blockers), what, peer,
                        mtu)),
         "fix": "; ".join(fixes) + "; or lower the instance's MTU to %d (ip link set dev eth0 mtu %d) or clamp the"
                                   " TCP MSS" % (mtu, mtu)})
@@ -816,12 +818,13 @@ def _ambiguous(side, address, candidates):
 
 
 def explain_flow(state, source, target, protocol="tcp", port=None, data_plane=None, ephemeral=LINUX_EPHEMERAL,
-                 source_hint=None, target_hint=None):
+                 source_hint=None, target_hint=None, source_mtu=None):
     """Explain whether EC2's configuration lets ``protocol``/``port`` from ``source`` to ``target`` through.
 
     ``source`` and ``target`` are private addresses; ``data_plane`` is what the probe saw (a verdict
     code such as PORT_FILTERED, or None); ``source_hint`` / ``target_hint`` ({"instance_id",
-    "vpc_id"}, from the inventory) tell which interface holds an address that several hold.
+    "vpc_id"}, from the inventory) tell which interface holds an address that several hold;
+    ``source_mtu`` is the source interface's MTU when the data plane measured it (else 9001).
     Returns the explanation dict (see docs/ec2.md): status (blocked | allowed | unknown), code,
     message, fix, component, rule, explanations (every blocking component, in path order),
     checked (every hop evaluated), unknown, mtu (path-MTU findings), flow."""
@@ -896,7 +899,7 @@ def explain_flow(state, source, target, protocol="tcp", port=None, data_plane=No
             _check_acl(finding, state, src_eni, False, reply, target, dst_cidr, return_ports, "reply")
     # both ends send data (the request, the answer): each needs "fragmentation needed" back
     if src_eni is not None:
-        _check_mtu(finding, state, src_eni, to_target, target, dst_eni, "request")
+        _check_mtu(finding, state, src_eni, to_target, target, dst_eni, "request", source_mtu)
     if dst_eni is not None:
         _check_mtu(finding, state, dst_eni, to_source, source, src_eni, "reply")
     return _result(flow, finding)
@@ -939,6 +942,12 @@ def _result(flow, finding, message=None, not_evaluated=False):
     filtered = flow.get("data_plane") is not None
     if not_evaluated:
         explanation.update(status="unknown", code=NOT_EVALUATED)
+    elif flow.get("data_plane") in MTU_CODES and finding.mtu:
+        # small packets passed (the data plane saw them): the path MTU is the explanation
+        first = finding.mtu[0]
+        explanation.update(status="blocked", code=first["code"], message=first["message"], fix=first["fix"],
+                           component={"type": "path-mtu", "network_interface": first["network_interface"],
+                                      "via": first["via"]})
     elif finding.blocking:
         first = finding.blocking[0]
         explanation.update(status="blocked", code=first["code"], message=first["message"], fix=first["fix"],
@@ -946,11 +955,6 @@ def _result(flow, finding, message=None, not_evaluated=False):
         if len(finding.blocking) > 1:
             explanation["message"] += " (and %d more blocking: %s)" % (
                 len(finding.blocking) - 1, ", ".join(item["code"] for item in finding.blocking[1:]))
-    elif flow.get("data_plane") in MTU_CODES and finding.mtu:
-        first = finding.mtu[0]
-        explanation.update(status="blocked", code=first["code"], message=first["message"], fix=first["fix"],
-                           component={"type": "path-mtu", "network_interface": first["network_interface"],
-                                      "via": first["via"]})
     elif finding.unknown:
         explanation.update(status="unknown", code=NOT_EVALUATED,
                            message="no blocking component found, but not everything was evaluated: "

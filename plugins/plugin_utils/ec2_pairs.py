@@ -142,8 +142,20 @@ def pair_checks(pair):
 def _flows(pair, codes):
     checks = pair_checks(pair)
     if checks:
-        return _unique([flow for flow in (_check_flow(check, codes) for check in checks if isinstance(check, dict))
-                        if flow is not None])
+        checks = [check for check in checks if isinstance(check, dict)]
+        flows = []
+        for check in checks:
+            if check.get("check") == "path_mtu" and check.get("code") in MTU_CODES and check.get("ok") is False:
+                # the path probe's own check: the flow of the pair's first TCP port, else ping
+                ports = [int(c["check"][4:]) for c in checks if str(c.get("check")).startswith("tcp/")
+                         and c["check"][4:].isdigit()]
+                flows.append(("tcp", ports[0], check["code"], "path_mtu") if ports
+                             else ("icmp", None, check["code"], "path_mtu"))
+                continue
+            flow = _check_flow(check, codes)
+            if flow is not None:
+                flows.append(flow)
+        return _unique(flows)
     pair_codes = _pair_codes(pair)
     code = pair_codes[0]
     layers = pair.get("layers") or {}
@@ -167,6 +179,15 @@ def _flows(pair, codes):
         ports = [_tcp_port(result) for result in layers.get("tcp") or [] if _tcp_port(result)]
         flows.append(("tcp", ports[0], mtu, "tcp/%d" % ports[0]) if ports else ("icmp", None, mtu, "icmp"))
     return _unique(flows)
+
+
+def _source_mtu(pair):
+    """The source interface's MTU, when a path-MTU check measured it (``mtu.interface_mtu``)."""
+    for check in pair_checks(pair) or []:
+        mtu = (check.get("mtu") or {}).get("interface_mtu") if isinstance(check, dict) else None
+        if isinstance(mtu, int) and mtu > 0:
+            return mtu
+    return None
 
 
 def _source_address(run, pair):
@@ -250,7 +271,8 @@ def explain_run(run, options=None, state=None):
         for protocol, port, data_plane, check in flows:
             explanation = explain_flow(state, source, pair["address"], protocol, port, data_plane, ephemeral,
                                        source_hint=instances.get(pair.get("source")),
-                                       target_hint=instances.get(pair.get("target")))
+                                       target_hint=instances.get(pair.get("target")),
+                                       source_mtu=_source_mtu(pair))
             explanation["flow"]["check"] = check
             explained.append(explanation)
         # the pair's explain is its first blocked flow (else its first flow), with every flow under "flows"

@@ -129,3 +129,23 @@ def test_port_open_although_expected_closed_names_the_rule_that_lets_it_in():
                                   " from %s, although it is expected closed" % WEB_IP)
     assert explain["fix"].startswith("remove or narrow ingress rule tcp 5432 from sg-web of sg-db")
     assert explain["rule"]["group_id"] == "sg-db"
+
+
+def test_path_mtu_check_of_the_path_probe_is_explained_with_the_measured_interface_mtu():
+    from test_ec2_explain import OTHER_IP, _inter_region
+
+    pair = _pair("web1", "other1", OTHER_IP, "MTU_BLACKHOLE")
+    blackhole = {"check": "path_mtu", "layer": "network", "ok": False, "severity": "fail", "code": "MTU_BLACKHOLE",
+                 "hint": MISLEADING, "evidence": [], "outcome": None,
+                 "mtu": {"code": "MTU_BLACKHOLE", "interface_mtu": 9001, "largest_passed": 8500}}
+    pair["verdict"]["checks"] = [check("tcp/9000", True, "OK", "syn_ack"), blackhole]
+    assert ex.flows_of_pair(pair) == [("tcp", 9000, "MTU_BLACKHOLE")]
+    ex.explain_run(_run(pair), state=_inter_region(world()))
+    explain = pair["explain"]
+    assert explain["status"] == "blocked" and explain["code"] == "PMTUD_ICMP_BLOCKED"
+    assert explain["flow"]["check"] == "path_mtu" and explain["mtu"][0]["instance_mtu"] == 9001
+    # an interface at 1500 sends nothing the 8500-byte path must refuse: no finding from its side
+    blackhole["mtu"]["interface_mtu"] = 1500
+    pair["explain"] = None
+    ex.explain_run(_run(pair), state=_inter_region(world()))
+    assert pair["explain"]["mtu"] == [] and pair["explain"]["code"] != "PMTUD_ICMP_BLOCKED"
