@@ -74,6 +74,8 @@ options:
       - What the data plane saw, as a verdict code (C(PORT_FILTERED), C(ICMP_FILTERED)) or a
         state (C(filtered)). When set and the configuration allows the flow, the explanation
         points at the host (its firewall, or no listener).
+      - C(PORT_OPEN) (open although expected closed) names the security group rule that lets it
+        in and what to remove; C(MTU_BLACKHOLE) makes a path-MTU finding the explanation.
     type: str
   ephemeral_ports:
     description:
