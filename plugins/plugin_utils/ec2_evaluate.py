@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.outcome import ICMP_TYPES, icmp_name
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.outcome import ICMP_CODES, ICMP_TYPES, icmp_name
 
 # Reachability Analyzer's explanation codes for what this module can evaluate.
 SG_MISMATCH = "ENI_SG_RULES_MISMATCH"          # the interface's security groups do not allow it
@@ -58,13 +58,19 @@ LINUX_EPHEMERAL = (32768, 60999)
 PROTOCOL_NUMBERS = {"tcp": "6", "udp": "17", "icmp": "1", "icmpv6": "58", "-1": "-1", "all": "-1"}
 PROTOCOL_NAMES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6", "-1": "all"}
 FAMILY = {4: "ipv4", 6: "ipv6"}
-# ICMP type numbers by the one table's names (module_utils/netcheck/outcome.py)
-ECHO_REQUEST = {version: next(t for (f, t), name in ICMP_TYPES.items() if f == FAMILY[version] and name == "echo request")
-                for version in (4, 6)}
-ECHO_REPLY = {version: next(t for (f, t), name in ICMP_TYPES.items() if f == FAMILY[version] and name == "echo reply")
-              for version in (4, 6)}
-# "fragmentation needed" (IPv4 type 3 code 4) and "packet too big" (ICMPv6 type 2 code 0)
-FRAG_NEEDED = {4: (3, 4), 6: (2, 0)}
+
+
+def _icmp_type_named(version, wanted):
+    """The ICMP (4) or ICMPv6 (6) type of a message by its name in the one table (module_utils/netcheck/outcome.py)."""
+    return next(kind for (family, kind), name in ICMP_TYPES.items() if family == FAMILY[version] and name == wanted)
+
+
+ECHO_REQUEST = {version: _icmp_type_named(version, "echo request") for version in (4, 6)}
+ECHO_REPLY = {version: _icmp_type_named(version, "echo reply") for version in (4, 6)}
+# (type, code) of "fragmentation needed" (IPv4 type 3 code 4) and "packet too big" (ICMPv6 type 2 code 0)
+FRAG_NEEDED = {4: next((kind, code) for (family, kind), codes in ICMP_CODES.items() if family == "ipv4"
+                       for code, name in codes.items() if name == "fragmentation needed"),
+               6: (_icmp_type_named(6, "packet too big"), 0)}
 
 # AWS's documented MTUs (docs/ec2.md): instances of current generations use 9001 bytes inside a
 # VPC and over peering in one region; a path through an internet gateway or a VPN carries 1500,
