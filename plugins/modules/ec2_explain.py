@@ -185,7 +185,9 @@ explain:
       type: list
       elements: dict
     unknown:
-      description: What could not be evaluated (transit gateways, appliances, unread prefix lists, the side of an address that is no interface of the region).
+      description: >-
+        What could not be evaluated (transit gateways, appliances, unread prefix lists, the side
+        of an address that is no interface of the region).
       type: list
       elements: str
     mtu:
