@@ -47,6 +47,11 @@ FORWARDING_SYSCTLS = {
     # a loop fault sends packets back out the interface they came in by: no redirects for that
     "net.ipv4.conf.all.send_redirects": "0",
     "net.ipv4.conf.default.send_redirects": "0",
+    # lab routers answer every probe: a real router rate-limits its ICMP errors (about 6 at once,
+    # then 1 a second per source), which made tracepath and traceroute, run one after the
+    # other on the same fault, see different hops
+    "net.ipv4.icmp_ratelimit": "0",
+    "net.ipv6.icmp.ratelimit": "0",
 }
 HOST_SYSCTLS = {
     "net.ipv4.ip_default_ttl": "64",
