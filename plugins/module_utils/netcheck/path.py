@@ -435,8 +435,8 @@ def _next_size(state, tried, interface_mtu, plateaus):
     for size in plateaus:
         if passed < size < upper and size not in tried:
             return size
-    if passed + 1 not in tried:
-        return passed + 1
+    if (passed in plateaus or passed == reported) and passed + 1 not in tried:
+        return passed + 1  # a plateau passed, the next one failed: is it exactly that plateau?
     middle = (passed + upper) // 2
     return middle if middle not in tried else None
 
