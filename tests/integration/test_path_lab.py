@@ -1,0 +1,212 @@
+"""The hop where packets die and the path MTU, on the routed lab, against tracepath and traceroute.
+
+One routed lab for the module (lab/topologies/routed.yml on this session's own subnets); each
+test makes one real fault on a router or host, and the lab is reset after it. The probe runs
+inside the source's namespace, as a module would; the oracles run in the same namespace on the
+same fault: ``traceroute -T -p PORT`` (the same TCP flow) and ``tracepath`` (UDP, for faults
+that do not depend on the protocol, and the path MTU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.routed import DEFAULT_TOPOLOGY, RoutedLab, Topology
+
+RUNNER = Path(__file__).with_name("path_runner.py")
+WEB = 8080
+# the routed test lab's subnets: 10.78.BASE..BASE+3 (the demo routed lab uses 140-143)
+BASE = int(os.environ.get("NETCHECK_TEST_ROUTED_BASE", "145"))
+SLOT = int(os.environ.get("NETCHECK_TEST_LAB_SLOT", "144"))
+
+
+@pytest.fixture(scope="module")
+def routed():
+    if os.geteuid() != 0:
+        pytest.skip("the routed lab needs root")
+    data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
+    for offset, spec in enumerate(data["networks"].values()):
+        spec["ipv4"] = "10.78.%d.0/24" % (BASE + offset)
+        spec["ipv6"] = "fd6e:6574:6369:%d::/64" % (BASE + offset)
+    topology = Topology(data, name="ncr%d" % (SLOT % 1000))
+    lab = RoutedLab(topology)
+    lab.down()  # what an interrupted run left behind
+    lab.up()
+    yield lab
+    lab.down()
+
+
+@pytest.fixture
+def lab(routed):
+    yield routed
+    routed.reset()
+
+
+def addr(lab, node, network=None, version=4):
+    topo = lab.topology
+    node = topo.nodes[node]
+    return str(topo.address(node, network or node.networks[0], version))
+
+
+def probe(lab, source, kind, target, **options):
+    """Run path.py in the source's namespace. The machine is shared and often loaded: answers get a
+    generous timeout (they come within a millisecond when the machine is idle); silence costs it."""
+    options.setdefault("timeout", 1.5)
+    proc = subprocess.run(["ip", "netns", "exec", lab.ns(source), sys.executable, str(RUNNER), kind, target,
+                           json.dumps(options)], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(proc.stdout)
+
+
+def hops_of(result):
+    return [(h["hop"], h["address"]) for h in result["hops"]]
+
+
+def traceroute_tcp(lab, source, target, port, max_hops):
+    """``traceroute -T`` (the same TCP flow): [(hop, address or None, flag such as !X or None)]."""
+    if not shutil.which("traceroute"):
+        pytest.skip("traceroute is not installed (Debian package traceroute)")
+    out = subprocess.run(["ip", "netns", "exec", lab.ns(source), "traceroute", "-n", "-T", "-p", str(port), "-q", "2",
+                          "-w", "2", "-N", "1", "-m", str(max_hops), target], capture_output=True, text=True,
+                         timeout=60).stdout
+    hops = []
+    for line in out.splitlines()[1:]:
+        words = line.split()
+        if not words or not words[0].isdigit():
+            continue
+        address = next((w for w in words[1:] if re.match(r"^[0-9a-f:.]+$", w) and ("." in w or ":" in w)
+                        and not re.match(r"^[\d.]+$", w) or re.match(r"^\d+\.\d+\.\d+\.\d+$", w)), None)
+        flag = next((w for w in words[1:] if w.startswith("!")), None)
+        hops.append((int(words[0]), address, flag))
+    return hops
+
+
+def tracepath(lab, source, target, max_hops):
+    """``tracepath -n`` (UDP): ({hop: first address}, pmtu from its resume line)."""
+    if not shutil.which("tracepath"):
+        pytest.skip("tracepath is not installed (Debian package iputils-tracepath)")
+    out = subprocess.run(["ip", "netns", "exec", lab.ns(source), "tracepath", "-n", "-m", str(max_hops), target],
+                         capture_output=True, text=True, timeout=60).stdout
+    hops = {}
+    for line in out.splitlines():
+        match = re.match(r"^\s*(\d+)\??:\s+(\S+)", line)
+        # a "pmtu N" line is the frag-needed answer to a too-large probe at that TTL, not the hop
+        if match and match.group(2) not in ("[LOCALHOST]", "no") and "pmtu" not in line:
+            hops.setdefault(int(match.group(1)), match.group(2))
+    resume = re.search(r"Resume: pmtu (\d+)", out)
+    pmtus = re.findall(r"pmtu (\d+)", out)
+    return hops, int(resume.group(1)) if resume else (int(pmtus[-1]) if pmtus else None)
+
+
+# --- the hop where packets die ----------------------------------------------------------------
+
+def test_a_forward_drop_on_a_router_is_dropped_after_the_hop_before_like_traceroute(lab):
+    lab.fault_forward("r2", "drop", "tcp", WEB)
+    target = addr(lab, "b1")
+    result = probe(lab, "a1", "trace", target, port=WEB, timeout=1.0, attempts=1)
+    stop = result["stop"]
+    # r2 answers TTL 2 (time exceeded comes before its FORWARD chain); TTL 3 dies in its FORWARD
+    assert (stop["code"], stop["hop"], stop["address"]) == ("DROPPED_AFTER_HOP", 2, addr(lab, "r2", "core"))
+    assert result["method"] == "tcp-connect" and result["source_port"]
+    oracle = traceroute_tcp(lab, "a1", target, WEB, 4)
+    assert [(h, a) for h, a, _ in oracle[:2]] == hops_of(result)[:2]
+    assert all(a is None for _, a, _ in oracle[2:])
+
+
+def test_a_forward_reject_on_a_router_is_rejected_at_that_router_like_traceroute(lab):
+    lab.fault_forward("r2", "reject", "tcp", WEB)
+    for version in (4, 6):
+        target = addr(lab, "b1", version=version)
+        stop = probe(lab, "a1", "trace", target, port=WEB)["stop"]
+        assert (stop["code"], stop["hop"], stop["address"]) == ("REJECTED_AT_HOP", 2,
+                                                               addr(lab, "r2", "core", version))
+        assert stop["icmp_name"] in ("communication administratively prohibited", "administratively prohibited")
+    oracle = traceroute_tcp(lab, "a1", addr(lab, "b1"), WEB, 4)
+    assert oracle[2][1:] == (addr(lab, "r2", "core"), "!X")
+
+
+def test_a_missing_route_on_a_router_is_rejected_at_hop_one_like_tracepath(lab):
+    lab.fault_missing_route("r1", "b")
+    target = addr(lab, "b1")
+    stop = probe(lab, "a1", "trace", target, port=WEB)["stop"]
+    assert (stop["code"], stop["hop"], stop["address"], stop["icmp_name"]) == (
+        "REJECTED_AT_HOP", 1, addr(lab, "r1"), "net unreachable")
+    oracle = traceroute_tcp(lab, "a1", target, WEB, 3)
+    assert oracle[0][1:] == (addr(lab, "r1"), "!N")
+    hops, _ = tracepath(lab, "a1", target, 3)
+    assert hops.get(1) == addr(lab, "r1")
+
+
+def test_two_routers_pointing_at_each_other_are_a_routing_loop_like_tracepath(lab):
+    lab.fault_routing_loop("r2", "r1", "b1")
+    target = addr(lab, "b1")
+    for protocol in ("tcp", "icmp"):
+        result = probe(lab, "a1", "trace", target, port=WEB if protocol == "tcp" else None, protocol=protocol)
+        stop = result["stop"]
+        assert (stop["code"], stop["hop"], stop["address"]) == ("ROUTING_LOOP", 1, addr(lab, "r1"))
+        assert set(stop["loop"]) == {addr(lab, "r1"), addr(lab, "r2", "core")}
+    hops, _ = tracepath(lab, "a1", target, 4)
+    assert [hops.get(i) for i in (1, 2, 3, 4)] == [a for _, a in hops_of(result)] + [addr(lab, "r2", "core")]
+    oracle = traceroute_tcp(lab, "a1", target, WEB, 4)
+    assert [a for _, a, _ in oracle[:3]] == [a for _, a in hops_of(result)]
+
+
+def test_rp_filter_on_a_router_drops_silently_after_the_hop_before(lab):
+    lab.fault_rp_filter("r2", "a1")
+    target = addr(lab, "b1")
+    result = probe(lab, "a1", "trace", target, port=WEB, timeout=1.0, attempts=1)
+    assert (result["stop"]["code"], result["stop"]["hop"], result["stop"]["address"]) == (
+        "DROPPED_AFTER_HOP", 1, addr(lab, "r1"))
+    oracle = traceroute_tcp(lab, "a1", target, WEB, 3)
+    assert oracle[0][1] == addr(lab, "r1") and all(a is None for _, a, _ in oracle[1:])
+
+
+def test_a_host_sending_with_too_small_a_ttl_is_ttl_expired_where_it_runs_out(lab):
+    lab.fault_default_ttl("a1", 2)
+    target = addr(lab, "b1")
+    result = probe(lab, "a1", "trace", target, port=WEB)
+    assert result["flow_ttl"] == 2
+    stop = result["stop"]
+    assert (stop["code"], stop["hop"], stop["address"]) == ("TTL_EXPIRED", 2, addr(lab, "r2", "core"))
+    assert hops_of(result)[-1] == (3, target)  # the path itself works: 3 hops
+
+
+# --- path MTU ------------------------------------------------------------------------------------------
+
+def test_the_1500_link_is_pmtu_reduced_as_tracepath_says(lab):
+    for version in (4, 6):
+        target = addr(lab, "b1", version=version)
+        facts = probe(lab, "a1", "mtu", target)
+        assert (facts["code"], facts["path_mtu"], facts["interface_mtu"], facts["reported_by"]) == (
+            "PMTU_REDUCED", 1500, 9001, addr(lab, "r1", version=version))
+        assert facts["exact"] is True
+    _, pmtu = tracepath(lab, "a1", addr(lab, "b1"), 4)
+    assert pmtu == 1500
+
+
+def test_a_smaller_mtu_on_a_router_link_is_the_mtu_that_router_reports(lab):
+    lab.fault_mtu("r2", "b", 1400)
+    target = addr(lab, "b1")
+    facts = probe(lab, "a1", "mtu", target)
+    assert (facts["code"], facts["path_mtu"], facts["reported_mtu"], facts["reported_by"]) == (
+        "PMTU_REDUCED", 1400, 1400, addr(lab, "r2", "core"))
+    _, pmtu = tracepath(lab, "a1", target, 4)
+    assert pmtu == 1400
+
+
+def test_frag_needed_dropped_on_the_router_is_an_mtu_black_hole_naming_the_sizes(lab):
+    lab.fault_drop_frag_needed("r1")
+    for version in (4, 6):
+        facts = probe(lab, "a1", "mtu", addr(lab, "b1", version=version), timeout=1.0, attempts=1)
+        assert (facts["code"], facts["largest_passed"], facts["smallest_lost"], facts["interface_mtu"]) == (
+            "MTU_BLACKHOLE", 1500, 1501, 9001)
+        assert facts["reported_mtu"] is None
+        assert "ICMP type 3 code 4" in facts["hint"]
