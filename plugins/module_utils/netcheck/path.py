@@ -38,7 +38,7 @@ import time
 from .icmp import ECHO_REPLY, checksum
 from .outcome import TIME_EXCEEDED_TYPE, UNREACH_TYPE, family_word, icmp_name, is_fragmentation_needed, \
     normal_address, same_address
-from .probe import read_text
+from .probe import InputError, read_text, target_mappings, validate_host, validate_port, validate_timeout
 from .tcp import IP_RECVERR, IPV6_RECVERR, MSG_ERRQUEUE, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, \
     SO_EE_ORIGIN_LOCAL, parse_extended_err
 
@@ -566,6 +566,77 @@ def discover_mtu(target, family=None, timeout=None, attempts=None, max_probes=No
     return facts
 
 
+# --- many targets: what path_probe and net_diagnose call ------------------------------------------------
+
+PATH_TARGET_SPEC = {
+    "host": {"type": "str", "required": True, "description": "The target's address or name (the failing check's)."},
+    "port": {"type": "int", "description": "TCP port of the failing check; without it the trace uses ICMP echo."},
+    "protocol": {"type": "str", "choices": ["tcp", "icmp"], "description": "The flow traced (default tcp with a "
+                 "port, icmp without)."},
+    "family": {"type": "str", "choices": ["any", "ipv4", "ipv6"], "default": "any",
+               "description": "Address family used when a name resolves to both."},
+    "name": {"type": "str", "description": "A label returned with the result (for instance the inventory name)."},
+}
+PATH_SPEC = {
+    "targets": {"type": "list", "elements": "dict", "required": True, "options": PATH_TARGET_SPEC,
+                "description": "The flows to trace, one after the other (each is bounded)."},
+    "trace": {"type": "bool", "default": True, "description": "Trace each flow hop by hop."},
+    "mtu": {"type": "bool", "default": False, "description": "Also find the path MTU with DF echo probes."},
+    "max_hops": {"type": "int", "default": DEFAULTS["max_hops"], "description": "Highest TTL / hop limit tried (1-64)."},
+    "timeout": {"type": "float", "default": DEFAULTS["timeout"], "description": "Seconds to wait for each probe's answer."},
+    "attempts": {"type": "int", "default": DEFAULTS["attempts"],
+                 "description": "Probes per hop (and per MTU size) before it counts as silent (1-5)."},
+}
+FAMILIES = {"any": None, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+
+
+def parse_path_targets(raw_targets, max_hops, timeout, attempts, field="targets"):
+    """Validated targets (InputError naming the field when one is wrong), before anything is sent."""
+    if isinstance(max_hops, bool) or not isinstance(max_hops, int) or not 1 <= max_hops <= 64:
+        raise InputError("max_hops: %r is not between 1 and 64" % (max_hops,))
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 5:
+        raise InputError("attempts: %r is not between 1 and 5" % (attempts,))
+    validate_timeout(timeout, "timeout", maximum=10.0)
+    parsed = []
+    for where, raw in target_mappings(raw_targets, field, PATH_TARGET_SPEC):
+        host = validate_host(raw.get("host"), where + ".host")
+        port = raw.get("port")
+        if port is not None:
+            validate_port(port, where + ".port")
+        protocol = raw.get("protocol") or ("tcp" if port is not None else "icmp")
+        if protocol not in ("tcp", "icmp"):
+            raise InputError("%s.protocol: %r is not tcp or icmp" % (where, protocol))
+        if protocol == "tcp" and port is None:
+            raise InputError("%s.port: a tcp trace needs the port of the failing check" % where)
+        family = raw.get("family") or "any"
+        if family not in FAMILIES:
+            raise InputError("%s.family: %r is not any, ipv4 or ipv6" % (where, family))
+        parsed.append({"host": host, "port": port if protocol == "tcp" else None, "protocol": protocol,
+                       "family": FAMILIES[family], "name": raw.get("name")})
+    return parsed
+
+
+def probe_paths(targets, trace_flows=True, mtu=False, max_hops=None, timeout=None, attempts=None):
+    """For each parsed target: {target, name, port, protocol, trace, mtu, error}; one bounded probe at a time."""
+    results = []
+    for target in targets:
+        entry = {"target": target["host"], "name": target["name"], "port": target["port"],
+                 "protocol": target["protocol"], "trace": None, "mtu": None, "error": None}
+        try:
+            if trace_flows:
+                entry["trace"] = trace(target["host"], port=target["port"], protocol=target["protocol"],
+                                       family=target["family"], max_hops=max_hops, timeout=timeout, attempts=attempts)
+                entry["trace"]["hint"] = trace_hint(entry["trace"]["stop"])
+            if mtu:
+                entry["mtu"] = discover_mtu(target["host"], family=target["family"], timeout=timeout,
+                                            attempts=attempts)
+                entry["mtu"]["hint"] = mtu_hint(entry["mtu"])
+        except (OSError, ValueError) as exc:  # resolution failed, no ICMP socket: said, not raised
+            entry["error"] = "%s: %s" % (type(exc).__name__, exc)
+        results.append(entry)
+    return results
+
+
 # --- hints ---------------------------------------------------------------------------------------------
 
 def trace_hint(stop):
@@ -614,6 +685,6 @@ def mtu_hint(facts):
     return "the path carries the interface MTU (%s bytes)" % facts["interface_mtu"]
 
 
-__all__ = ["DEFAULTS", "FLOOR", "KIND", "PLATEAUS", "STOPS", "answer_of", "classify_hops", "classify_mtu",
+__all__ = ["PATH_SPEC", "PATH_TARGET_SPEC", "parse_path_targets", "probe_paths", "DEFAULTS", "FLOOR", "KIND", "PLATEAUS", "STOPS", "answer_of", "classify_hops", "classify_mtu",
            "discover_mtu", "echo_once", "echo_packet", "flow_ttl", "interface_mtu_to", "mtu_hint",
            "open_echo_socket", "read_errors", "search_mtu", "tcp_hop", "trace", "trace_hint"]
