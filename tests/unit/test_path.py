@@ -170,3 +170,112 @@ def test_every_stop_has_a_hint(code):
     stop = {"code": code, "hop": 2, "address": "10.9.2.15", "loop": ["10.9.1.14", "10.9.2.15"], "icmp_name": None,
             "icmp_code": None}
     assert path.trace_hint(stop)
+
+
+# --- the verdict's hook: crafted pairs in the per-check verdict shape ------------------------------
+
+def check(name, code="OK", ok=True, layer="transport"):
+    return {"check": name, "layer": layer, "ok": ok, "severity": "ok" if ok else "fail", "code": code,
+            "hint": "h", "evidence": ["%s: fact" % name], "outcome": None}
+
+
+def pair(address, checks, via_gateway=True):
+    failing = [c for c in checks if not c["ok"]]
+    return {"target": address, "address": address, "ok": not failing,
+            "layers": {"neighbour": {"detail": {"via_gateway": via_gateway, "route": {"dev": "a"}}}},
+            "verdict": {"code": failing[0]["code"] if failing else "OK", "first_failing_layer": "transport",
+                        "hint": "h", "evidence": [], "notes": [], "failed_checks": len(failing), "checks": checks}}
+
+
+def never(*args, **kwargs):
+    raise AssertionError("no path probe may be sent for a healthy pair")
+
+
+def traced(stop, hops=None):
+    def fake(address, port=None, protocol="tcp", **options):
+        return {"address": address, "protocol": protocol, "port": port, "method": "tcp-connect", "source_port": 40000,
+                "probes": 4, "hops": hops or [hop(1, "time_exceeded", "10.9.1.14"), hop(2, "time_exceeded", "10.9.2.15"),
+                                              hop(3, "none")], "stop": dict(stop, meaning="m")}
+    return fake
+
+
+def test_healthy_pairs_send_no_path_probe():
+    pairs = [pair(TARGET, [check("icmp", layer="network"), check("tcp/8080")])]
+    stats = path.run_path_probes(pairs, {}, trace_fn=never, mtu_fn=never)
+    assert (stats["traces"], stats["mtu_probes"], stats["changed_pairs"]) == (0, 0, [])
+    assert pairs[0]["verdict"]["code"] == "OK"
+
+
+def test_a_filtered_port_behind_a_router_becomes_dropped_after_the_hop_that_answered():
+    pairs = [pair(TARGET, [check("icmp", layer="network"), check("tcp/8080", "PORT_FILTERED", ok=False)])]
+    stop = {"code": "DROPPED_AFTER_HOP", "hop": 2, "address": "10.9.2.15"}
+    stats = path.run_path_probes(pairs, {}, trace_fn=traced(stop), mtu_fn=never)
+    assert stats["traces"] == 1
+    verdict = pairs[0]["verdict"]
+    assert (verdict["code"], verdict["hop"], verdict["first_failing_layer"]) == (
+        "DROPPED_AFTER_HOP", {"index": 2, "address": "10.9.2.15"}, "network")
+    assert verdict["evidence"][0].startswith("path tcp 10.9.3.13:8080: 1 10.9.1.14 time_exceeded")
+    assert pairs[0]["ok"] is False
+
+
+def test_an_on_link_target_is_not_traced():
+    pairs = [pair(TARGET, [check("tcp/8080", "PORT_FILTERED", ok=False)], via_gateway=False)]
+    assert path.run_path_probes(pairs, {}, trace_fn=never, mtu_fn=never)["traces"] == 0
+    assert pairs[0]["verdict"]["code"] == "PORT_FILTERED"
+
+
+def test_a_reject_by_the_target_itself_keeps_its_own_code_and_gains_the_hop():
+    pairs = [pair(TARGET, [check("tcp/8080", "PORT_REJECTED", ok=False)])]
+    stop = {"code": "REJECTED_AT_HOP", "hop": 3, "address": TARGET}
+    path.run_path_probes(pairs, {}, trace_fn=traced(stop), mtu_fn=never)
+    (only,) = pairs[0]["verdict"]["checks"]
+    assert only["code"] == "PORT_REJECTED" and only["hop"] == {"index": 3, "address": TARGET}
+
+
+def test_a_router_reject_and_a_loop_take_their_path_codes():
+    for stop, code in (({"code": "REJECTED_AT_HOP", "hop": 1, "address": "10.9.1.14"}, "REJECTED_AT_HOP"),
+                       ({"code": "ROUTING_LOOP", "hop": 1, "address": "10.9.1.14", "loop": ["10.9.1.14"]},
+                        "ROUTING_LOOP"),
+                       ({"code": "TTL_EXPIRED", "hop": 2, "address": "10.9.2.15"}, "TTL_EXPIRED")):
+        pairs = [pair(TARGET, [check("tcp/22", "PORT_UNREACHABLE", ok=False)])]
+        path.run_path_probes(pairs, {}, trace_fn=traced(stop), mtu_fn=never)
+        assert pairs[0]["verdict"]["code"] == code
+
+
+def mtu_facts(code, passed=1500, reported=None):
+    return {"code": code, "path_mtu": passed, "largest_passed": passed, "smallest_lost": passed + 1,
+            "interface_mtu": 9001, "reported_mtu": reported, "reported_by": "10.9.1.14" if reported else None,
+            "exact": True, "family": "ipv4", "probes": []}
+
+
+def test_a_stalled_transfer_is_probed_for_an_mtu_black_hole():
+    pairs = [pair(TARGET, [check("tcp/8080"), check("http http://x/", "HTTP_TIMEOUT", ok=False, layer="application")])]
+    stats = path.run_path_probes(pairs, {}, trace_fn=never, mtu_fn=lambda address, **o: mtu_facts("MTU_BLACKHOLE"))
+    assert stats["mtu_probes"] == 1
+    verdict = pairs[0]["verdict"]
+    assert verdict["code"] == "MTU_BLACKHOLE" and "ICMP type 3 code 4" in verdict["hint"]
+    assert [c["check"] for c in verdict["checks"]] == ["tcp/8080", "http http://x/"]  # no second MTU check
+
+
+def test_mtu_on_request_notes_a_reduced_path_mtu_and_the_pair_stays_ok():
+    pairs = [pair(TARGET, [check("tcp/8080")])]
+    path.run_path_probes(pairs, {"mtu": True}, trace_fn=never,
+                         mtu_fn=lambda address, **o: mtu_facts("PMTU_REDUCED", reported=1500))
+    assert pairs[0]["ok"] is True and pairs[0]["verdict"]["code"] == "OK"
+    assert pairs[0]["verdict"]["notes"][-1]["code"] == "PMTU_REDUCED"
+    assert pairs[0]["verdict"]["checks"][-1]["mtu"]["path_mtu"] == 1500
+
+
+def test_a_full_conntrack_table_explains_a_filtered_port():
+    pairs = [pair(TARGET, [check("tcp/8080", "PORT_FILTERED", ok=False)], via_gateway=False)]
+    conntrack = {"code": "CONNTRACK_FULL", "count": 262144, "max": 262144, "rose": {"drop": 3}, "hint": "raise it"}
+    path.run_path_probes(pairs, {}, conntrack=conntrack, trace_fn=never, mtu_fn=never)
+    verdict = pairs[0]["verdict"]
+    assert verdict["code"] == "CONNTRACK_FULL" and verdict["hint"] == "raise it"
+    assert "262144 of 262144 entries; rose: drop +3" in verdict["evidence"][0]
+
+
+def test_the_flows_traced_per_run_are_bounded():
+    pairs = [pair("10.9.3.%d" % i, [check("tcp/80", "PORT_FILTERED", ok=False)]) for i in range(1, 40)]
+    traces, _ = path.flows_to_probe(pairs, {"max_flows": 5})
+    assert len(traces) == 5

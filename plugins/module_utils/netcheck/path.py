@@ -637,6 +637,259 @@ def probe_paths(targets, trace_flows=True, mtu=False, max_hops=None, timeout=Non
     return results
 
 
+# --- the verdict's hook: where on the path a failing check dies ---------------------------------------------
+
+# code -> (layer, hint): diagnose.CODES takes these in (the one table of verdict codes)
+PATH_CODES = {
+    "DROPPED_AFTER_HOP": ("network", "the flow is forwarded up to a hop and vanishes after it: a router's filter (a "
+                                     "network ACL), a security group or the target's own firewall drops it there"),
+    "REJECTED_AT_HOP": ("network", "a router on the path answered destination unreachable: it has no route onward "
+                                   "(a route table) or a REJECT rule (a network ACL) refuses the flow"),
+    "ROUTING_LOOP": ("network", "the flow goes round between routers until its TTL runs out: two route tables point "
+                                "at each other"),
+    "TTL_EXPIRED": ("network", "the path is longer than the TTL (hop limit) the source sends with"),
+    "MTU_BLACKHOLE": ("network", "large packets with Don't Fragment vanish on the path and no 'fragmentation needed' "
+                                 "comes back: allow ICMP type 3 code 4 / ICMPv6 packet-too-big, or lower the MTU/MSS"),
+    "PMTU_REDUCED": ("network", "a router reported a path MTU below the interface's: path-MTU discovery works "
+                                "(a note)"),
+    "CONNTRACK_FULL": ("network", "the conntrack table is full (or dropped flows during the run): new flows vanish "
+                                  "like a firewall's DROP; raise net.netfilter.nf_conntrack_max"),
+}
+# failing check codes whose flow is traced (silence, an ICMP error, a time-exceeded)
+TRACED_CODES = ("PORT_FILTERED", "PORT_REJECTED", "PORT_UNREACHABLE", "ICMP_FILTERED", "ICMP_UNREACHABLE")
+# failing check codes a full conntrack table explains (the flow vanished)
+SILENT_CODES = ("PORT_FILTERED", "ICMP_FILTERED", "HTTP_TIMEOUT", "DROPPED_AFTER_HOP")
+# a connection that works while its transfer stalls: the classic MTU black hole
+STALLED_CODES = ("HTTP_TIMEOUT",)
+PATH_OPTIONS_SPEC = {
+    "on_failure": {"type": "bool", "default": True,
+                   "description": "Trace the flow of every failing check routed via a gateway (healthy pairs pay nothing)."},
+    "always": {"type": "bool", "default": False, "description": "Trace every pair's flows, failing or not."},
+    "mtu": {"type": "bool", "default": False,
+            "description": "Find the path MTU of every pair (it is found anyway for a check whose transfer stalls)."},
+    "max_hops": PATH_SPEC["max_hops"], "timeout": PATH_SPEC["timeout"], "attempts": PATH_SPEC["attempts"],
+    "max_flows": {"type": "int", "default": 32, "description": "At most this many flows traced per run (bounded cost)."},
+}
+PATH_OPTION_DEFAULTS = {name: option.get("default") for name, option in PATH_OPTIONS_SPEC.items()}
+
+
+def _port_of(check):
+    name = check.get("check") or ""
+    return int(name[4:]) if name.startswith("tcp/") and name[4:].isdigit() else None
+
+
+def _routed(pair):
+    """False when the target is on-link (nothing between: no hop to find); True or unknown otherwise."""
+    neighbour = (pair.get("layers") or {}).get("neighbour") or {}
+    detail = neighbour.get("detail") or {}
+    if "via_gateway" in detail and detail.get("route", {}).get("dev") is not None:
+        return bool(detail["via_gateway"])
+    return True
+
+
+def flows_to_probe(pairs, options):
+    """{(address, protocol, port): [(pair index, check index)]} to trace, and {address: [...]} for MTU."""
+    options = dict(PATH_OPTION_DEFAULTS, **(options or {}))
+    traces, mtus = {}, {}
+    for index, pair in enumerate(pairs):
+        address = pair.get("address")
+        if not address:
+            continue
+        checks = (pair.get("verdict") or {}).get("checks") or []
+        routed = _routed(pair)
+        for number, check in enumerate(checks):
+            failing = not check.get("ok")
+            if check.get("code") in STALLED_CODES and failing:
+                mtus.setdefault(address, []).append((index, number))
+            wanted = options["always"] or (options["on_failure"] and failing and check.get("code") in TRACED_CODES)
+            if not (wanted and routed):
+                continue
+            port = _port_of(check)
+            if port is not None:
+                traces.setdefault((address, "tcp", port), []).append((index, number))
+            elif check.get("check") == "icmp":
+                traces.setdefault((address, "icmp", None), []).append((index, number))
+        if options["mtu"]:
+            mtus.setdefault(address, [])
+    limit = options["max_flows"]
+    return dict(list(traces.items())[:limit]), dict(list(mtus.items())[:limit])
+
+
+def _hops_line(trace_result):
+    words = []
+    for hop_entry in trace_result["hops"]:
+        words.append("%d %s %s" % (hop_entry["hop"], hop_entry.get("address") or "*",
+                                   hop_entry.get("icmp_name") or hop_entry["answer"]))
+    stop = trace_result["stop"]
+    return "path %s %s: %s; %s at hop %s%s" % (
+        trace_result["protocol"], trace_result["address"] + (":%s" % trace_result["port"] if trace_result["port"] else ""),
+        ", ".join(words) or "no hop", stop["code"], stop.get("hop"),
+        " (%s)" % stop["address"] if stop.get("address") else "")
+
+
+def _refined_code(check_code, stop, target):
+    """The path code a failing check takes from its trace, or None to keep its own."""
+    code = stop.get("code")
+    if code in ("ROUTING_LOOP", "TTL_EXPIRED"):
+        return code
+    if code == "REJECTED_AT_HOP" and stop.get("address") and not same_address(stop["address"], target):
+        return code
+    if code == "DROPPED_AFTER_HOP" and stop.get("hop") and check_code in ("PORT_FILTERED", "ICMP_FILTERED"):
+        return code  # a router forwarded it (it answered its own hop); after it, silence
+    return None
+
+
+def _set(check, code, hint, evidence_line):
+    check["code"], check["hint"] = code, hint
+    check["layer"] = PATH_CODES[code][0]
+    check["evidence"] = [evidence_line] + list(check.get("evidence") or [])
+
+
+def apply_findings(pairs, traces, mtus, conntrack=None, layer_rank=None):
+    """Refine the failing checks of ``pairs`` in place with what the path probes found.
+
+    ``traces``: {(address, protocol, port): (trace result, [(pair, check)])}; ``mtus``: {address:
+    (mtu facts, [(pair, check)])}; ``conntrack``: conntrack_verdict() of the source during the run.
+    Every check a finding changes gets ``hop`` ({index, address}) or ``mtu`` and an evidence line;
+    the pair's verdict is summed up again (``resummarize``).
+    """
+    touched = set()
+    for (address, _, _), (result, where) in traces.items():
+        stop = result["stop"]
+        for index, number in where:
+            check = pairs[index]["verdict"]["checks"][number]
+            check["path"] = {"hops": result["hops"], "stop": stop, "method": result["method"],
+                             "source_port": result.get("source_port"), "probes": result["probes"]}
+            check["hop"] = {"index": stop.get("hop"), "address": stop.get("address")}
+            code = _refined_code(check["code"], stop, address) if not check.get("ok") else None
+            if code:
+                _set(check, code, trace_hint(stop), _hops_line(result))
+            else:
+                check["evidence"] = list(check.get("evidence") or []) + [_hops_line(result)]
+            touched.add(index)
+    for address, (facts, where) in mtus.items():
+        line = "path MTU to %s: %s, largest DF packet through %s, interface MTU %s%s" % (
+            address, facts["code"], facts.get("largest_passed"), facts.get("interface_mtu"),
+            ", %s reported %s" % (facts["reported_by"], facts["reported_mtu"]) if facts.get("reported_mtu") else "")
+        explained = set()
+        for index, number in where:
+            check = pairs[index]["verdict"]["checks"][number]
+            check["mtu"] = _mtu_summary(facts)
+            if facts["code"] == "MTU_BLACKHOLE" and not check.get("ok"):
+                _set(check, "MTU_BLACKHOLE", mtu_hint(facts), line)
+                explained.add(index)
+            touched.add(index)
+        if facts["code"] not in ("MTU_BLACKHOLE", "PMTU_REDUCED"):
+            continue
+        for index, pair in enumerate(pairs):
+            if pair.get("address") != address or index in explained:
+                continue
+            # its own check: a black hole fails the pair (big transfers will stall), a reduced MTU is a note
+            blackhole = facts["code"] == "MTU_BLACKHOLE"
+            pair["verdict"]["checks"].append({
+                "check": "path_mtu", "layer": "network", "ok": not blackhole, "severity": "fail" if blackhole else "ok",
+                "code": facts["code"], "hint": mtu_hint(facts), "evidence": [line], "outcome": None,
+                "mtu": _mtu_summary(facts)})
+            touched.add(index)
+    if conntrack and conntrack.get("code") == "CONNTRACK_FULL":
+        for index, pair in enumerate(pairs):
+            for check in (pair.get("verdict") or {}).get("checks") or []:
+                if not check.get("ok") and check.get("code") in SILENT_CODES:
+                    _set(check, "CONNTRACK_FULL", conntrack["hint"],
+                         "conntrack on the source: %s of %s entries%s" % (
+                             conntrack.get("count"), conntrack.get("max"),
+                             "; rose: " + ", ".join("%s +%d" % i for i in sorted(conntrack["rose"].items()))
+                             if conntrack.get("rose") else ""))
+                    touched.add(index)
+    for index in sorted(touched):
+        resummarize(pairs[index], layer_rank)
+    return sorted(touched)
+
+
+def _mtu_summary(facts):
+    return {key: facts.get(key) for key in ("code", "path_mtu", "interface_mtu", "largest_passed", "smallest_lost",
+                                            "reported_mtu", "reported_by", "exact")}
+
+
+LAYER_RANK = {"link": 0, "network": 1, "transport": 2, "application": 3, "none": 4}
+
+
+def resummarize(pair, layer_rank=None):
+    """The pair's verdict head (code, layer, hint) again from its checks: the lowest failing check leads."""
+    rank = layer_rank or LAYER_RANK
+    verdict = pair["verdict"]
+    checks = verdict.get("checks") or []
+    failing = sorted([c for c in checks if not c.get("ok")], key=lambda c: rank.get(c.get("layer"), 4))
+    notes = [n for n in verdict.get("notes") or [] if n.get("code") not in PATH_CODES]
+    notes += [{"code": c["code"], "hint": c["hint"]} for c in checks if c.get("ok") and c.get("code") in PATH_CODES]
+    verdict["notes"] = notes
+    verdict["failed_checks"] = len(failing)
+    if failing:
+        first = failing[0]
+        verdict.update(first_failing_layer=first["layer"], code=first["code"], hint=first["hint"])
+        if first.get("hop"):
+            verdict["hop"] = first["hop"]
+        lines = [line for c in failing for line in c.get("evidence") or []]
+        verdict["evidence"] = _unique(lines + [line for line in verdict.get("evidence") or [] if line not in lines])
+        pair["ok"] = False
+
+
+def _unique(lines):
+    seen, out = set(), []
+    for line in lines:
+        if line not in seen:
+            seen.add(line)
+            out.append(line)
+    return out
+
+
+def run_path_probes(pairs, options=None, conntrack=None, trace_fn=None, mtu_fn=None, max_workers=8):
+    """Find, probe (concurrently, bounded) and apply: what diagnose_targets calls after its verdicts.
+
+    Returns {"traces", "mtu_probes", "elapsed_ms", "changed_pairs"}: a healthy run sends nothing.
+    """
+    import threading
+    started = time.monotonic()
+    options = dict(PATH_OPTION_DEFAULTS, **(options or {}))
+    trace_fn = trace_fn or trace
+    mtu_fn = mtu_fn or discover_mtu
+    trace_flows, mtu_flows = flows_to_probe(pairs, options)
+    jobs = [("trace", key) for key in trace_flows] + [("mtu", key) for key in mtu_flows]
+    found = {}
+
+    def work(job):
+        kind, key = job
+        try:
+            if kind == "trace":
+                address, protocol, port = key
+                result = trace_fn(address, port=port, protocol=protocol, max_hops=options["max_hops"],
+                                  timeout=options["timeout"], attempts=options["attempts"])
+            else:
+                result = mtu_fn(key, timeout=options["timeout"], attempts=options["attempts"])
+        except (OSError, ValueError) as exc:
+            result = None
+            found[("error",) + (job,)] = str(exc)
+        found[job] = result
+
+    pending = list(jobs)
+    for _ in range(len(jobs) // max(1, max_workers) + 1):  # bounded: rounds of at most max_workers threads
+        batch, pending = pending[:max_workers], pending[max_workers:]
+        threads = [threading.Thread(target=work, args=(job,), daemon=True) for job in batch]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if not pending:
+            break
+    traces = {key: (found[("trace", key)], where) for key, where in trace_flows.items()
+              if found.get(("trace", key))}
+    mtus = {key: (found[("mtu", key)], where) for key, where in mtu_flows.items() if found.get(("mtu", key))}
+    changed = apply_findings(pairs, traces, mtus, conntrack)
+    return {"traces": len(trace_flows), "mtu_probes": len(mtu_flows), "changed_pairs": changed,
+            "errors": [found[k] for k in found if k[0] == "error"],
+            "elapsed_ms": round((time.monotonic() - started) * 1000.0, 3)}
+
+
 # --- hints ---------------------------------------------------------------------------------------------
 
 def trace_hint(stop):
@@ -685,6 +938,7 @@ def mtu_hint(facts):
     return "the path carries the interface MTU (%s bytes)" % facts["interface_mtu"]
 
 
-__all__ = ["PATH_SPEC", "PATH_TARGET_SPEC", "parse_path_targets", "probe_paths", "DEFAULTS", "FLOOR", "KIND", "PLATEAUS", "STOPS", "answer_of", "classify_hops", "classify_mtu",
+__all__ = ["PATH_CODES", "PATH_OPTIONS_SPEC", "apply_findings", "flows_to_probe", "resummarize", "run_path_probes",
+           "PATH_SPEC", "PATH_TARGET_SPEC", "parse_path_targets", "probe_paths", "DEFAULTS", "FLOOR", "KIND", "PLATEAUS", "STOPS", "answer_of", "classify_hops", "classify_mtu",
            "discover_mtu", "echo_once", "echo_packet", "flow_ttl", "interface_mtu_to", "mtu_hint",
            "open_echo_socket", "read_errors", "search_mtu", "tcp_hop", "trace", "trace_hint"]
