@@ -8,6 +8,7 @@ import pytest
 
 from netcheck import diagnose
 from netcheck.diagnose import CODES, checked_layers, verdict
+from netcheck.outcome import outcome
 from netcheck.probe import InputError, probe_result
 
 
@@ -38,9 +39,11 @@ def tcp(port=22, state="open", expect_matched=None, err=None, **detail):
     return probe_result("10.0.0.12:%d" % port, "tcp", state, state == "open", {"total_ms": 1.0}, None, facts)
 
 
-def http(state="answered", status=200, phase=None, failed_checks=(), error=None, tls=None):
+def http(state="answered", status=200, phase=None, failed_checks=(), error=None, tls=None, reason=None, **fields):
     detail = {"status": status if state == "answered" else None, "reason": "OK", "phase": phase,
               "failed_checks": list(failed_checks), "tls": tls}
+    if reason is not None:
+        detail["outcome"] = outcome(reason, phase=phase, **fields)
     return probe_result("http://10.0.0.12:8080/", "http", state, state == "answered" and not failed_checks,
                         {"total_ms": 2.0}, error, detail)
 
@@ -57,7 +60,8 @@ def judge(lay, exp=None, resolve_error=None):
     ok, checked, result = verdict(lay, exp or expected(), resolve_error)
     assert result["hint"], "every verdict has a hint"
     assert result["first_failing_layer"] == ("none" if result["code"] in ("OK", "NOT_CHECKED") else
-                                             CODES[result["code"]][0])
+                                             CODES[result["code"]][0] if CODES[result["code"]][0] != "none"
+                                             else result["first_failing_layer"])
     return ok, checked, result
 
 
@@ -150,7 +154,7 @@ def test_dns_failure_is_dns_failed():
     ("closed", errno.ECONNREFUSED, "PORT_CLOSED"),
     ("filtered", errno.ETIMEDOUT, "PORT_FILTERED"),
     ("rejected", errno.EHOSTUNREACH, "PORT_REJECTED"),
-    ("unreachable", errno.EHOSTUNREACH, "PORT_REJECTED"),  # today's tcp.py: the next hop answers ARP
+    ("unreachable", errno.EHOSTUNREACH, "PORT_UNREACHABLE"),  # never inferred a reject from a cached MAC
 ])
 def test_port_states_give_transport_codes(state, err, code):
     ok, checked, result = judge(layers(neighbour(), icmp(), [tcp(state=state, err=err)]),
@@ -162,7 +166,8 @@ def test_port_states_give_transport_codes(state, err, code):
 def test_rejected_with_icmp_detail_names_type_and_code():
     result = judge(layers(neighbour(), icmp(), [tcp(state="rejected", icmp_type=3, icmp_code=13,
                                                     icmp_from="10.0.0.12")]), expected(ports={"22": "open"}))[2]
-    assert result["code"] == "PORT_REJECTED" and "ICMP type 3 code 13 from 10.0.0.12" in result["evidence"][0]
+    assert result["code"] == "PORT_REJECTED"
+    assert "ICMP communication administratively prohibited (type 3 code 13) from 10.0.0.12" in result["evidence"][0]
 
 
 def test_a_port_expected_filtered_that_is_filtered_is_ok():
@@ -210,19 +215,20 @@ def test_no_answer_after_connect_is_http_timeout():
 def test_a_certificate_for_another_name_is_wrong_service_and_a_self_signed_one_tls_failed():
     mismatch = {"verify_error": "Hostname mismatch, certificate is not valid for '10.0.0.12'.",
                 "subject": "commonName=other.example", "san": ["DNS:other.example"]}
-    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="tls", tls=mismatch,
+    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="tls", tls=mismatch, reason="tls_name",
                                                                error="tls: certificate verification failed")]),
                          expected(urls=["u"]))
     assert result["code"] == "WRONG_SERVICE" and any("other.example" in e for e in result["evidence"])
     selfsigned = {"verify_error": "self-signed certificate"}
     _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="tls", tls=selfsigned,
+                                                               reason="tls_verify",
                                                                error="tls: certificate verification failed")]),
                          expected(urls=["u"]))
     assert result["code"] == "TLS_FAILED"
 
 
 def test_http_connect_refused_is_port_closed():
-    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="connect",
+    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="connect", reason="rst",
                                                                error="connect: connection refused")]),
                          expected(urls=["u"]))
     assert result["code"] == "PORT_CLOSED"
@@ -287,7 +293,10 @@ def test_loopback_run_gives_pairs_in_the_contract_shape(closed_port):
     pairs, meta = diagnose.diagnose_targets(targets, arp_probe_enabled=False)
     (pair,) = pairs
     assert set(pair) == {"target", "address", "kind", "ok", "checked", "layers", "verdict", "expected", "timings"}
-    assert set(pair["verdict"]) == {"first_failing_layer", "code", "hint", "evidence", "notes"}
+    assert set(pair["verdict"]) == {"first_failing_layer", "code", "hint", "evidence", "notes", "failed_checks",
+                                    "warned_checks", "checks"}
+    (check,) = [c for c in pair["verdict"]["checks"] if c["check"].startswith("tcp/")]
+    assert check["ok"] and check["severity"] == "ok" and check["code"] == "OK"
     assert pair["ok"] and pair["verdict"]["code"] == "OK" and pair["checked"] == ["network", "transport"]
     assert pair["layers"]["tcp"][0]["state"] == "closed" and pair["layers"]["icmp"] is None
     assert pair["layers"]["neighbour"]["state"] == "local"
