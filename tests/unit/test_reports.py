@@ -147,7 +147,9 @@ def test_junit_failures_carry_code_hint_and_evidence(tmp_path, four):
     body = filtered.text.splitlines()
     assert body[0] == hint
     assert body[1].startswith("tcp/8080: filtered")
-    assert "evidence: tcp/8080: filtered (no answer within 3.0 s)" in body
+    # the check's own evidence, then the pair as context
+    assert "evidence: tcp 192.0.2.12:8080: filtered, expected open (no answer within 3 s)" in body
+    assert "pair: PORT_FILTERED [transport], 2 of its checks failed" in body
     assert {r.type for c, r in failures if c.classname == "netcheck.nclab2"} == {"NEIGHBOUR_FAILED"}
 
 
@@ -216,7 +218,8 @@ def test_summary_holds_the_matrix_and_the_failing_pairs_with_hints(four):
     assert "| **nclab1** | \u00b7 | \U0001F7E9 | \U0001F7E7 | \U0001F7E9 |" in text
     assert "| **nclab2** | \U0001F7E9 | \u00b7 | \U0001F7EA | \U0001F7E9 |" in text
     assert "| **nclab4** | \u2B1B | \u2B1B | \u2B1B | \u2B1B |" in text
-    assert "| nclab1 | nclab3 | PORT_FILTERED | transport | the port is filtered" in text
+    assert ("| nclab1 | nclab3 | tcp/8080 PORT_FILTERED, http http://192.0.2.12:8080/ PORT_FILTERED | transport | "
+            "the SYN went unanswered") in text
     assert "**nclab4** (unreachable): Failed to connect" in text
 
 
@@ -472,7 +475,8 @@ def test_a_failing_pair_without_a_layer_is_shown_as_unknown_layer(four):
     run = copy.deepcopy(four)
     pair = pair_of(run, "nclab1", "nclab2")
     pair.update(ok=False, checked=[], layers={"neighbour": None, "icmp": None, "tcp": [], "http": []})
-    pair["verdict"].update(first_failing_layer="none", code="NOT_CHECKED", hint="no layer was checked")
+    pair["verdict"].update(first_failing_layer="none", code="NOT_CHECKED", hint="no layer was checked", evidence=[],
+                           checks=[], failed_checks=0)
     cells = {(a["data-s"], a["data-t"]): a for t, a in _tags(reports.render_html(run))
              if t == "td" and "c" in a.get("class", "").split()}
     assert (cells[("nclab1", "nclab2")]["data-all"], cells[("nclab1", "nclab2")]["data-icmp"]) == ("other", "none")

@@ -48,7 +48,8 @@ def mesh_run(faults=None, missing=()):
 
 def test_a_healthy_mesh_has_every_pair_ok_and_exits_zero():
     run = mesh_run()
-    assert set(run) == {"schema_version", "meta", "sources", "targets", "pairs", "asymmetric", "totals"}
+    assert set(run) == {"schema_version", "meta", "sources", "targets", "pairs", "asymmetric", "asymmetric_checks",
+                        "totals"}
     assert run["totals"] == {"pairs": 12, "ok": 12, "failed": 0, "sources_not_run": 0, "by_code": {"OK": 12}}
     assert [t["name"] for t in run["targets"]] == HOSTS
     pair0 = run["pairs"][0]

@@ -276,7 +276,9 @@ def _tcp_update(flow, direction, ts, transport):
             if flow.syn_ts is None:
                 flow.syn_ts = ts
         if seq in flow.syn_seqs[direction]:
-            _retransmission(flow, direction)
+            # counted, but not a history letter: Zeek's t/T is a retransmitted PAYLOAD, and a
+            # repeated SYN leaves the history at "S" (Zeek's S0 flows read "S")
+            flow.retrans[direction] += 1
         flow.syn_seqs[direction].add(seq)
         if state[me] == INACTIVE:
             if ack:
