@@ -33,7 +33,7 @@ from . import icmp as icmp_probe
 from . import tcp as tcp_probe
 from .limits import LIMITS_SPEC, parse_arp_cache_stat, read_ntables
 from .neighbour import default_run, next_hops
-from .outcome import icmp_name
+from .outcome import icmp_name, outcome
 from .probe import (
     InputError, ms_since, probe_result, read_text, reject_unknown_keys, run_concurrently, target_mappings,
     validate_host, validate_port, validate_regex, validate_timeout,
@@ -341,10 +341,28 @@ def neighbour_result(address, route, neighbour, wire=None, table=None):
         "table_entries": (table or {}).get("after", {}).get("entries") if table and table.get("after") else None,
         "table_fulls_delta": _table_fulls_delta(table),
     }
+    detail["outcome"] = _neighbour_outcome(state, macs, wire.get("error"))
     ok = state in ("reachable", "local")
     error = None if ok else (neighbour.get("error") or route.get("error")
                              or "neighbour state %s" % (kernel_state or "NONE"))
     return probe_result(detail["next_hop"] or address, "neighbour", state, ok, {}, error, detail)
+
+
+def _neighbour_outcome(state, wire_macs, wire_error):
+    """The neighbour layer's outcome: probes/answers count the ARP request on the wire (0 probes:
+    the state rests on the kernel's cache alone, confirmed None)."""
+    probed = wire_macs is not None and not wire_error
+    probes = 1 if probed else 0
+    if state == "no_route":
+        return outcome("no_route", "neighbour", probes=0)
+    if state == "local":
+        return outcome("local_address", "neighbour", probes=0)
+    if probed and not wire_macs:
+        return outcome("no_neighbour", "neighbour", probes=1, answers=0, confirmed=False)
+    if state == "unreachable":
+        return outcome("no_neighbour", "neighbour", probes=probes, answers=0)
+    return outcome("neighbour_answer", "neighbour", probes=probes, answers=1 if wire_macs else 0,
+                   confirmed=True if probed else None)
 
 
 def _table_fulls_delta(table):
@@ -368,7 +386,7 @@ THRESHOLD_KEYS = ("loss_pct", "rtt_ms")
 _LAYER_OF_KIND = {"resolve": "network", "neighbour": "link", "icmp": "network", "tcp": "transport",
                   "http": "application"}
 # outcome reasons that mean the target (or a router for the flow) answered something
-_ANSWER_REASONS = ("syn_ack", "rst", "reset_after_connect", "icmp_unreach", "tls_handshake", "tls_verify",
+_ANSWER_REASONS = ("syn_ack", "rst", "reset_after_connect", "icmp_unreach", "icmp_error", "tls_handshake", "tls_verify",
                    "tls_name", "http_timeout", "not_http", "http_answer", "banner_mismatch",
                    "conversation_failed", "regex_timeout")
 
@@ -740,6 +758,10 @@ def _hop_answers_on_wire(layers):
     return bool(detail.get("wire_macs")) and detail.get("seen_on_wire") is not False
 
 
+_LOCAL_FIREWALL_HINT = "the source host's own firewall refused the SYN (an OUTPUT rule)"
+_LOCAL_REJECT_HINT = "the source host's own firewall rejected the SYN with an ICMP error (an OUTPUT REJECT rule)"
+
+
 def _judge_port(check, expected_state, layers, down):
     result = check.result
     detail = result["detail"]
@@ -769,11 +791,12 @@ def _judge_port(check, expected_state, layers, down):
         check.fail("PORT_CLOSED", [fact])
     elif state == "rejected":
         icmp = _icmp_fact(result)
-        check.fail("PORT_REJECTED", [fact + ("; " + icmp if icmp else "")])
+        check.fail("PORT_REJECTED", [fact + ("; " + icmp if icmp else "")],
+                   hint=_LOCAL_REJECT_HINT if reason == "local_firewall" else None)
     elif state == "filtered":
         hint = None
         if reason == "local_firewall" or (reason is None and _errno(result) in (errno.EPERM, errno.EACCES)):
-            hint = "the source host's own firewall refused the SYN (an OUTPUT rule)"
+            hint = _LOCAL_FIREWALL_HINT
         elif not _answered_somewhere(layers) and not _icmp_answered(layers):
             if _hop_answers_on_wire(layers):
                 hint = ("nothing answered at all while the next hop answers ARP on the wire: a firewall drops "
@@ -799,11 +822,13 @@ def _judge_port(check, expected_state, layers, down):
 
 
 # connect outcome reason -> code (a URL's connection fails the way a port does)
-_HTTP_CONNECT_CODES = {"rst": "PORT_CLOSED", "icmp_unreach": "PORT_REJECTED", "no_answer": "PORT_FILTERED",
+_HTTP_CONNECT_CODES = {"rst": "PORT_CLOSED", "icmp_unreach": "PORT_REJECTED", "icmp_error": "PORT_REJECTED",
+                       "no_answer": "PORT_FILTERED",
                        "local_firewall": "PORT_FILTERED", "no_route": "NO_ROUTE", "no_neighbour": "NEIGHBOUR_FAILED",
                        "dns": "DNS_FAILED"}
 _HTTP_CODES = {"tls_handshake": "TLS_FAILED", "tls_verify": "TLS_FAILED", "tls_name": "WRONG_SERVICE",
                "http_timeout": "HTTP_TIMEOUT", "not_http": "WRONG_SERVICE", "reset_after_connect": "WRONG_SERVICE",
+               "conversation_failed": "WRONG_SERVICE",
                "regex_timeout": "PROBE_ERROR", "probe_error": "PROBE_ERROR"}
 
 
@@ -838,7 +863,9 @@ def _judge_http(check, status_codes, down):
         facts = [fact]
         if code == "PORT_REJECTED" and _icmp_fact(result):
             facts = [fact + "; " + _icmp_fact(result)]
-        hint = "the source host's own firewall refused the SYN (an OUTPUT rule)" if reason == "local_firewall" else None
+        hint = _LOCAL_FIREWALL_HINT if reason == "local_firewall" else None
+        if code == "PORT_REJECTED" and reason == "local_firewall":
+            hint = _LOCAL_REJECT_HINT
         check.fail(code, facts, hint=hint)
     elif reason == "tls_name":
         tls = detail.get("tls") or {}
@@ -949,15 +976,15 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
                                                              socket.AF_INET6 if ":" in address else socket.AF_INET,
                                                              target.icmp != "unreachable", target.name)))
 
-    outcome = {"tcp": [], "http": [], "icmp": [], "icmp_error": None}
+    probed = {"tcp": [], "http": [], "icmp": [], "icmp_error": None}
 
     def run_tcp():
         if tcp_items:
-            outcome["tcp"] = tcp_probe.check_targets([t for _, t in tcp_items], max_workers)
+            probed["tcp"] = tcp_probe.check_targets([t for _, t in tcp_items], max_workers)
 
     def run_http():
         if http_items:
-            outcome["http"] = http_probe.check_urls([t for _, t in http_items], max_workers)
+            probed["http"] = http_probe.check_urls([t for _, t in http_items], max_workers)
 
     def run_icmp():
         if not ping_items:
@@ -967,10 +994,10 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
                 [t for _, t in ping_items], count=icmp_options.get("count", 3),
                 interval=icmp_options.get("interval", 0.2), timeout=icmp_options.get("timeout", 1.0),
                 size=icmp_options.get("size", 56), method=icmp_options.get("method", "auto"), run=run)
-            outcome["icmp"] = results
+            probed["icmp"] = results
         except (icmp_probe.MethodUnavailable, InputError, OSError) as exc:
             # the other layers still give their evidence; the pair says ICMP was not checked
-            outcome["icmp_error"] = str(exc)
+            probed["icmp_error"] = str(exc)
 
     tcp_thread, http_thread, icmp_thread = threads = [threading.Thread(target=job, daemon=True)
                                                       for job in (run_tcp, run_http, run_icmp)]
@@ -996,9 +1023,9 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
     pairs = []
     for index, target in enumerate(targets):
         layers = {"neighbour": None, "icmp": None,
-                  "tcp": [r for (i, _), r in zip(tcp_items, outcome["tcp"]) if i == index],
-                  "http": [r for (i, _), r in zip(http_items, outcome["http"]) if i == index]}
-        for (i, _), result in zip(ping_items, outcome["icmp"]):
+                  "tcp": [r for (i, _), r in zip(tcp_items, probed["tcp"]) if i == index],
+                  "http": [r for (i, _), r in zip(http_items, probed["http"]) if i == index]}
+        for (i, _), result in zip(ping_items, probed["icmp"]):
             if i == index:
                 layers["icmp"] = result
         if hops[index] is not None:
@@ -1006,8 +1033,8 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
             hop = neighbour.get("ip")
             layers["neighbour"] = neighbour_result(addresses[index], route, neighbour, wire.get(hop), table)
         ok, checked, judged = verdict(layers, target.expected(), resolved[index][1], fail_on_warn)
-        if outcome["icmp_error"] and target.icmp != "skip":
-            judged["notes"].append({"code": "PROBE_ERROR", "hint": "ICMP not checked: " + outcome["icmp_error"]})
+        if probed["icmp_error"] and target.icmp != "skip":
+            judged["notes"].append({"code": "PROBE_ERROR", "hint": "ICMP not checked: " + probed["icmp_error"]})
         total = max([r["timings"].get("total_ms", 0.0) for r in layers["tcp"] + layers["http"]]
                     + [layers["icmp"]["timings"].get("total_ms", 0.0) if layers["icmp"] else 0.0])
         pairs.append({
@@ -1016,7 +1043,7 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
             "timings": {"total": round(total, 3)},
         })
     return pairs, {"elapsed_ms": round(ms_since(start), 3), "arp_cache": table,
-                   "icmp_error": outcome["icmp_error"]}
+                   "icmp_error": probed["icmp_error"]}
 
 
 def _wire_probes(hops, enabled, timeout, max_workers):
