@@ -125,7 +125,9 @@ def _break(layers, code, address):
                                     outcome=outcome(http_reason, phase="connect"))
         return layers, None
     if code == "PORT_OPEN":
-        return layers, None  # the expectation changes (port 22 must be filtered), not the result
+        # port 22 must be filtered and is open (_expected), and the service port is closed too:
+        # two failing checks of one pair, neither hiding the other
+        return _break(layers, "PORT_CLOSED", address)
     if code == "HTTP_STATUS":
         result = http[0]
         result.update(ok=False, error="status 500 not in [200]")
