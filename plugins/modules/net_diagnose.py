@@ -13,7 +13,10 @@ description:
     target concurrently - route and ARP/NDP neighbour (link, network), ICMP echo (one fping-style round
     for all targets), TCP per port (transport), HTTP(S) per URL (application) - and returns per target
     every layer's result and a verdict - the first failing layer, a stable code (see
-    C(docs/verdict.md)), a hint in plain words and the evidence behind it.
+    C(docs/verdict.md)), a hint in plain words and the evidence behind it - plus one verdict per
+    check (the neighbour, the echo, each port, each URL), chosen from the probes' outcome fields.
+  - A target that answers ping but loses echoes or answers slowly is C(ICMP_LOSS) or C(HIGH_LATENCY)
+    past I(icmp.warn) (a warning) or I(icmp.crit) (a failure).
   - Layers are independent evidence, not a ladder that stops at the first failure. ICMP dropped while
     a port answers is C(OK) with an C(ICMP_FILTERED) note, unless the target's I(icmp) is C(reachable).
   - As root, an ARP request is sent on the wire (raw AF_PACKET socket, bounded by I(arp_timeout)) to each
@@ -447,7 +450,9 @@ def _without_nones(values):
 
 def _failure_message(pairs, summary, shown=10):
     missed = [p for p in pairs if not p["ok"]]
-    lines = ["%s: %s" % (p["target"], p["verdict"]["code"]) for p in missed[:shown]]
+    lines = ["%s: %s%s" % (p["target"], p["verdict"]["code"],
+                           " (+%d more failing checks)" % (p["verdict"]["failed_checks"] - 1)
+                           if p["verdict"].get("failed_checks", 0) > 1 else "") for p in missed[:shown]]
     if len(missed) > shown:
         lines.append("... and %d more" % (len(missed) - shown))
     return "%d of %d targets missed their expectation: %s" % (summary["failed"], summary["total"], "; ".join(lines))

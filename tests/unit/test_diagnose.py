@@ -444,7 +444,7 @@ def test_loss_and_latency_thresholds_give_warn_or_fail_with_the_figures(received
     assert ok is (severity != "fail")
     if code != "OK":
         assert "%d/%d echoes answered" % (received, sent) in check["evidence"][0]
-        assert "thresholds: loss warn 20.0% crit 50.0%" in check["evidence"][1]
+        assert "thresholds: loss warn 20% crit 50%, rtt avg warn 200 ms crit 500 ms" in check["evidence"][1]
     if severity == "warn":
         assert result["code"] == "OK" and result["warned_checks"] == 1 and check["ok"]
     if severity == "fail":

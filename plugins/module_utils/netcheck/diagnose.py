@@ -686,6 +686,10 @@ def _threshold_level(value, warn, crit, key):
     return None
 
 
+def _limit(value, unit):
+    return "-" if value is None else "%g%s" % (value, unit)
+
+
 def _judge_icmp(check, layers, expected, down):
     icmp = layers["icmp"]
     mode = expected.get("icmp", "auto")
@@ -708,7 +712,7 @@ def _judge_icmp(check, layers, expected, down):
         if loss or slow:
             limits = []
             for key, word, unit in (("loss_pct", "loss", "%"), ("rtt_ms", "rtt avg", " ms")):
-                limits.append("%s warn %s%s crit %s%s" % (word, warn.get(key, "-"), unit, crit.get(key, "-"), unit))
+                limits.append("%s warn %s crit %s" % (word, _limit(warn.get(key), unit), _limit(crit.get(key), unit)))
             facts = [fact, "thresholds: " + ", ".join(limits)]
             # the worse of the two decides; at the same severity loss is named first
             if loss == "fail" or (loss and slow != "fail"):
