@@ -13,7 +13,10 @@ description:
     target concurrently - route and ARP/NDP neighbour (link, network), ICMP echo (one fping-style round
     for all targets), TCP per port (transport), HTTP(S) per URL (application) - and returns per target
     every layer's result and a verdict - the first failing layer, a stable code (see
-    C(docs/verdict.md)), a hint in plain words and the evidence behind it.
+    C(docs/verdict.md)), a hint in plain words and the evidence behind it - plus one verdict per
+    check (the neighbour, the echo, each port, each URL), chosen from the probes' outcome fields.
+  - A target that answers ping but loses echoes or answers slowly is C(ICMP_LOSS) or C(HIGH_LATENCY)
+    past I(icmp.warn) (a warning) or I(icmp.crit) (a failure).
   - Layers are independent evidence, not a ladder that stops at the first failure. ICMP dropped while
     a port answers is C(OK) with an C(ICMP_FILTERED) note, unless the target's I(icmp) is C(reachable).
   - As root, an ARP request is sent on the wire (raw AF_PACKET socket, bounded by I(arp_timeout)) to each
@@ -125,6 +128,26 @@ options:
           keep_headers_across_origins:
             description: Overrides I(http.keep_headers_across_origins).
             type: bool
+      icmp_warn:
+        description: This target's warning thresholds; each key given overrides I(icmp.warn)'s.
+        type: dict
+        suboptions:
+          loss_pct:
+            description: Packet loss in percent.
+            type: float
+          rtt_ms:
+            description: Average RTT in milliseconds.
+            type: float
+      icmp_crit:
+        description: This target's failure thresholds; each key given overrides I(icmp.crit)'s.
+        type: dict
+        suboptions:
+          loss_pct:
+            description: Packet loss in percent.
+            type: float
+          rtt_ms:
+            description: Average RTT in milliseconds.
+            type: float
   tcp_timeout:
     description: Default seconds per TCP connection (a filtered port takes this long).
     type: float
@@ -155,6 +178,31 @@ options:
         type: str
         choices: [auto, raw, dgram, system]
         default: auto
+      warn:
+        description:
+          - A target that answers ping but loses at least I(loss_pct) % of the echoes is C(ICMP_LOSS), one whose
+            average RTT is at least I(rtt_ms) is C(HIGH_LATENCY), as a warning (severity C(warn)) that does not
+            fail the pair unless I(fail_on_warn).
+          - Unset keys keep the defaults loss_pct 20, rtt_ms 200.
+        type: dict
+        suboptions:
+          loss_pct:
+            description: Packet loss in percent.
+            type: float
+          rtt_ms:
+            description: Average RTT in milliseconds.
+            type: float
+      crit:
+        description:
+          - The same as failures (severity C(fail)). Unset keys keep the defaults loss_pct 50, rtt_ms 500.
+        type: dict
+        suboptions:
+          loss_pct:
+            description: Packet loss in percent.
+            type: float
+          rtt_ms:
+            description: Average RTT in milliseconds.
+            type: float
   http:
     description: Defaults for every URL (a URL may override each one).
     type: dict
@@ -211,6 +259,10 @@ options:
     description: Seconds an ARP probe waits for its answer.
     type: float
     default: 0.5
+  fail_on_warn:
+    description: A check at warning severity (C(ICMP_LOSS), C(HIGH_LATENCY) past I(icmp.warn) only) fails its target too.
+    type: bool
+    default: false
   limits:
     description: Also return this host's connection limits (see M(netcheck.netcheck.conn_limits)).
     type: bool
@@ -330,6 +382,26 @@ results:
           type: list
           elements: dict
           sample: [{"code": "ICMP_FILTERED", "hint": "echo requests go unanswered: a firewall or security group drops ICMP"}]
+        failed_checks:
+          description: How many of I(checks) failed (the verdict's code is the lowest one's).
+          type: int
+          sample: 2
+        warned_checks:
+          description: How many of I(checks) are at warning severity.
+          type: int
+          sample: 0
+        checks:
+          description:
+            - One verdict per check, in the order neighbour, icmp, each port, each URL (C(resolve) when the name
+              did not resolve) - C(check) (C(neighbour), C(icmp), C(tcp/22), C(http <url>)), C(layer), C(ok),
+              C(severity) (C(ok), C(warn), C(fail)), C(code), C(hint), C(evidence) (lines) and C(outcome) (the
+              probe's structured outcome, or null).
+            - A check with severity C(ok) and a code other than C(OK) is a note (C(ICMP_FILTERED) while a port answers).
+          type: list
+          elements: dict
+          sample: [{"check": "tcp/5432", "layer": "transport", "ok": false, "severity": "fail", "code": "PORT_CLOSED",
+                    "hint": "the host answered the SYN with RST: nothing listens on the port",
+                    "evidence": ["tcp 10.77.0.12:5432: closed, expected open (connection refused)"], "outcome": null}]
     expected:
       description: The target's expectations (icmp mode, port -> expected state, URLs).
       type: dict
@@ -378,7 +450,9 @@ def _without_nones(values):
 
 def _failure_message(pairs, summary, shown=10):
     missed = [p for p in pairs if not p["ok"]]
-    lines = ["%s: %s" % (p["target"], p["verdict"]["code"]) for p in missed[:shown]]
+    lines = ["%s: %s%s" % (p["target"], p["verdict"]["code"],
+                           " (+%d more failing checks)" % (p["verdict"]["failed_checks"] - 1)
+                           if p["verdict"].get("failed_checks", 0) > 1 else "") for p in missed[:shown]]
     if len(missed) > shown:
         lines.append("... and %d more" % (len(missed) - shown))
     return "%d of %d targets missed their expectation: %s" % (summary["failed"], summary["total"], "; ".join(lines))
@@ -400,16 +474,19 @@ def main():
         targets = [dict(_without_nones(raw), ports=[_without_nones(p) for p in raw.get("ports") or []],
                         urls=[_without_nones(u) for u in raw.get("urls") or []])
                    for raw in params["targets"]]
+        icmp_run = params["icmp"] or {}
         parsed = parse_targets(targets, {"tcp_timeout": params["tcp_timeout"],
-                                         "http": _without_nones(params["http"])})
+                                         "http": _without_nones(params["http"]),
+                                         "icmp_warn": icmp_run.get("warn"), "icmp_crit": icmp_run.get("crit")})
         if params["arp_timeout"] <= 0 or params["arp_timeout"] > 10:
             raise InputError("arp_timeout: %s must be between 0 and 10 seconds" % params["arp_timeout"])
     except InputError as exc:
         module.fail_json(msg=str(exc), elapsed_ms=round(ms_since(start), 3), **empty)
 
-    pairs, meta = diagnose_targets(parsed, icmp_options=_without_nones(params["icmp"]), run=module.run_command,
+    ping_options = {k: v for k, v in _without_nones(params["icmp"]).items() if k not in ("warn", "crit")}
+    pairs, meta = diagnose_targets(parsed, icmp_options=ping_options, run=module.run_command,
                                    arp_probe_enabled=params["arp_probe"], arp_timeout=params["arp_timeout"],
-                                   max_workers=params["max_workers"])
+                                   max_workers=params["max_workers"], fail_on_warn=params["fail_on_warn"])
     limits = gather_limits(params["limit_ports"], run=module.run_command) if params["limits"] else None
     summary = summarize_pairs(pairs)
     result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], changed=False,

@@ -655,7 +655,7 @@ def test_head_answer_has_lower_cased_headers_and_every_phase_timed(web):
     assert all(value >= 0 for value in timings.values())
     assert timings["ttfb_ms"] <= timings["total_ms"]
     parts = timings["resolve_ms"] + timings["connect_ms"] + timings["processing_ms"]
-    assert timings["ttfb_ms"] == pytest.approx(parts, abs=0.01)
+    assert parts - 0.01 <= timings["ttfb_ms"] <= timings["total_ms"]  # the phases, and the gaps between them
 
 
 def test_request_carries_host_user_agent_and_the_given_headers(start_server):
@@ -763,8 +763,8 @@ def test_https_verified_against_the_given_ca_reports_tls_facts(tls_web, pki):
     assert tls["subject"] == "commonName=localhost, organizationName=netcheck tests"
     assert "IP Address:127.0.0.1" in tls["san"]
     assert set(result["timings"]) == PHASES | {"tls_ms"}
-    assert result["timings"]["ttfb_ms"] == pytest.approx(
-        sum(result["timings"][k] for k in ("resolve_ms", "connect_ms", "tls_ms", "processing_ms")), abs=0.01)
+    parts = sum(result["timings"][k] for k in ("resolve_ms", "connect_ms", "tls_ms", "processing_ms"))
+    assert parts - 0.01 <= result["timings"]["ttfb_ms"] <= result["timings"]["total_ms"]
 
 
 def test_https_with_an_unknown_ca_fails_in_tls_but_still_reports_the_certificate(tls_web):
@@ -831,10 +831,14 @@ def test_a_closed_port_fails_in_connect_with_connection_refused(closed_port):
     url = "http://127.0.0.1:%d/" % closed_port
     result = check_url(target(url))
     assert tuple(result) == RESULT_KEYS
-    assert (result["state"], result["ok"], result["error"]) == ("failed", False, "connect: connection refused")
+    assert (result["state"], result["ok"]) == ("failed", False)
+    assert result["error"].startswith("connect: closed: connection refused")
+    record = result["detail"]["outcome"]
+    assert (record["reason"], record["phase"], record["errno_name"], record["icmp_type"]) == (
+        "rst", "connect", "ECONNREFUSED", None)
     assert (result["detail"]["phase"], result["detail"]["address"], result["detail"]["final_url"]) == (
         "connect", "127.0.0.1", url)
-    assert set(result["timings"]) == {"resolve_ms", "total_ms"}
+    assert set(result["timings"]) == {"resolve_ms", "connect_ms", "total_ms"}  # connect_ms: until it failed
 
 
 def test_a_silent_server_fails_in_processing_after_the_timeout(listening_port):

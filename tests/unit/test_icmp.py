@@ -370,15 +370,15 @@ def test_icmp_time_exceeded_is_recorded_by_its_type_name():
     error = v4_error(11, 0, "192.0.2.2", "198.51.100.4", IDENT, 0)
     packet = ipv4_header("192.0.2.1", "192.0.2.2", payload_len=len(error)) + error
     echoes.receive(V4, packet, ("192.0.2.1", 0))
-    assert [e["message"] for e in echoes.records[0].errors] == ["time exceeded"]
+    assert [e["message"] for e in echoes.records[0].errors] == ["TTL exceeded in transit"]  # the one table's name
 
 
 def test_unknown_unreachable_code_is_named_by_its_number():
     echoes = Echoes([(V4, "192.0.2.77")])
-    error = v4_error(3, 15, "192.0.2.2", "192.0.2.77", IDENT, 0)
+    error = v4_error(3, 16, "192.0.2.2", "192.0.2.77", IDENT, 0)  # 0-15 are named
     packet = ipv4_header("192.0.2.1", "192.0.2.2", payload_len=len(error)) + error
     echoes.receive(V4, packet, ("192.0.2.1", 0))
-    assert echoes.records[0].errors[0]["message"] == "destination unreachable (code 15)"
+    assert echoes.records[0].errors[0]["message"] == "destination unreachable (code 16)"
 
 
 def test_ipv6_unreachable_quoting_our_echo_is_recorded_with_the_ipv6_code_name():

@@ -32,6 +32,7 @@ import struct
 import time
 
 from .neighbour import default_run
+from .outcome import ERROR_TYPES, family_word, icmp_name, is_unreachable, outcome, same_address
 from .probe import (
     InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, target_mappings, validate_host,
     validate_timeout,
@@ -50,24 +51,6 @@ IPV6_RECVHOPLIMIT, IPV6_HOPLIMIT_CMSG = 51, 52
 
 ECHO_REQUEST = {socket.AF_INET: 8, socket.AF_INET6: 128}
 ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
-# ICMP errors that quote our echo: type -> name, per family
-ERROR_TYPES = {
-    socket.AF_INET: {3: "destination unreachable", 11: "time exceeded", 12: "parameter problem"},
-    socket.AF_INET6: {1: "destination unreachable", 3: "time exceeded", 4: "parameter problem",
-                      2: "packet too big"},
-}
-UNREACH_CODES = {
-    socket.AF_INET: {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
-                     3: "port unreachable", 4: "fragmentation needed", 5: "source route failed",
-                     6: "destination network unknown", 7: "destination host unknown",
-                     9: "network administratively prohibited", 10: "host administratively prohibited",
-                     13: "communication administratively prohibited"},
-    socket.AF_INET6: {0: "no route to destination", 1: "administratively prohibited",
-                      2: "beyond scope of source address", 3: "address unreachable", 4: "port unreachable",
-                      5: "source address failed policy", 6: "reject route to destination"},
-}
-
-
 # The options a user writes (module_utils/netcheck/spec.py explains the format).
 ICMP_TARGET_SPEC = {
     "host": {"type": "str", "required": True, "description": "Host name, IPv4 or IPv6 address."},
@@ -255,7 +238,39 @@ def build_result(target, record, method, warn, crit, elapsed_ms, route=None, nei
         "route": route, "neighbour": neighbour,
     }
     detail.update(stats)
+    detail["outcome"] = echo_outcome(target, record, route, elapsed_ms)
     return probe_result(target.host, KIND, state, ok, {"total_ms": elapsed_ms}, error, detail)
+
+
+# the unreachable code a host sends itself when its own ARP (IPv4) or NDP (IPv6) got no answer
+_NO_NEIGHBOUR_CODES = {"ipv4": 1, "ipv6": 3}
+
+
+def echo_outcome(target, record, route, elapsed_ms):
+    """Why the echoes got what they got: echo_reply, icmp_error (the first error's type, code and
+    sender; no_neighbour when the source itself said its ARP/NDP got no answer) or no_answer."""
+    sent, received = record.sent, len(record.rtts)
+    answered = received + len({error["seq"] for error in record.errors if error["from"] is not None})
+    if received:
+        return outcome("echo_reply", "echo", probes=sent, answers=min(sent, answered), verdict_ms=elapsed_ms)
+    typed = [error for error in record.errors if error["type"] is not None]
+    if typed:
+        first = typed[0]
+        family = family_word(target.family)
+        own = (route or {}).get("src")
+        reason = "icmp_error"
+        if (own and same_address(first["from"], own) and is_unreachable(family, first["type"])
+                and first["code"] == _NO_NEIGHBOUR_CODES[family]):
+            reason = "no_neighbour"
+        return outcome(reason, "echo", icmp={"type": first["type"], "code": first["code"], "from": first["from"],
+                                             "family": family},
+                       probes=sent, answers=min(sent, answered), verdict_ms=elapsed_ms)
+    if any(error["from"] is not None for error in record.errors):
+        # the system ping's own words for an error (no type and code in its output)
+        return outcome("icmp_error", "echo", probes=sent, answers=min(sent, answered), verdict_ms=elapsed_ms)
+    if record.errors:
+        return outcome("probe_error", "echo", probes=sent, answers=0, verdict_ms=elapsed_ms)
+    return outcome("no_answer", "echo", probes=sent, answers=0, verdict_ms=elapsed_ms)
 
 
 # --- packets ------------------------------------------------------------------
@@ -487,8 +502,7 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
             for index in indexes:
                 records[index].duplicates += 1
         return
-    name = ERROR_TYPES[family].get(kind)
-    if name is None:
+    if kind not in ERROR_TYPES[family_word(family)]:
         return
     quoted = quoted_echo(family, icmp)
     if quoted is None:
@@ -499,9 +513,7 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
     indexes = by_address.get((family, _strip_scope(destination)), [])
     if indexes and (indexes[0], seq) in sent_at:
         del sent_at[(indexes[0], seq)]  # answered, with an error: no need to wait for it
-        message = name
-        if name == "destination unreachable":
-            message = UNREACH_CODES[family].get(code, "destination unreachable (code %d)" % code)
+        message = icmp_name(family, kind, code)
         for index in indexes:
             records[index].errors.append({"seq": seq, "from": source_address, "type": kind, "code": code,
                                           "message": message})
@@ -606,6 +618,7 @@ def dns_error_result(target, method):
         "host": target.host, "address": None, "name": target.name, "family": None,
         "reachable": target.reachable, "method": method, "sent": 0, "received": 0, "loss_pct": 100.0,
         "rtts_ms": [], "ttl": None, "duplicates": 0, "icmp_errors": [], "route": None, "neighbour": None,
+        "outcome": outcome("dns", "resolve", probes=0, verdict_ms=0.0),
     }
     detail.update(rtt_stats([]))
     return probe_result(target.host, KIND, "dns_error", ok, {"total_ms": 0.0},

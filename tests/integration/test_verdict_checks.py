@@ -1,0 +1,265 @@
+"""One verdict per check, from real faults on the session lab (IPv4 and IPv6), through net_diagnose.
+
+Every TCP fault a firewall makes is set on ports of ONE target (DROP, each REJECT type, tcp-reset,
+nothing listening), and the same ports are asked again as URLs: each check must carry its own
+code, reason and evidence, and the pair must count every failing check. The same ports with the
+expectations a firewall owner writes (DROP and REJECT ports ``expected: filtered``) make an OK pair.
+A host that went down while the source's ARP cache still says REACHABLE is NEIGHBOUR_FAILED.
+ICMP loss is made exact with iptables' ``statistic --mode nth`` (every 5th / every 2nd echo
+dropped) and judged against warn/crit thresholds. Every fault is undone in teardown.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from harness import netns, wait_for
+
+DROPPED, CLOSED, OPEN = 9201, 9209, 22
+REJECTS4 = {9202: "icmp-port-unreachable", 9203: "icmp-host-prohibited", 9204: "icmp-admin-prohibited",
+            9205: "icmp-net-unreachable", 9206: "icmp-host-unreachable", 9207: "tcp-reset"}
+REJECTS6 = {9202: "icmp6-port-unreachable", 9203: "icmp6-adm-prohibited", 9204: "icmp6-addr-unreachable",
+            9205: "icmp6-no-route", 9207: "tcp-reset"}
+# the ICMP (type, code) each REJECT sends (iptables-extensions(8))
+ICMP4 = {"icmp-port-unreachable": (3, 3), "icmp-host-prohibited": (3, 10), "icmp-admin-prohibited": (3, 13),
+         "icmp-net-unreachable": (3, 0), "icmp-host-unreachable": (3, 1)}
+ICMP6 = {"icmp6-port-unreachable": (1, 4), "icmp6-adm-prohibited": (1, 1), "icmp6-addr-unreachable": (1, 3),
+         "icmp6-no-route": (1, 0)}
+
+
+def _rules(dst):
+    rules = []
+    for tool, address, rejects in (("iptables", dst.ip, REJECTS4), ("ip6tables", dst.ip6, REJECTS6)):
+        rules.append((tool, "INPUT", "-d", address, "-p", "tcp", "--dport", str(DROPPED), "-j", "DROP"))
+        for port, kind in rejects.items():
+            rules.append((tool, "INPUT", "-d", address, "-p", "tcp", "--dport", str(port), "-j", "REJECT",
+                          "--reject-with", kind))
+    return rules
+
+
+@pytest.fixture(scope="module")
+def port_faults(hosts):
+    src, dst, _ = hosts
+    rules = _rules(dst)
+    try:
+        for tool, *rule in rules:
+            netns(dst.namespace, tool, "-w", "-I", *rule)
+        yield rules
+    finally:
+        for tool, *rule in rules:
+            netns(dst.namespace, tool, "-w", "-D", *rule, check=False)
+
+
+def _ports(rejects, expect_firewall=False):
+    """Every faulty port and 22; with ``expect_firewall`` the expectations a firewall's owner writes."""
+    ports = [{"port": OPEN}, {"port": DROPPED, "expected": "filtered" if expect_firewall else "open"},
+             {"port": CLOSED, "expected": "closed" if expect_firewall else "open"}]
+    for port, kind in rejects.items():
+        wanted = "open"
+        if expect_firewall:
+            wanted = "closed" if kind == "tcp-reset" else "filtered"
+        ports.append({"port": port, "expected": wanted})
+    return ports
+
+
+def _url(address, port):
+    host = "[%s]" % address if ":" in address else address
+    return "http://%s:%d/" % (host, port)
+
+
+@pytest.fixture(scope="module")
+def diagnosis(hosts, port_faults, ansible):
+    src, dst, _ = hosts
+    targets = []
+    for family, address, rejects in (("v4", dst.ip, REJECTS4), ("v6", dst.ip6, REJECTS6)):
+        targets.append({"name": "ports-" + family, "host": address, "icmp": "skip", "ports": _ports(rejects)})
+        targets.append({"name": "firewall-" + family, "host": address, "icmp": "skip",
+                        "ports": _ports(rejects, expect_firewall=True)})
+        targets.append({"name": "urls-" + family, "host": address, "icmp": "skip",
+                        "urls": [{"url": _url(address, p)} for p in [DROPPED, CLOSED] + sorted(rejects)]})
+    run = ansible.module(src.name, "net_diagnose", {"targets": targets, "tcp_timeout": 1, "http": {"timeout": 2}})
+    result = run.result(src.name)
+    assert result.get("results"), result
+    return {pair["target"]: pair for pair in result["results"]}
+
+
+def _checks(pair):
+    return {check["check"]: check for check in pair["verdict"]["checks"]}
+
+
+def _expected_check(kind, icmp_table, address, sender):
+    """(code, reason, evidence words) a port made with ``kind`` must give."""
+    if kind == "tcp-reset":
+        return "PORT_CLOSED", "rst", None
+    icmp_type, icmp_code = icmp_table[kind]
+    return "PORT_REJECTED", "icmp_unreach", "(type %d code %d) from %s" % (icmp_type, icmp_code, sender)
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_each_port_of_one_target_has_its_own_code_reason_and_evidence(diagnosis, hosts, family):
+    dst = hosts[1]
+    address = dst.ip if family == "v4" else dst.ip6
+    rejects, table = (REJECTS4, ICMP4) if family == "v4" else (REJECTS6, ICMP6)
+    pair = diagnosis["ports-" + family]
+    checks = _checks(pair)
+    assert checks["tcp/%d" % OPEN]["code"] == "OK" and checks["tcp/%d" % OPEN]["ok"]
+    dropped = checks["tcp/%d" % DROPPED]
+    assert (dropped["code"], dropped["outcome"]["reason"]) == ("PORT_FILTERED", "no_answer"), dropped
+    closed = checks["tcp/%d" % CLOSED]
+    assert (closed["code"], closed["outcome"]["reason"]) == ("PORT_CLOSED", "rst"), closed
+    for port, kind in rejects.items():
+        check = checks["tcp/%d" % port]
+        code, reason, words = _expected_check(kind, table, address, ipaddress.ip_address(address).compressed)
+        assert (check["code"], check["outcome"]["reason"]) == (code, reason), (kind, check)
+        if words:
+            assert words in check["evidence"][0], (kind, check["evidence"])
+            assert check["outcome"]["icmp_from"] == ipaddress.ip_address(address).compressed
+    # the pair: the first failing check's code, and every failing check counted (none hidden)
+    failing = [c for c in pair["verdict"]["checks"] if not c["ok"]]
+    assert pair["verdict"]["failed_checks"] == len(failing) == 2 + len(rejects)
+    assert pair["verdict"]["code"] == "PORT_FILTERED" and not pair["ok"]
+    for check in failing:
+        assert check["evidence"][0] in pair["verdict"]["evidence"]
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_a_firewall_working_as_intended_is_ok_with_filtered_accepting_rejected(diagnosis, family):
+    pair = diagnosis["firewall-" + family]
+    assert pair["ok"] and pair["verdict"]["code"] == "OK", [
+        (c["check"], c["code"], c["evidence"]) for c in pair["verdict"]["checks"] if not c["ok"]]
+    rejected = [c for c in pair["verdict"]["checks"] if c["outcome"]["reason"] == "icmp_unreach"]
+    assert rejected and all(c["ok"] and c["code"] == "OK" for c in rejected)
+    # the TCP layer and the pair agree, port by port
+    assert all(r["ok"] for r in pair["layers"]["tcp"])
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_the_same_ports_as_urls_give_the_same_codes(diagnosis, hosts, family):
+    dst = hosts[1]
+    address = dst.ip if family == "v4" else dst.ip6
+    ports, urls = _checks(diagnosis["ports-" + family]), _checks(diagnosis["urls-" + family])
+    rejects = REJECTS4 if family == "v4" else REJECTS6
+    for port in [DROPPED, CLOSED] + sorted(rejects):
+        url_check = urls["http " + _url(address, port)]
+        port_check = ports["tcp/%d" % port]
+        assert (url_check["code"], url_check["outcome"]["reason"]) == (
+            port_check["code"], port_check["outcome"]["reason"]), (port, url_check, port_check)
+        assert url_check["layer"] == "transport"
+
+
+# --- a host down while the source's ARP cache still says REACHABLE ------------------------------
+
+def _neighbour_state(namespace, address):
+    line = netns(namespace, "ip", "neigh", "show", address).stdout.split()
+    return line[-1] if line else None
+
+
+@pytest.fixture
+def gone_host(lab, hosts):
+    """An address that answered (ARP and ping) and is gone now, still REACHABLE in the source's cache."""
+    src, dst, _ = hosts
+    address = str(lab.config.network.network_address + 63)
+    netns(dst.namespace, "ip", "addr", "add", address + "/%d" % lab.config.network.prefixlen, "dev", "eth0")
+    try:
+        netns(src.namespace, "ping", "-c", "1", "-W", "2", address)
+        assert wait_for(lambda: _neighbour_state(src.namespace, address) == "REACHABLE", 5)
+        netns(dst.namespace, "ip", "addr", "del", address + "/%d" % lab.config.network.prefixlen, "dev", "eth0")
+        assert _neighbour_state(src.namespace, address) == "REACHABLE"
+        yield address
+    finally:
+        netns(dst.namespace, "ip", "addr", "del", address + "/%d" % lab.config.network.prefixlen, "dev", "eth0",
+              check=False)
+        netns(src.namespace, "ip", "neigh", "del", address, "dev", "eth0", check=False)
+
+
+def test_a_down_host_still_reachable_in_the_cache_is_neighbour_failed(gone_host, hosts, ansible):
+    src = hosts[0]
+    run = ansible.module(src.name, "net_diagnose", {"targets": [{"name": "gone", "host": gone_host,
+                                                                 "ports": [{"port": 22}]}], "tcp_timeout": 1})
+    (pair,) = run.result(src.name)["results"]
+    neighbour = pair["layers"]["neighbour"]["detail"]
+    # the kernel still holds the MAC (REACHABLE, or DELAY once the probes' traffic went out); the wire does not
+    assert neighbour["mac"] and neighbour["kernel_state"] in ("REACHABLE", "DELAY", "PROBE", "STALE"), neighbour
+    assert neighbour["wire_macs"] == [] and neighbour["seen_on_wire"] is False
+    verdict = pair["verdict"]
+    assert (verdict["code"], verdict["first_failing_layer"]) == ("NEIGHBOUR_FAILED", "link"), verdict
+    checks = _checks(pair)
+    assert checks["neighbour"]["outcome"]["reason"] == "no_neighbour"
+    assert checks["neighbour"]["outcome"]["probes"] == 1 and checks["neighbour"]["outcome"]["answers"] == 0
+    assert "stale" in checks["neighbour"]["evidence"][0]
+    assert checks["icmp"]["code"] == "NEIGHBOUR_FAILED" and checks["tcp/22"]["code"] == "NEIGHBOUR_FAILED"
+    words = " ".join(verdict["evidence"] + [verdict["hint"]] + [n["hint"] for n in verdict["notes"]]
+                     + [c["hint"] for c in verdict["checks"]])
+    assert "ICMP_FILTERED" not in [n["code"] for n in verdict["notes"]]
+    assert "answers ARP" not in words
+
+
+# --- loss against thresholds ---------------------------------------------------------------------
+
+COUNT = 20
+
+
+@pytest.fixture
+def lossy(lab, hosts):
+    """Exactly 20 % of src's echoes to dst dropped (every 5th), 50 % to the third host (every 2nd),
+    IPv4 and IPv6, and 20 % to a second address of dst (for a per-target threshold)."""
+    src, dst, third = hosts
+    extra = str(lab.config.network.network_address + 64)
+    rules = []
+    for tool, proto, kind, address, every, namespace in (
+            ("iptables", "icmp", "--icmp-type", dst.ip, 5, dst.namespace),
+            ("iptables", "icmp", "--icmp-type", extra, 5, dst.namespace),
+            ("iptables", "icmp", "--icmp-type", third.ip, 2, third.namespace),
+            ("ip6tables", "ipv6-icmp", "--icmpv6-type", third.ip6, 2, third.namespace)):
+        rules.append((namespace, tool, "INPUT", "-s", src.ip6 if tool == "ip6tables" else src.ip, "-d", address,
+                      "-p", proto, kind, "echo-request", "-m", "statistic", "--mode", "nth", "--every", str(every),
+                      "--packet", "0", "-j", "DROP"))
+    netns(dst.namespace, "ip", "addr", "add", extra + "/%d" % lab.config.network.prefixlen, "dev", "eth0")
+    try:
+        for namespace, tool, *rule in rules:
+            netns(namespace, tool, "-w", "-I", *rule)
+        yield extra
+    finally:
+        for namespace, tool, *rule in rules:
+            netns(namespace, tool, "-w", "-D", *rule, check=False)
+        netns(dst.namespace, "ip", "addr", "del", extra + "/%d" % lab.config.network.prefixlen, "dev", "eth0",
+              check=False)
+
+
+def test_twenty_and_fifty_percent_loss_are_a_warning_and_a_failure_with_the_figures(lossy, hosts, ansible):
+    src, dst, third = hosts
+    targets = [{"name": "loss20", "host": dst.ip, "ports": [{"port": 22}]},
+               {"name": "loss20-strict", "host": lossy, "icmp_crit": {"loss_pct": 15}},
+               {"name": "loss50", "host": third.ip, "ports": [{"port": 22}]},
+               {"name": "loss50-v6", "host": third.ip6, "ports": [{"port": 22}]}]
+    run = ansible.module(src.name, "net_diagnose", {
+        "targets": targets, "tcp_timeout": 1, "icmp": {"count": COUNT, "interval": 0.02, "timeout": 1,
+                                                       "warn": {"loss_pct": 20, "rtt_ms": 200},
+                                                       "crit": {"loss_pct": 50, "rtt_ms": 500}}})
+    pairs = {p["target"]: p for p in run.result(src.name)["results"]}
+    for name, lost, code, severity, ok in (("loss20", 4, "ICMP_LOSS", "warn", True),
+                                           ("loss20-strict", 4, "ICMP_LOSS", "fail", False),
+                                           ("loss50", 10, "ICMP_LOSS", "fail", False),
+                                           ("loss50-v6", 10, "ICMP_LOSS", "fail", False)):
+        pair = pairs[name]
+        detail = pair["layers"]["icmp"]["detail"]
+        assert (detail["sent"], detail["received"]) == (COUNT, COUNT - lost), (name, detail)
+        check = _checks(pair)["icmp"]
+        assert (check["code"], check["severity"], pair["ok"]) == (code, severity, ok), (name, check)
+        assert "%d/%d echoes answered, loss %g%%" % (COUNT - lost, COUNT, 100.0 * lost / COUNT) in check["evidence"][0]
+        assert check["evidence"][1].startswith("thresholds: loss warn")
+    assert pairs["loss20"]["verdict"]["code"] == "OK" and pairs["loss20"]["verdict"]["warned_checks"] == 1
+    assert "crit 15" in _checks(pairs["loss20-strict"])["icmp"]["evidence"][1]
+    assert pairs["loss50"]["verdict"]["code"] == "ICMP_LOSS" and pairs["loss50"]["verdict"]["failed_checks"] == 1
+    assert run.result(src.name)["failed"] is True
+
+
+def test_no_loss_is_ok_with_the_default_thresholds(hosts, ansible):
+    src, dst, _ = hosts
+    run = ansible.module(src.name, "net_diagnose", {"targets": [{"host": dst.ip, "icmp": "reachable"}],
+                                                    "icmp": {"count": 5, "interval": 0.02}})
+    (pair,) = run.result(src.name)["results"]
+    assert pair["ok"] and _checks(pair)["icmp"]["code"] == "OK"
+    assert pair["expected"]["icmp_warn"] == {"loss_pct": 20, "rtt_ms": 200}
