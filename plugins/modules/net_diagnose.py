@@ -276,6 +276,45 @@ options:
     description: How many probes of one layer run at the same moment at most.
     type: int
     default: 256
+  path:
+    description:
+      - Where on the path (docs/path.md) - after the verdicts, the flow of every failing check whose target is
+        reached via a gateway is traced hop by hop (the same 5-tuple, stepped TTL, see M(netcheck.netcheck.path_probe)),
+        an HTTP check that connected but got no answer gets a path-MTU discovery, and the source's conntrack table is
+        read before and after. A healthy pair sends no path probe.
+      - The failing check then takes C(DROPPED_AFTER_HOP), C(REJECTED_AT_HOP), C(ROUTING_LOOP), C(TTL_EXPIRED),
+        C(MTU_BLACKHOLE) or C(CONNTRACK_FULL) and gains C(hop) (index, address) and C(path) (its hops).
+    type: dict
+    default: {}
+    suboptions:
+      on_failure:
+        description: Trace the flow of every failing check routed via a gateway (healthy pairs pay nothing).
+        type: bool
+        default: true
+      always:
+        description: Trace every pair's flows, failing or not.
+        type: bool
+        default: false
+      mtu:
+        description: Find the path MTU of every pair (it is found anyway for a check whose transfer stalls).
+        type: bool
+        default: false
+      max_hops:
+        description: Highest TTL / hop limit tried (1-64).
+        type: int
+        default: 16
+      timeout:
+        description: Seconds to wait for each probe's answer.
+        type: float
+        default: 0.5
+      attempts:
+        description: Probes per hop (and per MTU size) before it counts as silent (1-5).
+        type: int
+        default: 2
+      max_flows:
+        description: At most this many flows traced per run (bounded cost).
+        type: int
+        default: 32
 attributes:
   check_mode:
     support: full
@@ -382,6 +421,12 @@ results:
           type: list
           elements: dict
           sample: [{"code": "ICMP_FILTERED", "hint": "echo requests go unanswered: a firewall or security group drops ICMP"}]
+        hop:
+          description:
+            - Where on the path the flow died when the code says so (C(DROPPED_AFTER_HOP), C(REJECTED_AT_HOP),
+              C(ROUTING_LOOP), C(TTL_EXPIRED)) - C(index) (the hop) and C(address) (who answered there); null otherwise.
+          type: dict
+          sample: {"index": 2, "address": "10.78.142.15"}
         failed_checks:
           description: How many of I(checks) failed (the verdict's code is the lowest one's).
           type: int
@@ -397,6 +442,11 @@ results:
               C(severity) (C(ok), C(warn), C(fail)), C(code), C(hint), C(evidence) (lines) and C(outcome) (the
               probe's structured outcome, or null).
             - A check with severity C(ok) and a code other than C(OK) is a note (C(ICMP_FILTERED) while a port answers).
+            - A failing check whose flow was traced (I(path)) also has C(hop) (C(index), C(address) - where the trace
+              stopped) and C(path) (C(hops), C(stop), C(method), C(source_port), C(probes)); one whose path MTU was
+              probed has C(mtu) (C(code), C(path_mtu), C(interface_mtu), C(largest_passed), C(smallest_lost),
+              C(reported_mtu), C(reported_by), C(exact)); a C(path_mtu) check says C(MTU_BLACKHOLE) or notes
+              C(PMTU_REDUCED). The verdict itself then has C(hop) too when its code is where on the path.
           type: list
           elements: dict
           sample: [{"check": "tcp/5432", "layer": "transport", "ok": false, "severity": "fail", "code": "PORT_CLOSED",
@@ -428,6 +478,14 @@ arp_cache:
   returned: always
   type: dict
   sample: {"before": {"entries": 11, "table_fulls": 0}, "after": {"entries": 12, "table_fulls": 0}}
+path:
+  description:
+    - What the path probes cost in this run - C(traces) (flows traced), C(mtu_probes) (targets whose path MTU was
+      probed), C(changed_pairs) (indexes of the pairs a finding changed), C(errors), C(elapsed_ms). Zero traces
+      when every check passed.
+  returned: always
+  type: dict
+  sample: {"traces": 1, "mtu_probes": 0, "changed_pairs": [2], "errors": [], "elapsed_ms": 2010.4}
 elapsed_ms:
   description: Wall time of the whole run, in milliseconds.
   returned: always
@@ -462,7 +520,7 @@ def main():
     module = new_module(AnsibleModule, argument_spec=argument_spec(DIAGNOSE_MODULE_SPEC), supports_check_mode=True)
     start = time.monotonic()
     params = module.params
-    empty = dict(results=[], summary=summarize_pairs([]), limits=None, arp_cache=None, changed=False)
+    empty = dict(results=[], summary=summarize_pairs([]), limits=None, arp_cache=None, path=None, changed=False)
     try:
         if params["max_workers"] < 1:
             raise InputError("max_workers: %s must be at least 1" % params["max_workers"])
@@ -486,11 +544,12 @@ def main():
     ping_options = {k: v for k, v in _without_nones(params["icmp"]).items() if k not in ("warn", "crit")}
     pairs, meta = diagnose_targets(parsed, icmp_options=ping_options, run=module.run_command,
                                    arp_probe_enabled=params["arp_probe"], arp_timeout=params["arp_timeout"],
-                                   max_workers=params["max_workers"], fail_on_warn=params["fail_on_warn"])
+                                   max_workers=params["max_workers"], fail_on_warn=params["fail_on_warn"],
+                                   path_options=params["path"] or {})
     limits = gather_limits(params["limit_ports"], run=module.run_command) if params["limits"] else None
     summary = summarize_pairs(pairs)
-    result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], changed=False,
-                  elapsed_ms=round(ms_since(start), 3))
+    result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], path=meta["path"],
+                  changed=False, elapsed_ms=round(ms_since(start), 3))
     if summary["failed"]:
         module.fail_json(msg=_failure_message(pairs, summary), **result)
     module.exit_json(msg="%d targets as expected" % summary["total"], **result)

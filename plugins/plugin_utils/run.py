@@ -28,6 +28,9 @@ CELLS = {
     "PORT_OPEN": "OPN", "PORT_UNREACHABLE": "PUN", "ACCEPT_QUEUE_FULL": "AQF", "TLS_FAILED": "TLS",
     "HTTP_STATUS": "STS", "HTTP_TIMEOUT": "HTO", "WRONG_SERVICE": "SVC", "PROBE_ERROR": "ERR",
     "NOT_CHECKED": "N/C",
+    # where on the path (docs/path.md); the cell adds @N, the hop where the flow died
+    "DROPPED_AFTER_HOP": "DRP", "REJECTED_AT_HOP": "RJH", "ROUTING_LOOP": "LOP", "TTL_EXPIRED": "TTL",
+    "MTU_BLACKHOLE": "MTU", "PMTU_REDUCED": "PMT", "CONNTRACK_FULL": "CTF",
 }
 NO_PAIR = "-"         # this source does not check this target (itself, or not in its targets)
 NOT_RUN = "!"         # the source could not run at all
@@ -264,7 +267,8 @@ def cell(code):
 
 def pair_cell(pair):
     """The matrix cell of a pair: the lowest failing check's code, ``+N`` when N more checks fail
-    (``OPN+1``: a port open that must not be, and one more check failing); an OK pair with a
+    (``OPN+1``: a port open that must not be, and one more check failing), ``@N`` the hop where the flow
+    died (``DRP@2``: dropped after hop 2, docs/path.md); an OK pair with a
     warning shows the warning's code in lower case (``los``); ``.`` when every check passed."""
     verdict = pair["verdict"]
     if pair.get("ok"):
@@ -274,7 +278,9 @@ def pair_cell(pair):
     if failed is None:
         failed = len(failing_checks(pair))
     more = failed - 1
-    return cell(verdict["code"]) + ("+%d" % more if more > 0 else "")
+    hop = verdict.get("hop") or {}
+    at = "@%s" % hop["index"] if hop.get("index") is not None else ""
+    return cell(verdict["code"]) + at + ("+%d" % more if more > 0 else "")
 
 
 def render_matrix(run):

@@ -293,7 +293,7 @@ def test_loopback_run_gives_pairs_in_the_contract_shape(closed_port):
     pairs, meta = diagnose.diagnose_targets(targets, arp_probe_enabled=False)
     (pair,) = pairs
     assert set(pair) == {"target", "address", "kind", "ok", "checked", "layers", "verdict", "expected", "timings"}
-    assert set(pair["verdict"]) == {"first_failing_layer", "code", "hint", "evidence", "notes", "failed_checks",
+    assert set(pair["verdict"]) == {"first_failing_layer", "code", "hint", "evidence", "notes", "hop", "failed_checks",
                                     "warned_checks", "checks"}
     (check,) = [c for c in pair["verdict"]["checks"] if c["check"].startswith("tcp/")]
     assert check["ok"] and check["severity"] == "ok" and check["code"] == "OK"
@@ -472,8 +472,11 @@ def test_thresholds_merge_per_key_run_then_target():
 def test_every_code_of_the_table_is_emitted_by_some_check():
     """CODES is the list the docs, the cells and the sample data are made from: no code only on paper."""
     from netcheck import diagnose as d
+    from netcheck.path import PATH_CODES as path_codes
     source = open(d.__file__).read()
     for code in CODES:
         if code in ("OK", "NOT_CHECKED", "ACCEPT_QUEUE_FULL"):
             continue  # the pair's own words, and the controller's (run.py)
+        if code in path_codes:
+            continue  # where on the path: made by path.py's hook after the verdict (tests/unit/test_path.py)
         assert ('"%s"' % code) in source.split("# --- the verdict (pure)")[1], code

@@ -84,7 +84,7 @@ def test_net_diagnose_returns_exactly_what_return_documents(monkeypatch, closed_
                            "ports": [{"port": closed_port, "expected": "closed", "timeout": None, "send": None,
                                       "expect": None, "name": None}], "urls": None}],
               "tcp_timeout": 1.0, "icmp": {}, "http": {}, "arp_probe": False, "arp_timeout": 0.5,
-              "limits": True, "limit_ports": [closed_port], "max_workers": 8, "fail_on_warn": False}
+              "limits": True, "limit_ports": [closed_port], "max_workers": 8, "fail_on_warn": False, "path": {}}
     outcome = _run_main(module, monkeypatch, params)
     assert not outcome.failed, outcome.kwargs
     assert set(outcome.kwargs) - {"changed", "msg"} == _returned_keys(module)

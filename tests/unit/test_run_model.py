@@ -329,3 +329,12 @@ def test_an_accept_queue_names_its_own_check_not_the_pairs_other_failures():
     codes = {c["check"]: c["code"] for c in pair_["verdict"]["checks"]}
     assert codes == {"tcp/22": "PORT_OPEN", "tcp/9100": "ACCEPT_QUEUE_FULL"}
     assert pair_["verdict"]["code"] == "PORT_OPEN"
+
+
+def test_the_cell_shows_the_hop_where_the_flow_died():
+    dropped = judged("h2", [("tcp/8080", "DROPPED_AFTER_HOP", "fail"), ("icmp", "ICMP_FILTERED", "fail")])
+    dropped["verdict"]["hop"] = {"index": 2, "address": "10.78.142.15"}
+    run = runmodel.build_run([{"name": "h1", "address": "a", "outcome": outcome([dropped])}])
+    rows = {line.split()[0]: line.split()[1:] for line in runmodel.render_matrix(run) if line.startswith("h1 ")}
+    assert rows["h1"] == ["DRP@2+1"]
+    assert "DRP=DROPPED_AFTER_HOP" in "\n".join(runmodel.render(run))

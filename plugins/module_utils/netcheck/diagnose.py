@@ -30,8 +30,9 @@ import time
 
 from . import http as http_probe
 from . import icmp as icmp_probe
+from . import path as path_probe
 from . import tcp as tcp_probe
-from .limits import LIMITS_SPEC, parse_arp_cache_stat, read_ntables
+from .limits import LIMITS_SPEC, conntrack_limits, conntrack_verdict, parse_arp_cache_stat, read_ntables
 from .neighbour import default_run, next_hops
 from .outcome import icmp_name, outcome
 from .probe import (
@@ -89,6 +90,10 @@ CODES = {
     "PROBE_ERROR": ("none", "a probe could not give a verdict (see evidence)"),
     "NOT_CHECKED": ("none", "no layer was checked, so nothing can be said"),
 }
+# where on the path (path.py, docs/path.md): DROPPED_AFTER_HOP, REJECTED_AT_HOP, ROUTING_LOOP,
+# TTL_EXPIRED, MTU_BLACKHOLE, PMTU_REDUCED (a note), CONNTRACK_FULL; set after the verdict by the
+# path probes of failing checks (diagnose_targets' path_options)
+CODES.update(path_probe.PATH_CODES)
 
 _LAYER_RANK = {"link": 0, "network": 1, "transport": 2, "application": 3, "none": 4}
 
@@ -174,6 +179,8 @@ DIAGNOSE_MODULE_SPEC = {
                         description="With limits, the listening ports whose process, descriptors and queue "
                                     "are returned."),
     "max_workers": {"type": "int", "default": 256, "description": "How many probes of one layer run at once at most."},
+    "path": {"type": "dict", "default": {}, "options": path_probe.PATH_OPTIONS_SPEC,
+             "description": "Where on the path: trace the flows of failing checks, path MTU, conntrack (docs/path.md)."},
 }
 
 
@@ -578,7 +585,9 @@ def verdict(layers, expected, resolve_error=None, fail_on_warn=False):
 
 
 def _verdict(layer, code, hint, evidence, notes):
-    return {"first_failing_layer": layer, "code": code, "hint": hint, "evidence": evidence, "notes": notes}
+    # hop: where on the path the flow died, set by the path probes (path.resummarize), else None
+    return {"first_failing_layer": layer, "code": code, "hint": hint, "evidence": evidence, "notes": notes,
+            "hop": None}
 
 
 def _unique(lines):
@@ -944,13 +953,16 @@ def _resolve(host):
 
 def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enabled=None,
                      arp_timeout=DEFAULT_ARP_TIMEOUT, arp_cache_path=ARP_CACHE_STAT, max_workers=256,
-                     fail_on_warn=False):
+                     fail_on_warn=False, path_options=None):
     """Probe every DiagnoseTarget at every layer asked, concurrently; one pair per target.
 
     ``icmp_options``: count, interval, timeout, size, method (icmp.ping_targets' options).
     ``arp_probe_enabled``: None = when running as root. ``fail_on_warn``: a warning check fails its pair.
+    ``path_options``: None = no path probe; else path.PATH_OPTIONS_SPEC's options: after the verdicts,
+    the flows of failing checks routed via a gateway are traced (healthy pairs send nothing).
     """
     start = time.monotonic()
+    conntrack_before = conntrack_limits() if path_options is not None else None
     icmp_options = dict(icmp_options or {})
     if arp_probe_enabled is None:
         arp_probe_enabled = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -1046,8 +1058,12 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
             "layers": layers, "verdict": judged, "expected": target.expected(),
             "timings": {"total": round(total, 3)},
         })
+    path_stats = None
+    if path_options is not None:
+        path_stats = path_probe.run_path_probes(pairs, path_options, conntrack_verdict(conntrack_before,
+                                                                                       conntrack_limits()))
     return pairs, {"elapsed_ms": round(ms_since(start), 3), "arp_cache": table,
-                   "icmp_error": probed["icmp_error"]}
+                   "icmp_error": probed["icmp_error"], "path": path_stats}
 
 
 def _wire_probes(hops, enabled, timeout, max_workers):

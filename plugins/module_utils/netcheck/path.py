@@ -826,9 +826,8 @@ def resummarize(pair, layer_rank=None):
     verdict["failed_checks"] = len(failing)
     if failing:
         first = failing[0]
-        verdict.update(first_failing_layer=first["layer"], code=first["code"], hint=first["hint"])
-        if first.get("hop"):
-            verdict["hop"] = first["hop"]
+        verdict.update(first_failing_layer=first["layer"], code=first["code"], hint=first["hint"],
+                       hop=first.get("hop") if first["code"] in PATH_CODES else None)
         lines = [line for c in failing for line in c.get("evidence") or []]
         verdict["evidence"] = _unique(lines + [line for line in verdict.get("evidence") or [] if line not in lines])
         pair["ok"] = False
