@@ -210,3 +210,34 @@ def test_frag_needed_dropped_on_the_router_is_an_mtu_black_hole_naming_the_sizes
             "MTU_BLACKHOLE", 1500, 1501, 9001)
         assert facts["reported_mtu"] is None
         assert "ICMP type 3 code 4" in facts["hint"]
+
+
+# --- through net_diagnose over SSH: the verdict gains the hop; a healthy mesh pays nothing ------------
+
+def _diagnose(lab, sources, tcp_timeout=1):
+    from harness import Ansible
+    targets = [{"host": addr(lab, name), "name": name, "ports": [{"port": 22}, {"port": WEB}]}
+               for name in ("a1", "a2", "b1")]
+    run = Ansible(lab.config.inventory_path).module(sources, "net_diagnose",
+                                                    {"targets": targets, "tcp_timeout": tcp_timeout})
+    return {host.replace(lab.topology.name, ""): result for host, result in run.tasks[-1]["hosts"].items()}
+
+
+def test_a_healthy_routed_mesh_is_all_ok_and_sends_no_path_probe(lab):
+    results = _diagnose(lab, "subnet_a:subnet_b")
+    assert sorted(results) == ["a1", "a2", "b1"]
+    for source, result in results.items():
+        assert [p["verdict"]["code"] for p in result["results"]] == ["OK"] * 3, (source, result["results"])
+        assert (result["path"]["traces"], result["path"]["mtu_probes"]) == (0, 0)
+
+
+def test_net_diagnose_names_the_router_after_which_the_flow_is_dropped(lab):
+    lab.fault_forward("r2", "drop", "tcp", WEB)
+    result = _diagnose(lab, "ncr%sa1" % (SLOT % 1000))["a1"]
+    pairs = {p["target"]: p for p in result["results"]}
+    verdict = pairs["b1"]["verdict"]
+    assert (verdict["code"], verdict["hop"]) == ("DROPPED_AFTER_HOP", {"index": 2, "address": addr(lab, "r2", "core")})
+    (check,) = [c for c in verdict["checks"] if c["check"] == "tcp/%d" % WEB]
+    assert [h["address"] for h in check["path"]["hops"][:2]] == [addr(lab, "r1"), addr(lab, "r2", "core")]
+    assert pairs["a2"]["verdict"]["code"] == "OK"  # on-link, untouched: no trace
+    assert result["path"]["traces"] == 1
