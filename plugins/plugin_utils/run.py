@@ -80,10 +80,60 @@ def build_run(sources, meta=None):
             run["targets"].append({"name": name, "address": targets.pop(name)})
     run["targets"].extend({"name": name, "address": address} for name, address in targets.items())
     apply_accept_queues(run)
+    apply_conntrack(run)
     run["asymmetric_checks"] = asymmetric_checks(run["pairs"])
     run["asymmetric"] = asymmetric_pairs(run["pairs"])
     run["totals"] = totals(run)
     return run
+
+
+CONNTRACK_SILENT = ("PORT_FILTERED", "ICMP_FILTERED", "HTTP_TIMEOUT", "DROPPED_AFTER_HOP")
+CONNTRACK_HINT = ("the conntrack table of %s is full (%s of nf_conntrack_max %s): new flows are dropped like a "
+                  "firewall's DROP; raise net.netfilter.nf_conntrack_max (and nf_conntrack_buckets), shorten conntrack "
+                  "timeouts, or exempt the flows from tracking (raw table NOTRACK)")
+
+
+def apply_conntrack(run):
+    """A silent failing check whose target, or the router at its hop, reports a full conntrack table in its
+    own limits (from its run as a source): the check's code becomes CONNTRACK_FULL (docs/path.md).
+
+    The source's own table is judged on the host (path.py); only the hosts that ran here can tell theirs.
+    """
+    full = {}
+    for source in run["sources"]:
+        conntrack = (source.get("limits") or {}).get("conntrack") or {}
+        if conntrack.get("full"):
+            full[source["name"]] = conntrack
+            if source.get("address"):
+                full[source["address"]] = dict(conntrack, name=source["name"])
+    if not full:
+        return
+    for pair in run["pairs"]:
+        if pair.get("ok"):
+            continue
+        changed = False
+        for check in pair_checks(pair):
+            if check.get("ok") or check.get("code") not in CONNTRACK_SILENT:
+                continue
+            hop = (check.get("hop") or {}).get("address")
+            where = pair["target"] if pair["target"] in full else (hop if hop in full else None)
+            if where is None:
+                continue
+            table = full[where]
+            name = table.get("name", where)
+            fact = "%s: conntrack table full, %s of nf_conntrack_max %s (drop %s, early_drop %s)" % (
+                name, table.get("count"), table.get("max"), table.get("drop"), table.get("early_drop"))
+            check.update(code="CONNTRACK_FULL", layer="network",
+                         hint=CONNTRACK_HINT % (name, table.get("count"), table.get("max")))
+            check["evidence"] = [fact] + list(check.get("evidence") or [])
+            changed = True
+        if changed:
+            first = failing_checks(pair)[0]
+            verdict = pair["verdict"]
+            if first.get("code") == "CONNTRACK_FULL" and verdict.get("code") != "CONNTRACK_FULL":
+                verdict["notes"].append({"code": verdict["code"], "hint": verdict["hint"]})
+                verdict.update(code="CONNTRACK_FULL", hint=first["hint"], first_failing_layer="network")
+                verdict["evidence"] = list(first["evidence"][:1]) + list(verdict.get("evidence") or [])
 
 
 def _full_listeners(limits, port):
@@ -382,5 +432,5 @@ def render(run):
     return render_matrix(run) + [""] + render_failures(run) + render_totals(run)
 
 
-__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "apply_captures", "asymmetric_checks", "asymmetric_pairs",
+__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "apply_conntrack", "apply_captures", "asymmetric_checks", "asymmetric_pairs",
            "build_run", "cell", "failing_checks", "pair_cell", "pair_checks", "warned_checks", "render", "render_failures", "render_matrix", "render_totals", "run_failed", "source_entry", "totals"]

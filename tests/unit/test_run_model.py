@@ -338,3 +338,20 @@ def test_the_cell_shows_the_hop_where_the_flow_died():
     rows = {line.split()[0]: line.split()[1:] for line in runmodel.render_matrix(run) if line.startswith("h1 ")}
     assert rows["h1"] == ["DRP@2+1"]
     assert "DRP=DROPPED_AFTER_HOP" in "\n".join(runmodel.render(run))
+
+
+def test_a_target_or_router_with_a_full_conntrack_table_explains_a_silent_check():
+    full = {"conntrack": {"count": 262144, "max": 262144, "full": True, "drop": 41, "early_drop": 511}}
+    filtered = judged("h2", [("tcp/8080", "PORT_FILTERED", "fail")])
+    dropped = judged("h3", [("tcp/8080", "DROPPED_AFTER_HOP", "fail")])
+    dropped["verdict"]["checks"][0]["hop"] = {"index": 1, "address": "10.0.0.2"}
+    closed = judged("h3", [("tcp/22", "PORT_CLOSED", "fail")])
+    run = runmodel.build_run([
+        {"name": "h1", "address": "10.0.0.1", "outcome": outcome([filtered, dropped])},
+        {"name": "h2", "address": "10.0.0.2", "outcome": outcome([closed], limits=full)}])
+    pairs = {(p["source"], p["target"]): p for p in run["pairs"]}
+    for key in (("h1", "h2"), ("h1", "h3")):  # the target's own table; the router's at the hop
+        verdict = pairs[key]["verdict"]
+        assert verdict["code"] == "CONNTRACK_FULL" and "conntrack table of h2 is full" in verdict["hint"]
+        assert verdict["evidence"][0].startswith("h2: conntrack table full, 262144 of nf_conntrack_max 262144")
+    assert pairs[("h2", "h3")]["verdict"]["code"] == "PORT_CLOSED"  # an answer is not a conntrack drop
