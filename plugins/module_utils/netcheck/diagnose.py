@@ -1039,8 +1039,8 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
         ok, checked, judged = verdict(layers, target.expected(), resolved[index][1], fail_on_warn)
         if probed["icmp_error"] and target.icmp != "skip":
             judged["notes"].append({"code": "PROBE_ERROR", "hint": "ICMP not checked: " + probed["icmp_error"]})
-        total = max([r["timings"].get("total_ms", 0.0) for r in layers["tcp"] + layers["http"]]
-                    + [layers["icmp"]["timings"].get("total_ms", 0.0) if layers["icmp"] else 0.0])
+        total = max([_own_ms(r) for r in layers["tcp"] + layers["http"]]
+                    + [_own_ms(layers["icmp"]) if layers["icmp"] else 0.0])
         pairs.append({
             "target": target.name, "address": addresses[index], "kind": KIND, "ok": ok, "checked": checked,
             "layers": layers, "verdict": judged, "expected": target.expected(),
@@ -1048,6 +1048,12 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
         })
     return pairs, {"elapsed_ms": round(ms_since(start), 3), "arp_cache": table,
                    "icmp_error": probed["icmp_error"]}
+
+
+def _own_ms(result):
+    """A result's own time to its verdict (outcome.verdict_ms), else its total_ms."""
+    own = (outcome_of(result) or {}).get("verdict_ms")
+    return own if own is not None else result["timings"].get("total_ms", 0.0) or 0.0
 
 
 def _wire_probes(hops, enabled, timeout, max_workers):
