@@ -795,7 +795,9 @@ def _judge_port(check, expected_state, layers, down):
         check.fail("PORT_CLOSED", [fact])
     elif state == "rejected":
         icmp = _icmp_fact(result)
-        check.fail("PORT_REJECTED", [fact + ("; " + icmp if icmp else "")],
+        if icmp:  # the ICMP error is the whole story: its name, type, code and sender
+            fact = "%s: rejected, expected %s; %s%s" % (label, expected_state, icmp, _probes_fact(result))
+        check.fail("PORT_REJECTED", [fact],
                    hint=_LOCAL_REJECT_HINT if reason == "local_firewall" else None)
     elif state == "filtered":
         hint = None
