@@ -457,7 +457,7 @@ results:
       type: dict
       sample: {"icmp": "auto", "ports": {"22": "open"}, "urls": []}
     timings:
-      description: C(total) - milliseconds until this target's slowest layer had its verdict.
+      description: C(total) - milliseconds until this target's slowest check had its own verdict (each probe's C(outcome.verdict_ms)).
       type: dict
       sample: {"total": 12.3}
 summary:

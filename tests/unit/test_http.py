@@ -650,6 +650,8 @@ def test_head_answer_has_lower_cased_headers_and_every_phase_timed(web):
     assert all(name == name.lower() for name in detail["headers"])
     assert detail["body_bytes"] is None and detail["tls"] is None and detail["phase"] is None
     assert detail["redirects"] == [] and detail["failed_checks"] == []
+    assert (detail["outcome"]["reason"], detail["outcome"]["phase"], detail["outcome"]["confirmed"]) == (
+        "http_answer", None, True)
     timings = result["timings"]
     assert set(timings) == PHASES  # no tls_ms for http
     assert all(value >= 0 for value in timings.values())
@@ -773,6 +775,7 @@ def test_https_with_an_unknown_ca_fails_in_tls_but_still_reports_the_certificate
     assert (result["state"], result["ok"], result["detail"]["phase"]) == ("failed", False, "tls")
     assert result["error"].startswith("tls: certificate verification failed: ")
     assert "verif" in result["error"]
+    assert (result["detail"]["outcome"]["reason"], result["detail"]["outcome"]["phase"]) == ("tls_verify", "tls")
     tls = result["detail"]["tls"]
     assert tls["verified"] is False and tls["verify_error"]
     assert tls["days_left"] in (9, 10)
@@ -785,6 +788,7 @@ def test_https_with_an_expired_certificate_reports_how_long_ago_it_expired(start
     result = check_url(target(server.base + "/", ca_path=pki["ca_path"]))
     assert (result["state"], result["detail"]["phase"]) == ("failed", "tls")
     assert "expired" in result["error"]
+    assert result["detail"]["outcome"]["reason"] == "tls_verify"
     tls = result["detail"]["tls"]
     assert tls["expired"] is True and tls["days_left"] < 0 and tls["verified"] is False
 
@@ -847,6 +851,8 @@ def test_a_silent_server_fails_in_processing_after_the_timeout(listening_port):
     elapsed = time.monotonic() - start
     assert (result["state"], result["ok"], result["detail"]["phase"]) == ("failed", False, "processing")
     assert result["error"] == "processing: no response within 0.5 s after the request was sent"
+    assert (result["detail"]["outcome"]["reason"], result["detail"]["outcome"]["phase"]) == (
+        "http_timeout", "processing")
     assert 450 <= result["timings"]["total_ms"] <= 1000
     assert 0.45 <= elapsed <= 1.0
     assert "connect_ms" in result["timings"] and "processing_ms" not in result["timings"]
@@ -1013,6 +1019,7 @@ def test_a_trickling_header_server_fails_at_the_timeout_naming_the_phase():
         elapsed = time.monotonic() - start
     assert (result["state"], result["detail"]["phase"]) == ("failed", "transfer")
     assert "still arriving when the 1 s timeout passed (headers incomplete" in result["error"]
+    assert result["detail"]["outcome"]["reason"] == "http_timeout"
     assert elapsed < 1.6, elapsed
 
 
@@ -1101,3 +1108,15 @@ def test_user_headers_stay_on_a_same_origin_redirect(start_server):
     server = start_server("same", handler=RecordingHandler)
     check_url(target(server.base + "/redirect?to=/", headers={"X-Api-Key": "k-123"}))
     assert [r[2]["X-Api-Key"] for r in server.recorded] == ["k-123", "k-123"]
+
+
+def _ssh_banner(conn):
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+
+
+def test_a_server_that_does_not_speak_http_is_not_http_in_transfer():
+    with raw_server(_ssh_banner) as base:
+        result = check_url(target(base + "/", timeout=1))
+    assert (result["state"], result["detail"]["phase"]) == ("failed", "transfer")
+    assert (result["detail"]["outcome"]["reason"], result["detail"]["outcome"]["phase"]) == ("not_http", "transfer")
+    assert result["timings"]["ttfb_ms"] <= result["timings"]["total_ms"]

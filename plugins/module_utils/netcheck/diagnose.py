@@ -804,7 +804,9 @@ def _judge_port(check, expected_state, layers, down):
         check.fail("PORT_CLOSED", [fact])
     elif state == "rejected":
         icmp = _icmp_fact(result)
-        check.fail("PORT_REJECTED", [fact + ("; " + icmp if icmp else "")],
+        if icmp:  # the ICMP error is the whole story: its name, type, code and sender
+            fact = "%s: rejected, expected %s; %s%s" % (label, expected_state, icmp, _probes_fact(result))
+        check.fail("PORT_REJECTED", [fact],
                    hint=_LOCAL_REJECT_HINT if reason == "local_firewall" else None)
     elif state == "filtered":
         hint = None
@@ -1051,8 +1053,8 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
         ok, checked, judged = verdict(layers, target.expected(), resolved[index][1], fail_on_warn)
         if probed["icmp_error"] and target.icmp != "skip":
             judged["notes"].append({"code": "PROBE_ERROR", "hint": "ICMP not checked: " + probed["icmp_error"]})
-        total = max([r["timings"].get("total_ms", 0.0) for r in layers["tcp"] + layers["http"]]
-                    + [layers["icmp"]["timings"].get("total_ms", 0.0) if layers["icmp"] else 0.0])
+        total = max([_own_ms(r) for r in layers["tcp"] + layers["http"]]
+                    + [_own_ms(layers["icmp"]) if layers["icmp"] else 0.0])
         pairs.append({
             "target": target.name, "address": addresses[index], "kind": KIND, "ok": ok, "checked": checked,
             "layers": layers, "verdict": judged, "expected": target.expected(),
@@ -1064,6 +1066,12 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
                                                                                        conntrack_limits()))
     return pairs, {"elapsed_ms": round(ms_since(start), 3), "arp_cache": table,
                    "icmp_error": probed["icmp_error"], "path": path_stats}
+
+
+def _own_ms(result):
+    """A result's own time to its verdict (outcome.verdict_ms), else its total_ms."""
+    own = (outcome_of(result) or {}).get("verdict_ms")
+    return own if own is not None else result["timings"].get("total_ms", 0.0) or 0.0
 
 
 def _wire_probes(hops, enabled, timeout, max_workers):

@@ -436,13 +436,14 @@ RATE_LIMIT_INTERVAL = {"ipv4": 1.0, "ipv6": 0.1}
 PACING_MARGIN = 0.02  # the target's jiffies and our timer slack
 # Silent re-probes, each sent when a token was surely available, before a port stays filtered.
 REPROBES = 2
-# How long a re-probe waits for its answer: 4 times the slowest ICMP answer of that host, at least this.
+# How long a re-probe waits for its answer: 4 times the fastest ICMP answer of that host, at least this.
 MIN_WINDOW = 0.25
 DEFAULT_CONFIRM_BUDGET = 10.0
 
 
 class IcmpSeen(object):
-    """The hosts that answered some flow of this run with an ICMP error: when last, and how fast."""
+    """The hosts that answered some flow of this run with an ICMP error: when last, and how fast
+    (the fastest answer: a slower one may have answered a retransmitted SYN)."""
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
@@ -453,9 +454,9 @@ class IcmpSeen(object):
         when = self.clock() if when is None else when
         with self._lock:
             entry = self._hosts.setdefault(normal_address(address),
-                                           {"last": when, "rtt": 0.0, "family": family_word(family)})
+                                           {"last": when, "rtt": rtt, "family": family_word(family)})
             entry["last"] = max(entry["last"], when)
-            entry["rtt"] = max(entry["rtt"], rtt)
+            entry["rtt"] = min(entry["rtt"], rtt)
 
     def get(self, address):
         with self._lock:
@@ -544,6 +545,9 @@ class Schedule(object):
         host.ready_at = max(host.ready_at, now)
         if flow.silent < REPROBES:
             host.flows.insert(0, flow)
+
+    def sent_at(self, flow):
+        return self._host(flow).sent_at
 
     def expired(self, now):
         return [host.in_flight for host in self.hosts.values() if host.in_flight is not None and host.deadline <= now]
@@ -635,7 +639,7 @@ class Confirmer(object):
             schedule.silent(flow, now)
             return
         if reason in ("icmp_unreach", "icmp_error"):
-            self.seen.saw(flow.address, flow.family, 0.0, now)
+            self.seen.saw(flow.address, flow.family, now - schedule.sent_at(flow), now)
         schedule.answered(flow, now, state, reason, code, icmp, local)
 
 
