@@ -543,3 +543,18 @@ def test_a_warning_is_shown_and_passes(tmp_path):
     _, _, cases = _cases(reports.write_junit(run, str(tmp_path / "junit.xml")))
     (icmp_case,) = [c for c in cases if c.name.startswith("nclab2") and "icmp" in c.name]
     assert not icmp_case.result and "warning ICMP_LOSS" in icmp_case.system_out
+
+
+def test_the_hop_where_the_flow_died_is_in_every_report(four, validator, tmp_path):
+    run = copy.deepcopy(four)
+    pair = [p for p in run["pairs"] if (p["source"], p["target"]) == ("nclab1", "nclab3")][0]
+    pair["verdict"].update(code="DROPPED_AFTER_HOP", first_failing_layer="network",
+                           hop={"index": 2, "address": "10.78.142.15"},
+                           hint="hop 2 (10.78.142.15) answered, the next hop is silent")
+    written = json.loads(open(reports.write_json(run, str(tmp_path / "report.json"))).read())
+    assert list(validator.iter_errors(written)) == []
+    (dropped,) = [p for p in written["pairs"] if p["verdict"].get("hop")]
+    assert dropped["verdict"]["hop"] == {"index": 2, "address": "10.78.142.15"}
+    assert "DROPPED_AFTER_HOP at hop 2 (10.78.142.15)" in reports.render_html(run)
+    from ansible_collections.netcheck.netcheck.plugins.plugin_utils import run as runmodel
+    assert runmodel.pair_cell(pair).startswith("DRP@2")

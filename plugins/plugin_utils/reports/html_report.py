@@ -113,6 +113,9 @@ def view_model(run, group_threshold=GROUP_THRESHOLD, title="netcheck report"):
         failing = len(failed_checks(pair))
         warned = warned_checks(pair)
         code = verdict.get("code") or ("OK" if pair.get("ok") else "?")
+        hop = verdict.get("hop") or {}
+        if hop.get("index") is not None:  # where on the path the flow died (docs/path.md)
+            code += " at hop %s (%s)" % (hop["index"], hop.get("address") or "no answer")
         if failing > 1:
             code += " and %d more failing checks" % (failing - 1)
         elif pair.get("ok") and warned:
