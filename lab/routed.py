@@ -377,6 +377,8 @@ class RoutedLab(Lab):
                 self._sysctl(ns, {"net.ipv6.conf.%s.hop_limit" % net_name: "64"})
             for version in ("-4", "-6"):
                 run(["ip", version, "-n", ns, "route", "flush", "proto", "static"], check=False)
+                # path MTUs learned under a fault ("fragmentation needed" answers) would outlive it
+                run(["ip", version, "-n", ns, "route", "flush", "cache"], check=False)
             for net_name, (via, over) in sorted(topo.routes(node).items()):
                 net = topo.networks[net_name]
                 run(["ip", "-n", ns, "route", "replace", str(net.ipv4), "via", str(topo.address(via, over)),

@@ -241,3 +241,23 @@ def test_net_diagnose_names_the_router_after_which_the_flow_is_dropped(lab):
     assert [h["address"] for h in check["path"]["hops"][:2]] == [addr(lab, "r1"), addr(lab, "r2", "core")]
     assert pairs["a2"]["verdict"]["code"] == "OK"  # on-link, untouched: no trace
     assert result["path"]["traces"] == 1
+
+
+def test_a_transfer_that_stalls_behind_dropped_frag_needed_is_an_mtu_black_hole(lab):
+    # both directions: r1 for a1's DF probes to b1, r2 for b1's large answer to a1
+    lab.fault_drop_frag_needed("r1")
+    lab.fault_drop_frag_needed("r2")
+    from harness import Ansible
+    url = "http://%s:%d/bytes?n=20000" % (addr(lab, "b1"), WEB)
+    run = Ansible(lab.config.inventory_path).module("ncr%sa1" % (SLOT % 1000), "net_diagnose", {
+        "targets": [{"host": addr(lab, "b1"), "name": "b1", "ports": [{"port": WEB}],
+                     "urls": [{"url": url, "method": "GET", "timeout": 2}]}]})
+    (result,) = run.tasks[-1]["hosts"].values()
+    (pair,) = result["results"]
+    verdict = pair["verdict"]
+    assert verdict["code"] == "MTU_BLACKHOLE", verdict
+    (check,) = [c for c in verdict["checks"] if c["check"].startswith("http")]
+    assert (check["mtu"]["largest_passed"], check["mtu"]["interface_mtu"], check["mtu"]["reported_mtu"]) == (
+        1500, 9001, None)
+    assert [c["code"] for c in verdict["checks"] if c["check"] == "tcp/%d" % WEB] == ["OK"]  # the connect works
+    assert result["path"]["mtu_probes"] == 1 and result["path"]["traces"] == 0
