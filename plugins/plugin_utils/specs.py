@@ -145,6 +145,7 @@ NETCHECK_ROLE_SPEC.update({
     "netcheck_arp_timeout": role_variable(_DIAGNOSE["arp_timeout"]),
     "netcheck_max_workers": role_variable(_DIAGNOSE["max_workers"]),
     "netcheck_fail_on_warn": role_variable(_DIAGNOSE["fail_on_warn"]),
+    "netcheck_path": role_variable(_DIAGNOSE["path"]),
     "netcheck_limit_ports": role_variable(_DIAGNOSE["limit_ports"],
                                           "Listening ports whose limits are reported "
                                           "([] = the mesh's and groups' ports)."),
