@@ -329,3 +329,11 @@ def test_an_accept_queue_names_its_own_check_not_the_pairs_other_failures():
     codes = {c["check"]: c["code"] for c in pair_["verdict"]["checks"]}
     assert codes == {"tcp/22": "PORT_OPEN", "tcp/9100": "ACCEPT_QUEUE_FULL"}
     assert pair_["verdict"]["code"] == "PORT_OPEN"
+
+
+def test_every_verdict_code_has_a_cell_and_a_row_in_docs_verdict_md():
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnose import CODES
+    assert set(runmodel.CELLS) == set(CODES)
+    assert len(set(runmodel.CELLS.values())) == len(CODES), "two codes share a cell"
+    doc = (COLLECTIONS.parent / "docs" / "verdict.md").read_text()
+    assert [code for code in CODES if "| `%s` |" % code not in doc] == []
