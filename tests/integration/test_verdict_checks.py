@@ -12,6 +12,7 @@ dropped) and judged against warn/crit thresholds. Every fault is undone in teard
 from __future__ import annotations
 
 import ipaddress
+import shutil
 
 import pytest
 
@@ -263,3 +264,52 @@ def test_no_loss_is_ok_with_the_default_thresholds(hosts, ansible):
     (pair,) = run.result(src.name)["results"]
     assert pair["ok"] and _checks(pair)["icmp"]["code"] == "OK"
     assert pair["expected"]["icmp_warn"] == {"loss_pct": 20, "rtt_ms": 200}
+
+
+# --- nmap as the oracle for net_diagnose's per-check verdicts (mixed ports of one host) ----------
+
+CODE_OF_STATE = {"open": "OK", "closed": "PORT_CLOSED", "filtered": "PORT_FILTERED", "rejected": "PORT_REJECTED"}
+
+
+@pytest.fixture(scope="module")
+def matrix_faults(hosts):
+    from verdict_faults import add_rules, undo_rules
+    dst = hosts[1]
+    added = add_rules(dst.namespace)
+    yield dst
+    undo_rules(dst.namespace, added)
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_nmap_agrees_with_every_check_of_net_diagnose_on_mixed_ports(matrix_faults, hosts, ansible, family):
+    """DROP ports next to REJECT ports (every type), tcp-reset, nothing listening and 22 on one host:
+    each check's state agrees with nmap -sS -Pn --reason run in the source's namespace, its code
+    follows from its state alone, and the firewall owner's expectations make the pair OK."""
+    if shutil.which("nmap") is None:
+        pytest.skip("nmap is not installed (the oracle)")
+    from verdict_faults import MIXED_DROP, MIXED_REJECT, V4_FAULTS, V6_FAULTS, agrees, nmap_states
+    src, dst = hosts[0], matrix_faults
+    address, faults = (dst.ip, V4_FAULTS) if family == "v4" else (dst.ip6, V6_FAULTS)
+    wanted = {port: state for port, _, _, state, *_ in faults}
+    wanted.update({port: "filtered" for port in MIXED_DROP})
+    wanted.update({port: "rejected" for port in MIXED_REJECT})
+    ports = sorted(wanted)
+    intended = {"open": "open", "closed": "closed", "filtered": "filtered", "rejected": "filtered"}
+    targets = [{"name": "mixed", "host": address, "icmp": "skip", "ports": [{"port": p} for p in ports]},
+               {"name": "intended", "host": address, "icmp": "skip",
+                "ports": [{"port": p, "expected": intended[wanted[p]]} for p in ports]}]
+    run = ansible.module(src.name, "net_diagnose", {"targets": targets, "tcp_timeout": 2}, timeout=600)
+    pairs = {p["target"]: p for p in run.result(src.name)["results"]}
+    nmap = nmap_states(src.namespace, address, ports)
+    mixed = pairs["mixed"]
+    disagreements = []
+    for result in mixed["layers"]["tcp"]:
+        port = result["detail"]["port"]
+        check = _checks(mixed)["tcp/%d" % port]
+        if not agrees(result, nmap[port]) or check["code"] != CODE_OF_STATE[result["state"]] \
+                or result["state"] != wanted[port]:
+            disagreements.append((port, result["state"], check["code"], nmap[port]))
+    assert not disagreements, disagreements
+    assert mixed["verdict"]["failed_checks"] == sum(1 for p in ports if wanted[p] != "open")
+    assert pairs["intended"]["ok"], [(c["check"], c["code"]) for c in pairs["intended"]["verdict"]["checks"]
+                                     if not c["ok"]]

@@ -480,3 +480,28 @@ def test_every_code_of_the_table_is_emitted_by_some_check():
         if code in path_codes:
             continue  # where on the path: made by path.py's hook after the verdict (tests/unit/test_path.py)
         assert ('"%s"' % code) in source.split("# --- the verdict (pure)")[1], code
+
+
+def test_no_code_changes_when_every_message_is_reworded():
+    """Misleading words in every error text ("refused", "timed out", "mismatch" ...) change no code."""
+    import copy
+    cases = [
+        layers(neighbour(), icmp(), [tcp_outcome(22, "filtered", "no_answer"), tcp_outcome(80, "closed", "rst"),
+                                     tcp_outcome(81, "rejected", "icmp_unreach",
+                                                 icmp={"type": 3, "code": 13, "from": "10.0.0.12", "family": 4})]),
+        layers(neighbour(), icmp(), [], [http("failed", phase="connect", reason="no_answer", error="x"),
+                                         http("failed", phase="tls", reason="tls_verify", error="x"),
+                                         http("failed", phase="tls", reason="tls_name", error="x"),
+                                         http("failed", phase="processing", reason="http_timeout", error="x")]),
+        layers(neighbour("reachable", wire=[]), icmp(received=0), [tcp_outcome(22, "filtered", "no_answer")]),
+    ]
+    words = "connection refused; timed out; no route to host; hostname mismatch; unreachable; no answer"
+    for case in cases:
+        exp = expected(ports={str(r["detail"]["port"]): "open" for r in case["tcp"]}, urls=["u"])
+        before = [c["code"] for c in verdict(case, exp)[2]["checks"]]
+        reworded = copy.deepcopy(case)
+        for result in [reworded["neighbour"], reworded["icmp"]] + reworded["tcp"] + reworded["http"]:
+            result["error"] = words
+            if (result.get("detail") or {}).get("tls"):
+                result["detail"]["tls"]["verify_error"] = words
+        assert [c["code"] for c in verdict(reworded, exp)[2]["checks"]] == before

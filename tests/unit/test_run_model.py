@@ -355,3 +355,11 @@ def test_a_target_or_router_with_a_full_conntrack_table_explains_a_silent_check(
         assert verdict["code"] == "CONNTRACK_FULL" and "conntrack table of h2 is full" in verdict["hint"]
         assert verdict["evidence"][0].startswith("h2: conntrack table full, 262144 of nf_conntrack_max 262144")
     assert pairs[("h2", "h3")]["verdict"]["code"] == "PORT_CLOSED"  # an answer is not a conntrack drop
+
+
+def test_every_verdict_code_has_a_cell_and_a_row_in_docs_verdict_md():
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnose import CODES
+    assert set(runmodel.CELLS) == set(CODES)
+    assert len(set(runmodel.CELLS.values())) == len(CODES), "two codes share a cell"
+    doc = (COLLECTIONS.parent / "docs" / "verdict.md").read_text()
+    assert [code for code in CODES if "| `%s` |" % code not in doc] == []
