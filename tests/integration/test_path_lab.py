@@ -261,3 +261,19 @@ def test_a_transfer_that_stalls_behind_dropped_frag_needed_is_an_mtu_black_hole(
         1500, 9001, None)
     assert [c["code"] for c in verdict["checks"] if c["check"] == "tcp/%d" % WEB] == ["OK"]  # the connect works
     assert result["path"]["mtu_probes"] == 1 and result["path"]["traces"] == 0
+
+
+@pytest.mark.parametrize("fault, code, hop, at", [
+    (("fault_default_ttl", ("a1", 2)), "TTL_EXPIRED", 2, ("r2", "core")),
+    (("fault_routing_loop", ("r2", "r1", "b1")), "ROUTING_LOOP", 1, ("r1", "a")),
+    (("fault_missing_route", ("r1", "b")), "REJECTED_AT_HOP", 1, ("r1", "a")),
+])
+def test_net_diagnose_gives_the_path_code_and_the_hop_of_each_router_fault(lab, fault, code, hop, at):
+    getattr(lab, fault[0])(*fault[1])
+    from harness import Ansible
+    run = Ansible(lab.config.inventory_path).module("ncr%sa1" % (SLOT % 1000), "net_diagnose", {
+        "targets": [{"host": addr(lab, "b1"), "name": "b1", "ports": [{"port": WEB}]}], "tcp_timeout": 1})
+    (result,) = run.tasks[-1]["hosts"].values()
+    (pair,) = result["results"]
+    assert (pair["verdict"]["code"], pair["verdict"]["hop"]) == (code, {"index": hop, "address": addr(lab, *at)})
+    assert result["path"]["traces"] == 1
