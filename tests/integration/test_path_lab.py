@@ -57,12 +57,14 @@ def addr(lab, node, network=None, version=4):
     return str(topo.address(node, network or node.networks[0], version))
 
 
-def probe(lab, source, kind, target, **options):
-    """Run path.py in the source's namespace. The machine is shared and often loaded: answers get a
-    generous timeout (they come within a millisecond when the machine is idle); silence costs it."""
+def probe(lab, source, kind, target, unprivileged=False, **options):
+    """Run path.py in the source's namespace (as root, or as nobody). The machine is shared and often
+    loaded: answers get a generous timeout (they come within a millisecond when the machine is idle)."""
     options.setdefault("timeout", 1.5)
-    proc = subprocess.run(["ip", "netns", "exec", lab.ns(source), sys.executable, str(RUNNER), kind, target,
-                           json.dumps(options)], capture_output=True, text=True, timeout=60, check=True)
+    user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if unprivileged else []
+    proc = subprocess.run(["ip", "netns", "exec", lab.ns(source)] + user + [
+        "/usr/bin/python3" if unprivileged else sys.executable, str(RUNNER), kind, target, json.dumps(options)],
+        capture_output=True, text=True, timeout=60, check=True)
     return json.loads(proc.stdout)
 
 
@@ -123,9 +125,11 @@ def test_a_forward_drop_on_a_router_is_dropped_after_the_hop_before_like_tracero
 
 def test_a_forward_reject_on_a_router_is_rejected_at_that_router_like_traceroute(lab):
     lab.fault_forward("r2", "reject", "tcp", WEB)
-    for version in (4, 6):
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv is not installed (util-linux)")
+    for version, unprivileged in ((4, False), (6, False), (4, True)):  # the TCP trace needs no root
         target = addr(lab, "b1", version=version)
-        stop = probe(lab, "a1", "trace", target, port=WEB)["stop"]
+        stop = probe(lab, "a1", "trace", target, unprivileged=unprivileged, port=WEB)["stop"]
         assert (stop["code"], stop["hop"], stop["address"]) == ("REJECTED_AT_HOP", 2,
                                                                addr(lab, "r2", "core", version))
         assert stop["icmp_name"] in ("communication administratively prohibited", "administratively prohibited")
