@@ -192,10 +192,11 @@ def never(*args, **kwargs):
 
 
 def traced(stop, hops=None):
+    default = [hop(1, "time_exceeded", "10.9.1.14"), hop(2, "time_exceeded", "10.9.2.15"), hop(3, "none")]
+
     def fake(address, port=None, protocol="tcp", **options):
         return {"address": address, "protocol": protocol, "port": port, "method": "tcp-connect", "source_port": 40000,
-                "probes": 4, "hops": hops or [hop(1, "time_exceeded", "10.9.1.14"), hop(2, "time_exceeded", "10.9.2.15"),
-                                              hop(3, "none")], "stop": dict(stop, meaning="m")}
+                "probes": 4, "hops": hops or default, "stop": dict(stop, meaning="m")}
     return fake
 
 

@@ -39,8 +39,7 @@ from .icmp import ECHO_REPLY, checksum
 from .outcome import TIME_EXCEEDED_TYPE, UNREACH_TYPE, family_word, icmp_name, is_fragmentation_needed, \
     normal_address, same_address
 from .probe import InputError, read_text, target_mappings, validate_host, validate_port, validate_timeout
-from .tcp import IP_RECVERR, IPV6_RECVERR, MSG_ERRQUEUE, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, \
-    SO_EE_ORIGIN_LOCAL, parse_extended_err
+from .tcp import IP_RECVERR, IPV6_RECVERR, MSG_ERRQUEUE, SO_EE_ORIGIN_LOCAL, parse_extended_err
 
 KIND = "path"
 # Linux values the socket module does not export everywhere
@@ -582,8 +581,10 @@ PATH_SPEC = {
                 "description": "The flows to trace, one after the other (each is bounded)."},
     "trace": {"type": "bool", "default": True, "description": "Trace each flow hop by hop."},
     "mtu": {"type": "bool", "default": False, "description": "Also find the path MTU with DF echo probes."},
-    "max_hops": {"type": "int", "default": DEFAULTS["max_hops"], "description": "Highest TTL / hop limit tried (1-64)."},
-    "timeout": {"type": "float", "default": DEFAULTS["timeout"], "description": "Seconds to wait for each probe's answer."},
+    "max_hops": {"type": "int", "default": DEFAULTS["max_hops"],
+                 "description": "Highest TTL / hop limit tried (1-64)."},
+    "timeout": {"type": "float", "default": DEFAULTS["timeout"],
+                "description": "Seconds to wait for each probe's answer."},
     "attempts": {"type": "int", "default": DEFAULTS["attempts"],
                  "description": "Probes per hop (and per MTU size) before it counts as silent (1-5)."},
 }
@@ -663,12 +664,14 @@ SILENT_CODES = ("PORT_FILTERED", "ICMP_FILTERED", "HTTP_TIMEOUT", "DROPPED_AFTER
 STALLED_CODES = ("HTTP_TIMEOUT",)
 PATH_OPTIONS_SPEC = {
     "on_failure": {"type": "bool", "default": True,
-                   "description": "Trace the flow of every failing check routed via a gateway (healthy pairs pay nothing)."},
+                   "description": "Trace the flow of every failing check routed via a gateway "
+                                  "(healthy pairs pay nothing)."},
     "always": {"type": "bool", "default": False, "description": "Trace every pair's flows, failing or not."},
     "mtu": {"type": "bool", "default": False,
             "description": "Find the path MTU of every pair (it is found anyway for a check whose transfer stalls)."},
     "max_hops": PATH_SPEC["max_hops"], "timeout": PATH_SPEC["timeout"], "attempts": PATH_SPEC["attempts"],
-    "max_flows": {"type": "int", "default": 32, "description": "At most this many flows traced per run (bounded cost)."},
+    "max_flows": {"type": "int", "default": 32,
+                  "description": "At most this many flows traced per run (bounded cost)."},
 }
 PATH_OPTION_DEFAULTS = {name: option.get("default") for name, option in PATH_OPTIONS_SPEC.items()}
 
@@ -722,7 +725,8 @@ def _hops_line(trace_result):
                                    hop_entry.get("icmp_name") or hop_entry["answer"]))
     stop = trace_result["stop"]
     return "path %s %s: %s; %s at hop %s%s" % (
-        trace_result["protocol"], trace_result["address"] + (":%s" % trace_result["port"] if trace_result["port"] else ""),
+        trace_result["protocol"],
+        trace_result["address"] + (":%s" % trace_result["port"] if trace_result["port"] else ""),
         ", ".join(words) or "no hop", stop["code"], stop.get("hop"),
         " (%s)" % stop["address"] if stop.get("address") else "")
 
@@ -937,7 +941,8 @@ def mtu_hint(facts):
     return "the path carries the interface MTU (%s bytes)" % facts["interface_mtu"]
 
 
-__all__ = ["PATH_CODES", "PATH_OPTIONS_SPEC", "apply_findings", "flows_to_probe", "resummarize", "run_path_probes",
-           "PATH_SPEC", "PATH_TARGET_SPEC", "parse_path_targets", "probe_paths", "DEFAULTS", "FLOOR", "KIND", "PLATEAUS", "STOPS", "answer_of", "classify_hops", "classify_mtu",
-           "discover_mtu", "echo_once", "echo_packet", "flow_ttl", "interface_mtu_to", "mtu_hint",
-           "open_echo_socket", "read_errors", "search_mtu", "tcp_hop", "trace", "trace_hint"]
+__all__ = ["DEFAULTS", "FLOOR", "KIND", "PATH_CODES", "PATH_OPTIONS_SPEC", "PATH_SPEC", "PATH_TARGET_SPEC", "PLATEAUS",
+           "STOPS", "answer_of", "apply_findings", "classify_hops", "classify_mtu", "discover_mtu", "echo_once",
+           "echo_packet", "flow_ttl", "flows_to_probe", "interface_mtu_to", "mtu_hint", "open_echo_socket",
+           "parse_path_targets", "probe_paths", "read_errors", "resummarize", "run_path_probes", "search_mtu",
+           "tcp_hop", "trace", "trace_hint"]
