@@ -227,6 +227,14 @@ def _diagnose(lab, sources, tcp_timeout=1):
     return {host.replace(lab.topology.name, ""): result for host, result in run.tasks[-1]["hosts"].items()}
 
 
+def test_no_node_of_the_routed_lab_has_a_default_route(lab):
+    for node in lab.topology.nodes.values():
+        for version in ("-4", "-6"):
+            routes = subprocess.run(["ip", version, "-n", lab.topology.namespace(node), "route", "show", "default"],
+                                    capture_output=True, text=True, check=True).stdout
+            assert routes.strip() == "", (node.name, routes)
+
+
 def test_a_healthy_routed_mesh_is_all_ok_and_sends_no_path_probe(lab):
     results = _diagnose(lab, "subnet_a:subnet_b")
     assert sorted(results) == ["a1", "a2", "b1"]
