@@ -79,6 +79,9 @@ def routed(args):
     elif args.command == "status":
         print(json.dumps(lab.status(), indent=2))
     elif args.command == "inventory":
+        if not lab.config.inventory_path.exists():
+            raise LabError("no inventory at %s: run `python -m lab --topology %s up` first"
+                           % (lab.config.inventory_path, args.topology))
         print("# %s" % lab.config.inventory_path)
         print(lab.config.inventory_path.read_text(), end="")
     elif args.command == "reset":
