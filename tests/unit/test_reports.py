@@ -543,3 +543,12 @@ def test_a_warning_is_shown_and_passes(tmp_path):
     _, _, cases = _cases(reports.write_junit(run, str(tmp_path / "junit.xml")))
     (icmp_case,) = [c for c in cases if c.name.startswith("nclab2") and "icmp" in c.name]
     assert not icmp_case.result and "warning ICMP_LOSS" in icmp_case.system_out
+
+
+def test_a_name_that_does_not_resolve_is_its_own_failing_check(tmp_path):
+    run = sample.sample_run(n_sources=2, faults={("nclab1", "nclab2"): "DNS_FAILED"})
+    _, _, cases = _cases(reports.write_junit(run, str(tmp_path / "junit.xml")))
+    failures = {c.name: r for c in cases for r in c.result if isinstance(r, Failure)}
+    assert list(failures) == ["nclab2 resolve [network]"]
+    assert failures["nclab2 resolve [network]"].type == "DNS_FAILED"
+    assert "name resolution failed" in failures["nclab2 resolve [network]"].text
