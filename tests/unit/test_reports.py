@@ -558,3 +558,12 @@ def test_the_hop_where_the_flow_died_is_in_every_report(four, validator, tmp_pat
     assert "DROPPED_AFTER_HOP at hop 2 (10.78.142.15)" in reports.render_html(run)
     from ansible_collections.netcheck.netcheck.plugins.plugin_utils import run as runmodel
     assert runmodel.pair_cell(pair).startswith("DRP@2")
+
+
+def test_a_name_that_does_not_resolve_is_its_own_failing_check(tmp_path):
+    run = sample.sample_run(n_sources=2, faults={("nclab1", "nclab2"): "DNS_FAILED"})
+    _, _, cases = _cases(reports.write_junit(run, str(tmp_path / "junit.xml")))
+    failures = {c.name: r for c in cases for r in c.result if isinstance(r, Failure)}
+    assert list(failures) == ["nclab2 resolve [network]"]
+    assert failures["nclab2 resolve [network]"].type == "DNS_FAILED"
+    assert "name resolution failed" in failures["nclab2 resolve [network]"].text
