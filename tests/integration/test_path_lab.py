@@ -113,7 +113,7 @@ def tracepath(lab, source, target, max_hops):
 def test_a_forward_drop_on_a_router_is_dropped_after_the_hop_before_like_traceroute(lab):
     lab.fault_forward("r2", "drop", "tcp", WEB)
     target = addr(lab, "b1")
-    result = probe(lab, "a1", "trace", target, port=WEB, timeout=1.0, attempts=1)
+    result = probe(lab, "a1", "trace", target, port=WEB, timeout=1.0, attempts=2)
     stop = result["stop"]
     # r2 answers TTL 2 (time exceeded comes before its FORWARD chain); TTL 3 dies in its FORWARD
     assert (stop["code"], stop["hop"], stop["address"]) == ("DROPPED_AFTER_HOP", 2, addr(lab, "r2", "core"))
@@ -158,7 +158,11 @@ def test_two_routers_pointing_at_each_other_are_a_routing_loop_like_tracepath(la
         assert (stop["code"], stop["hop"], stop["address"]) == ("ROUTING_LOOP", 1, addr(lab, "r1"))
         assert set(stop["loop"]) == {addr(lab, "r1"), addr(lab, "r2", "core")}
     hops, _ = tracepath(lab, "a1", target, 4)
-    assert [hops.get(i) for i in (1, 2, 3, 4)] == [a for _, a in hops_of(result)] + [addr(lab, "r2", "core")]
+    ours = dict(hops_of(result))
+    ours[4] = addr(lab, "r2", "core")
+    # every hop tracepath heard agrees (a "no reply" of a loaded machine is no disagreement)
+    assert {i: a for i, a in hops.items() if i in ours} == {i: ours[i] for i in hops if i in ours}
+    assert len(hops) >= 3
     oracle = traceroute_tcp(lab, "a1", target, WEB, 4)
     assert [a for _, a, _ in oracle[:3]] == [a for _, a in hops_of(result)]
 
@@ -166,7 +170,7 @@ def test_two_routers_pointing_at_each_other_are_a_routing_loop_like_tracepath(la
 def test_rp_filter_on_a_router_drops_silently_after_the_hop_before(lab):
     lab.fault_rp_filter("r2", "a1")
     target = addr(lab, "b1")
-    result = probe(lab, "a1", "trace", target, port=WEB, timeout=1.0, attempts=1)
+    result = probe(lab, "a1", "trace", target, port=WEB, timeout=1.0, attempts=2)
     assert (result["stop"]["code"], result["stop"]["hop"], result["stop"]["address"]) == (
         "DROPPED_AFTER_HOP", 1, addr(lab, "r1"))
     oracle = traceroute_tcp(lab, "a1", target, WEB, 3)
@@ -209,7 +213,7 @@ def test_a_smaller_mtu_on_a_router_link_is_the_mtu_that_router_reports(lab):
 def test_frag_needed_dropped_on_the_router_is_an_mtu_black_hole_naming_the_sizes(lab):
     lab.fault_drop_frag_needed("r1")
     for version in (4, 6):
-        facts = probe(lab, "a1", "mtu", addr(lab, "b1", version=version), timeout=1.0, attempts=1)
+        facts = probe(lab, "a1", "mtu", addr(lab, "b1", version=version), timeout=0.5, attempts=2)
         assert (facts["code"], facts["largest_passed"], facts["smallest_lost"], facts["interface_mtu"]) == (
             "MTU_BLACKHOLE", 1500, 1501, 9001)
         assert facts["reported_mtu"] is None
