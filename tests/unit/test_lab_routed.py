@@ -80,3 +80,11 @@ def test_a_fault_names_its_arguments(sample, tmp_path):
         apply_fault(lab, "drop-frag-needed", ["r9"])
     assert set(FAULTS) >= {"missing-route", "forward-drop", "forward-reject", "drop-frag-needed", "mtu", "rp-filter",
                            "loop", "ttl"}
+
+
+def test_the_cli_needs_a_topology_for_faults_and_names_missing_arguments(capsys):
+    from lab.__main__ import main
+    assert main(["reset"]) == 1
+    assert "reset needs --topology FILE" in capsys.readouterr().err
+    assert main(["--topology", str(DEFAULT_TOPOLOGY), "fault", "loop", "r1"]) == 1
+    assert "fault loop takes ROUTER BACK_TO TARGET" in capsys.readouterr().err
