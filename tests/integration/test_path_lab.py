@@ -293,3 +293,16 @@ def test_net_diagnose_gives_the_path_code_and_the_hop_of_each_router_fault(lab, 
     (pair,) = result["results"]
     assert (pair["verdict"]["code"], pair["verdict"]["hop"]) == (code, {"index": hop, "address": addr(lab, *at)})
     assert result["path"]["traces"] == 1
+
+
+def test_path_probe_module_over_ssh_traces_and_finds_the_mtu_in_check_mode(lab):
+    from harness import Ansible
+    run = Ansible(lab.config.inventory_path).module("ncr%sa1" % (SLOT % 1000), "path_probe", {
+        "targets": [{"host": addr(lab, "b1"), "port": WEB, "name": "b1"}], "mtu": True}, check=True)
+    (result,) = run.tasks[-1]["hosts"].values()
+    assert result["changed"] is False
+    (entry,) = result["paths"]
+    assert [h["address"] for h in entry["trace"]["hops"]] == [addr(lab, "r1"), addr(lab, "r2", "core"), addr(lab, "b1")]
+    assert entry["trace"]["stop"]["code"] == "REACHED"
+    assert (entry["mtu"]["code"], entry["mtu"]["path_mtu"], entry["mtu"]["reported_by"]) == (
+        "PMTU_REDUCED", 1500, addr(lab, "r1"))
