@@ -255,6 +255,13 @@ def test_twenty_and_fifty_percent_loss_are_a_warning_and_a_failure_with_the_figu
     assert "crit 15" in _checks(pairs["loss20-strict"])["icmp"]["evidence"][1]
     assert pairs["loss50"]["verdict"]["code"] == "ICMP_LOSS" and pairs["loss50"]["verdict"]["failed_checks"] == 1
     assert run.result(src.name)["failed"] is True
+    # fail_on_warn: the same 20 % is a failing pair, its check still a warning
+    strict = ansible.module(src.name, "net_diagnose", {
+        "targets": targets[:1], "tcp_timeout": 1, "fail_on_warn": True,
+        "icmp": {"count": COUNT, "interval": 0.02, "timeout": 1}})
+    (pair,) = strict.result(src.name)["results"]
+    assert (pair["ok"], pair["verdict"]["code"], _checks(pair)["icmp"]["severity"]) == (False, "ICMP_LOSS", "warn")
+    assert strict.result(src.name)["failed"] is True
 
 
 def test_no_loss_is_ok_with_the_default_thresholds(hosts, ansible):
