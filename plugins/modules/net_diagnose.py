@@ -19,9 +19,10 @@ description:
     past I(icmp.warn) (a warning) or I(icmp.crit) (a failure).
   - Layers are independent evidence, not a ladder that stops at the first failure. ICMP dropped while
     a port answers is C(OK) with an C(ICMP_FILTERED) note, unless the target's I(icmp) is C(reachable).
-  - As root, an ARP request is sent on the wire (raw AF_PACKET socket, bounded by I(arp_timeout)) to each
-    on-link IPv4 next hop, so the MAC seen on the wire is compared with the kernel's cached one
-    (C(NEIGHBOUR_MISMATCH)).
+  - As root, an ARP request (IPv4, raw AF_PACKET socket) or an NDP neighbour solicitation (IPv6, raw
+    ICMPv6 socket) is sent on the wire, bounded by I(arp_timeout), to each on-link next hop, so the MAC
+    seen on the wire is compared with the kernel's cached one (C(NEIGHBOUR_MISMATCH)), and a host that
+    went down while the cache still says REACHABLE is C(NEIGHBOUR_FAILED).
   - With I(limits), the host's connection limits (see M(netcheck.netcheck.conn_limits)) are returned too.
   - The task fails when any target misses an expectation; every target's result is still returned.
     Bad input fails naming the field (for example C(targets[1].ports[0].port)) before anything is sent.
@@ -252,11 +253,11 @@ options:
         default: false
   arp_probe:
     description:
-      - Send an ARP request on the wire to each on-link IPv4 next hop (raw socket, root only).
+      - Ask the wire who has each on-link next hop - ARP for IPv4, an NDP neighbour solicitation for IPv6 (raw sockets, root only).
       - Unset means when running as root.
     type: bool
   arp_timeout:
-    description: Seconds an ARP probe waits for its answer.
+    description: Seconds an ARP or NDP probe waits for its answer.
     type: float
     default: 0.5
   fail_on_warn:

@@ -157,21 +157,25 @@ def _neighbour_state(namespace, address):
     return line[-1] if line else None
 
 
-@pytest.fixture
-def gone_host(lab, hosts):
-    """An address that answered (ARP and ping) and is gone now, still REACHABLE in the source's cache."""
+@pytest.fixture(params=["v4", "v6"])
+def gone_host(request, lab, hosts):
+    """An address that answered (ARP/NDP and ping) and is gone now, still REACHABLE in the source's cache."""
     src, dst, _ = hosts
-    address = str(lab.config.network.network_address + 63)
-    netns(dst.namespace, "ip", "addr", "add", address + "/%d" % lab.config.network.prefixlen, "dev", "eth0")
+    if request.param == "v4":
+        address, prefix, flags, ping = str(lab.config.network.network_address + 63), lab.config.network.prefixlen, [], []
+    else:
+        address, prefix = str(lab.config.network6.network_address + 0x63), lab.config.network6.prefixlen
+        flags, ping = ["nodad"], ["-6"]  # no duplicate address detection: usable at once
+    netns(dst.namespace, "ip", "addr", "add", "%s/%d" % (address, prefix), "dev", "eth0", *flags)
     try:
-        netns(src.namespace, "ping", "-c", "1", "-W", "2", address)
+        assert wait_for(lambda: netns(src.namespace, "ping", *ping, "-c", "1", "-W", "1", address,
+                                      check=False).returncode == 0, 10)
         assert wait_for(lambda: _neighbour_state(src.namespace, address) == "REACHABLE", 5)
-        netns(dst.namespace, "ip", "addr", "del", address + "/%d" % lab.config.network.prefixlen, "dev", "eth0")
+        netns(dst.namespace, "ip", "addr", "del", "%s/%d" % (address, prefix), "dev", "eth0")
         assert _neighbour_state(src.namespace, address) == "REACHABLE"
         yield address
     finally:
-        netns(dst.namespace, "ip", "addr", "del", address + "/%d" % lab.config.network.prefixlen, "dev", "eth0",
-              check=False)
+        netns(dst.namespace, "ip", "addr", "del", "%s/%d" % (address, prefix), "dev", "eth0", check=False)
         netns(src.namespace, "ip", "neigh", "del", address, "dev", "eth0", check=False)
 
 
@@ -183,7 +187,7 @@ def test_a_down_host_still_reachable_in_the_cache_is_neighbour_failed(gone_host,
     neighbour = pair["layers"]["neighbour"]["detail"]
     # the kernel still holds the MAC (REACHABLE, or DELAY once the probes' traffic went out); the wire does not
     assert neighbour["mac"] and neighbour["kernel_state"] in ("REACHABLE", "DELAY", "PROBE", "STALE"), neighbour
-    assert neighbour["wire_macs"] == [] and neighbour["seen_on_wire"] is False
+    assert neighbour["wire_macs"] == [] and neighbour["seen_on_wire"] is False, neighbour
     verdict = pair["verdict"]
     assert (verdict["code"], verdict["first_failing_layer"]) == ("NEIGHBOUR_FAILED", "link"), verdict
     checks = _checks(pair)
@@ -195,6 +199,15 @@ def test_a_down_host_still_reachable_in_the_cache_is_neighbour_failed(gone_host,
                      + [c["hint"] for c in verdict["checks"]])
     assert "ICMP_FILTERED" not in [n["code"] for n in verdict["notes"]]
     assert "answers ARP" not in words
+
+
+def test_a_live_ipv6_neighbour_answers_ndp_on_the_wire(hosts, ansible):
+    src, dst, _ = hosts
+    run = ansible.module(src.name, "net_diagnose", {"targets": [{"host": dst.ip6, "ports": [{"port": 22}]}]})
+    (pair,) = run.result(src.name)["results"]
+    neighbour = pair["layers"]["neighbour"]["detail"]
+    assert neighbour["wire_macs"] == [dst.mac] and neighbour["seen_on_wire"] is True, neighbour
+    assert pair["ok"] and _checks(pair)["neighbour"]["outcome"]["confirmed"] is True
 
 
 # --- loss against thresholds ---------------------------------------------------------------------
