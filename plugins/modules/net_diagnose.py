@@ -277,6 +277,14 @@ options:
     description: How many probes of one layer run at the same moment at most.
     type: int
     default: 256
+  confirm_budget:
+    description:
+      - Seconds the paced re-probes of silent ports and URLs may add to the run (0 - none), as in
+        M(netcheck.netcheck.port_check) - a port that timed out on a host that answered other ports with ICMP
+        errors is probed again, and is C(rejected) only when an ICMP error for that port comes back.
+      - A healthy run pays nothing.
+    type: float
+    default: 10
 attributes:
   check_mode:
     support: full
@@ -467,6 +475,8 @@ def main():
     try:
         if params["max_workers"] < 1:
             raise InputError("max_workers: %s must be at least 1" % params["max_workers"])
+        if not 0 <= params["confirm_budget"] <= 600:
+            raise InputError("confirm_budget: %s must be between 0 and 600 seconds" % params["confirm_budget"])
         icmp = params["icmp"] or {}
         icmp_options(icmp.get("count", 3), icmp.get("interval", 0.2), icmp.get("timeout", 1.0), icmp.get("size", 56))
         for port in params["limit_ports"]:
@@ -487,7 +497,8 @@ def main():
     ping_options = {k: v for k, v in _without_nones(params["icmp"]).items() if k not in ("warn", "crit")}
     pairs, meta = diagnose_targets(parsed, icmp_options=ping_options, run=module.run_command,
                                    arp_probe_enabled=params["arp_probe"], arp_timeout=params["arp_timeout"],
-                                   max_workers=params["max_workers"], fail_on_warn=params["fail_on_warn"])
+                                   max_workers=params["max_workers"], fail_on_warn=params["fail_on_warn"],
+                                   confirm_budget=params["confirm_budget"])
     limits = gather_limits(params["limit_ports"], run=module.run_command) if params["limits"] else None
     summary = summarize_pairs(pairs)
     result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], changed=False,

@@ -333,3 +333,32 @@ def test_nmap_agrees_with_every_check_of_net_diagnose_on_mixed_ports(matrix_faul
     assert mixed["verdict"]["failed_checks"] == sum(1 for p in ports if wanted[p] != "open")
     assert pairs["intended"]["ok"], [(c["check"], c["code"]) for c in pairs["intended"]["verdict"]["checks"]
                                      if not c["ok"]]
+
+
+def test_fifty_rejects_and_five_drops_of_one_ipv6_host_each_have_their_own_check(matrix_faults, hosts, ansible):
+    """The target rate-limits its ICMPv6 errors: most REJECT ports get no answer at first and are
+    re-probed, paced, until their own error comes; the DROP ports stay filtered on their own silence.
+    Every check agrees with nmap, and the firewall owner's expectations make the pair OK."""
+    if shutil.which("nmap") is None:
+        pytest.skip("nmap is not installed (the oracle)")
+    from verdict_faults import RATE_DROP, RATE_REJECT, agrees, nmap_states
+    src, dst = hosts[0], matrix_faults
+    ports = RATE_REJECT + RATE_DROP
+    targets = [{"name": "rate", "host": dst.ip6, "icmp": "skip",
+                "ports": [{"port": p, "expected": "rejected" if p in RATE_REJECT else "filtered"} for p in ports]}]
+    run = ansible.module(src.name, "net_diagnose", {"targets": targets, "tcp_timeout": 2, "confirm_budget": 30},
+                         timeout=600)
+    (pair,) = run.result(src.name)["results"]
+    checks = _checks(pair)
+    assert pair["ok"], [(c["check"], c["code"], c["outcome"]) for c in pair["verdict"]["checks"] if not c["ok"]]
+    reprobed = [c for c in checks.values() if c["outcome"]["probes"] > 1 and c["outcome"]["reason"] == "icmp_unreach"]
+    assert reprobed, "no REJECT port needed a re-probe: the case did not hit the rate limit"
+    for port in ports:
+        record = checks["tcp/%d" % port]["outcome"]
+        if port in RATE_REJECT:
+            assert (record["reason"], record["icmp_from"], record["confirmed"]) == ("icmp_unreach", dst.ip6, True)
+        else:
+            assert (record["reason"], record["answers"]) == ("no_answer", 0), record
+    nmap = nmap_states(src.namespace, dst.ip6, list(ports))
+    results = {r["detail"]["port"]: r for r in pair["layers"]["tcp"]}
+    assert [p for p in ports if not agrees(results[p], nmap[p])] == []

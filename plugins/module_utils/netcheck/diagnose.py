@@ -174,6 +174,9 @@ DIAGNOSE_MODULE_SPEC = {
                         description="With limits, the listening ports whose process, descriptors and queue "
                                     "are returned."),
     "max_workers": {"type": "int", "default": 256, "description": "How many probes of one layer run at once at most."},
+    "confirm_budget": dict(tcp_probe.TCP_MODULE_SPEC["confirm_budget"],
+                           description="Seconds the paced re-probes of silent ports and URLs may add to the run "
+                                       "(0: none; port_check's confirmation)."),
 }
 
 
@@ -1033,11 +1036,12 @@ def _resolve(host):
 
 def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enabled=None,
                      arp_timeout=DEFAULT_ARP_TIMEOUT, arp_cache_path=ARP_CACHE_STAT, max_workers=256,
-                     fail_on_warn=False):
+                     fail_on_warn=False, confirm_budget=tcp_probe.DEFAULT_CONFIRM_BUDGET):
     """Probe every DiagnoseTarget at every layer asked, concurrently; one pair per target.
 
     ``icmp_options``: count, interval, timeout, size, method (icmp.ping_targets' options).
     ``arp_probe_enabled``: None = when running as root. ``fail_on_warn``: a warning check fails its pair.
+    ``confirm_budget``: seconds the re-probes of silent ports and URLs may add (tcp.Confirmer).
     """
     start = time.monotonic()
     icmp_options = dict(icmp_options or {})
@@ -1073,11 +1077,12 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
 
     def run_tcp():
         if tcp_items:
-            probed["tcp"] = tcp_probe.check_targets([t for _, t in tcp_items], max_workers)
+            probed["tcp"] = tcp_probe.check_targets([t for _, t in tcp_items], max_workers,
+                                                    confirm_budget=confirm_budget)
 
     def run_http():
         if http_items:
-            probed["http"] = http_probe.check_urls([t for _, t in http_items], max_workers)
+            probed["http"] = http_probe.check_urls([t for _, t in http_items], max_workers, confirm_budget)
 
     def run_icmp():
         if not ping_items:
