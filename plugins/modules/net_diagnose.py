@@ -19,9 +19,10 @@ description:
     past I(icmp.warn) (a warning) or I(icmp.crit) (a failure).
   - Layers are independent evidence, not a ladder that stops at the first failure. ICMP dropped while
     a port answers is C(OK) with an C(ICMP_FILTERED) note, unless the target's I(icmp) is C(reachable).
-  - As root, an ARP request is sent on the wire (raw AF_PACKET socket, bounded by I(arp_timeout)) to each
-    on-link IPv4 next hop, so the MAC seen on the wire is compared with the kernel's cached one
-    (C(NEIGHBOUR_MISMATCH)).
+  - As root, an ARP request (IPv4, raw AF_PACKET socket) or an NDP neighbour solicitation (IPv6, raw
+    ICMPv6 socket) is sent on the wire, bounded by I(arp_timeout), to each on-link next hop, so the MAC
+    seen on the wire is compared with the kernel's cached one (C(NEIGHBOUR_MISMATCH)), and a host that
+    went down while the cache still says REACHABLE is C(NEIGHBOUR_FAILED).
   - With I(limits), the host's connection limits (see M(netcheck.netcheck.conn_limits)) are returned too.
   - The task fails when any target misses an expectation; every target's result is still returned.
     Bad input fails naming the field (for example C(targets[1].ports[0].port)) before anything is sent.
@@ -252,11 +253,11 @@ options:
         default: false
   arp_probe:
     description:
-      - Send an ARP request on the wire to each on-link IPv4 next hop (raw socket, root only).
+      - Ask the wire who has each on-link next hop - ARP for IPv4, an NDP neighbour solicitation for IPv6 (raw sockets, root only).
       - Unset means when running as root.
     type: bool
   arp_timeout:
-    description: Seconds an ARP probe waits for its answer.
+    description: Seconds an ARP or NDP probe waits for its answer.
     type: float
     default: 0.5
   fail_on_warn:
@@ -276,6 +277,14 @@ options:
     description: How many probes of one layer run at the same moment at most.
     type: int
     default: 256
+  confirm_budget:
+    description:
+      - Seconds the paced re-probes of silent ports and URLs may add to the run (0 - none), as in
+        M(netcheck.netcheck.port_check) - a port that timed out on a host that answered other ports with ICMP
+        errors is probed again, and is C(rejected) only when an ICMP error for that port comes back.
+      - A healthy run pays nothing.
+    type: float
+    default: 10
   path:
     description:
       - Where on the path (docs/path.md) - after the verdicts, the flow of every failing check whose target is
@@ -524,6 +533,8 @@ def main():
     try:
         if params["max_workers"] < 1:
             raise InputError("max_workers: %s must be at least 1" % params["max_workers"])
+        if not 0 <= params["confirm_budget"] <= 600:
+            raise InputError("confirm_budget: %s must be between 0 and 600 seconds" % params["confirm_budget"])
         icmp = params["icmp"] or {}
         icmp_options(icmp.get("count", 3), icmp.get("interval", 0.2), icmp.get("timeout", 1.0), icmp.get("size", 56))
         for port in params["limit_ports"]:
@@ -545,7 +556,7 @@ def main():
     pairs, meta = diagnose_targets(parsed, icmp_options=ping_options, run=module.run_command,
                                    arp_probe_enabled=params["arp_probe"], arp_timeout=params["arp_timeout"],
                                    max_workers=params["max_workers"], fail_on_warn=params["fail_on_warn"],
-                                   path_options=params["path"] or {})
+                                   confirm_budget=params["confirm_budget"], path_options=params["path"] or {})
     limits = gather_limits(params["limit_ports"], run=module.run_command) if params["limits"] else None
     summary = summarize_pairs(pairs)
     result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], path=meta["path"],

@@ -157,21 +157,25 @@ def _neighbour_state(namespace, address):
     return line[-1] if line else None
 
 
-@pytest.fixture
-def gone_host(lab, hosts):
-    """An address that answered (ARP and ping) and is gone now, still REACHABLE in the source's cache."""
+@pytest.fixture(params=["v4", "v6"])
+def gone_host(request, lab, hosts):
+    """An address that answered (ARP/NDP and ping) and is gone now, still REACHABLE in the source's cache."""
     src, dst, _ = hosts
-    address = str(lab.config.network.network_address + 63)
-    netns(dst.namespace, "ip", "addr", "add", address + "/%d" % lab.config.network.prefixlen, "dev", "eth0")
+    if request.param == "v4":
+        address, prefix, flags, ping = str(lab.config.network.network_address + 63), lab.config.network.prefixlen, [], []
+    else:
+        address, prefix = str(lab.config.network6.network_address + 0x63), lab.config.network6.prefixlen
+        flags, ping = ["nodad"], ["-6"]  # no duplicate address detection: usable at once
+    netns(dst.namespace, "ip", "addr", "add", "%s/%d" % (address, prefix), "dev", "eth0", *flags)
     try:
-        netns(src.namespace, "ping", "-c", "1", "-W", "2", address)
+        assert wait_for(lambda: netns(src.namespace, "ping", *ping, "-c", "1", "-W", "1", address,
+                                      check=False).returncode == 0, 10)
         assert wait_for(lambda: _neighbour_state(src.namespace, address) == "REACHABLE", 5)
-        netns(dst.namespace, "ip", "addr", "del", address + "/%d" % lab.config.network.prefixlen, "dev", "eth0")
+        netns(dst.namespace, "ip", "addr", "del", "%s/%d" % (address, prefix), "dev", "eth0")
         assert _neighbour_state(src.namespace, address) == "REACHABLE"
         yield address
     finally:
-        netns(dst.namespace, "ip", "addr", "del", address + "/%d" % lab.config.network.prefixlen, "dev", "eth0",
-              check=False)
+        netns(dst.namespace, "ip", "addr", "del", "%s/%d" % (address, prefix), "dev", "eth0", check=False)
         netns(src.namespace, "ip", "neigh", "del", address, "dev", "eth0", check=False)
 
 
@@ -183,7 +187,7 @@ def test_a_down_host_still_reachable_in_the_cache_is_neighbour_failed(gone_host,
     neighbour = pair["layers"]["neighbour"]["detail"]
     # the kernel still holds the MAC (REACHABLE, or DELAY once the probes' traffic went out); the wire does not
     assert neighbour["mac"] and neighbour["kernel_state"] in ("REACHABLE", "DELAY", "PROBE", "STALE"), neighbour
-    assert neighbour["wire_macs"] == [] and neighbour["seen_on_wire"] is False
+    assert neighbour["wire_macs"] == [] and neighbour["seen_on_wire"] is False, neighbour
     verdict = pair["verdict"]
     assert (verdict["code"], verdict["first_failing_layer"]) == ("NEIGHBOUR_FAILED", "link"), verdict
     checks = _checks(pair)
@@ -195,6 +199,15 @@ def test_a_down_host_still_reachable_in_the_cache_is_neighbour_failed(gone_host,
                      + [c["hint"] for c in verdict["checks"]])
     assert "ICMP_FILTERED" not in [n["code"] for n in verdict["notes"]]
     assert "answers ARP" not in words
+
+
+def test_a_live_ipv6_neighbour_answers_ndp_on_the_wire(hosts, ansible):
+    src, dst, _ = hosts
+    run = ansible.module(src.name, "net_diagnose", {"targets": [{"host": dst.ip6, "ports": [{"port": 22}]}]})
+    (pair,) = run.result(src.name)["results"]
+    neighbour = pair["layers"]["neighbour"]["detail"]
+    assert neighbour["wire_macs"] == [dst.mac] and neighbour["seen_on_wire"] is True, neighbour
+    assert pair["ok"] and _checks(pair)["neighbour"]["outcome"]["confirmed"] is True
 
 
 # --- loss against thresholds ---------------------------------------------------------------------
@@ -255,6 +268,13 @@ def test_twenty_and_fifty_percent_loss_are_a_warning_and_a_failure_with_the_figu
     assert "crit 15" in _checks(pairs["loss20-strict"])["icmp"]["evidence"][1]
     assert pairs["loss50"]["verdict"]["code"] == "ICMP_LOSS" and pairs["loss50"]["verdict"]["failed_checks"] == 1
     assert run.result(src.name)["failed"] is True
+    # fail_on_warn: the same 20 % is a failing pair, its check still a warning
+    strict = ansible.module(src.name, "net_diagnose", {
+        "targets": targets[:1], "tcp_timeout": 1, "fail_on_warn": True,
+        "icmp": {"count": COUNT, "interval": 0.02, "timeout": 1}})
+    (pair,) = strict.result(src.name)["results"]
+    assert (pair["ok"], pair["verdict"]["code"], _checks(pair)["icmp"]["severity"]) == (False, "ICMP_LOSS", "warn")
+    assert strict.result(src.name)["failed"] is True
 
 
 def test_no_loss_is_ok_with_the_default_thresholds(hosts, ansible):
@@ -313,3 +333,32 @@ def test_nmap_agrees_with_every_check_of_net_diagnose_on_mixed_ports(matrix_faul
     assert mixed["verdict"]["failed_checks"] == sum(1 for p in ports if wanted[p] != "open")
     assert pairs["intended"]["ok"], [(c["check"], c["code"]) for c in pairs["intended"]["verdict"]["checks"]
                                      if not c["ok"]]
+
+
+def test_fifty_rejects_and_five_drops_of_one_ipv6_host_each_have_their_own_check(matrix_faults, hosts, ansible):
+    """The target rate-limits its ICMPv6 errors: most REJECT ports get no answer at first and are
+    re-probed, paced, until their own error comes; the DROP ports stay filtered on their own silence.
+    Every check agrees with nmap, and the firewall owner's expectations make the pair OK."""
+    if shutil.which("nmap") is None:
+        pytest.skip("nmap is not installed (the oracle)")
+    from verdict_faults import RATE_DROP, RATE_REJECT, agrees, nmap_states
+    src, dst = hosts[0], matrix_faults
+    ports = RATE_REJECT + RATE_DROP
+    targets = [{"name": "rate", "host": dst.ip6, "icmp": "skip",
+                "ports": [{"port": p, "expected": "rejected" if p in RATE_REJECT else "filtered"} for p in ports]}]
+    run = ansible.module(src.name, "net_diagnose", {"targets": targets, "tcp_timeout": 2, "confirm_budget": 30},
+                         timeout=600)
+    (pair,) = run.result(src.name)["results"]
+    checks = _checks(pair)
+    assert pair["ok"], [(c["check"], c["code"], c["outcome"]) for c in pair["verdict"]["checks"] if not c["ok"]]
+    reprobed = [c for c in checks.values() if c["outcome"]["probes"] > 1 and c["outcome"]["reason"] == "icmp_unreach"]
+    assert reprobed, "no REJECT port needed a re-probe: the case did not hit the rate limit"
+    for port in ports:
+        record = checks["tcp/%d" % port]["outcome"]
+        if port in RATE_REJECT:
+            assert (record["reason"], record["icmp_from"], record["confirmed"]) == ("icmp_unreach", dst.ip6, True)
+        else:
+            assert (record["reason"], record["answers"]) == ("no_answer", 0), record
+    nmap = nmap_states(src.namespace, dst.ip6, list(ports))
+    results = {r["detail"]["port"]: r for r in pair["layers"]["tcp"]}
+    assert [p for p in ports if not agrees(results[p], nmap[p])] == []

@@ -415,7 +415,7 @@ def test_nothing_answering_claims_an_arp_answer_only_when_the_wire_gave_one():
     assert "not probed on the wire" in cached["hint"]
     _, _, wired = judge(layers(neighbour("reachable", wire=["aa:aa:aa:aa:aa:01"]), icmp(received=0), silent),
                         expected(ports={"22": "open"}))
-    assert "answers ARP on the wire" in wired["hint"]
+    assert "answers ARP/NDP on the wire" in wired["hint"]
 
 
 def icmp_figures(received=3, sent=3, rtt=0.1):
@@ -505,3 +505,25 @@ def test_no_code_changes_when_every_message_is_reworded():
             if (result.get("detail") or {}).get("tls"):
                 result["detail"]["tls"]["verify_error"] = words
         assert [c["code"] for c in verdict(reworded, exp)[2]["checks"]] == before
+
+
+def test_ndp_solicitations_and_advertisements_are_built_and_parsed():
+    assert diagnose.solicited_node("fd6e:6574:6368:7a::12") == "ff02::1:ff00:12"
+    assert diagnose.solicited_node("2001:db8::abcd:ef01") == "ff02::1:ffcd:ef01"
+    solicit = diagnose.neighbour_solicitation("fd00::12", b"\x02\x00\x00\x00\x00\x01")
+    assert solicit[0] == 135 and len(solicit) == 32 and solicit[-6:] == b"\x02\x00\x00\x00\x00\x01"
+    advert = bytearray(solicit)
+    advert[0] = 136
+    advert[24] = 2  # target link-layer address option
+    advert[26:32] = b"\x02\x00\x00\x00\x00\x09"
+    assert diagnose.parse_neighbour_advert(bytes(advert), "fd00::12") == "02:00:00:00:00:09"
+    assert diagnose.parse_neighbour_advert(bytes(advert), "fd00::13") is None
+    assert diagnose.parse_neighbour_advert(solicit, "fd00::12") is None  # a solicitation, not an advert
+    assert diagnose.parse_neighbour_advert(bytes(advert[:24]), "fd00::12") == ""  # no option
+
+
+def test_a_stale_ipv6_entry_says_ndp():
+    stale = neighbour("reachable", wire=[])
+    stale["detail"]["next_hop"] = "fd00::12"
+    _, _, result = judge(layers(stale, icmp(received=0)), expected("reachable"))
+    assert result["code"] == "NEIGHBOUR_FAILED" and "nothing answered NDP on the wire" in result["evidence"][0]

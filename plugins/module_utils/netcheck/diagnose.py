@@ -170,8 +170,8 @@ DIAGNOSE_MODULE_SPEC = {
     "http": {"type": "dict", "default": {}, "options": select_options(http_probe.HTTP_REQUEST_SPEC),
              "description": "Defaults for every URL (a URL may override each one)."},
     "arp_probe": {"type": "bool",
-                  "description": "Send ARP requests on the wire to on-link IPv4 next hops (unset: as root)."},
-    "arp_timeout": {"type": "float", "default": DEFAULT_ARP_TIMEOUT, "description": "Seconds an ARP probe waits."},
+                  "description": "Ask the wire who has each on-link next hop: ARP (IPv4), NDP (IPv6); unset: as root."},
+    "arp_timeout": {"type": "float", "default": DEFAULT_ARP_TIMEOUT, "description": "Seconds an ARP or NDP probe waits."},
     "fail_on_warn": {"type": "bool", "default": False,
                      "description": "A check at warning severity (ICMP_LOSS, HIGH_LATENCY past warn) fails its pair too."},
     "limits": {"type": "bool", "default": False, "description": "Also return this host's connection limits."},
@@ -179,6 +179,9 @@ DIAGNOSE_MODULE_SPEC = {
                         description="With limits, the listening ports whose process, descriptors and queue "
                                     "are returned."),
     "max_workers": {"type": "int", "default": 256, "description": "How many probes of one layer run at once at most."},
+    "confirm_budget": dict(tcp_probe.TCP_MODULE_SPEC["confirm_budget"],
+                           description="Seconds the paced re-probes of silent ports and URLs may add to the run "
+                                       "(0: none; port_check's confirmation)."),
     "path": {"type": "dict", "default": {}, "options": path_probe.PATH_OPTIONS_SPEC,
              "description": "Where on the path: trace the flows of failing checks, path MTU, conntrack (docs/path.md)."},
 }
@@ -316,6 +319,88 @@ def arp_probe(dev, target_ip, source_ip, timeout=DEFAULT_ARP_TIMEOUT):
     return macs, None
 
 
+# --- NDP on the wire (IPv6): a Neighbour Solicitation, as ndisc6 sends it --------------------
+
+ND_SOLICIT, ND_ADVERT = 135, 136
+_ND_SOURCE_LLADDR, _ND_TARGET_LLADDR = 1, 2
+
+
+def solicited_node(address):
+    """The solicited-node multicast address of an IPv6 address (RFC 4291): ff02::1:ffXX:XXXX."""
+    packed = socket.inet_pton(socket.AF_INET6, address)
+    return socket.inet_ntop(socket.AF_INET6, b"\xff\x02" + b"\x00" * 9 + b"\x01\xff" + packed[13:])
+
+
+def neighbour_solicitation(target_ip, source_mac):
+    """An ICMPv6 Neighbour Solicitation for ``target_ip`` with our MAC as source link-layer option
+    (the checksum is left 0: the kernel fills it in for raw ICMPv6 sockets)."""
+    return (struct.pack("!BBHI", ND_SOLICIT, 0, 0, 0) + socket.inet_pton(socket.AF_INET6, target_ip)
+            + struct.pack("!BB", _ND_SOURCE_LLADDR, 1) + source_mac)
+
+
+def parse_neighbour_advert(message, target_ip):
+    """The target link-layer address ("aa:bb:..") of a Neighbour Advertisement for ``target_ip``,
+    "" when it carries none, or None when the message is something else."""
+    if len(message) < 24 or message[0] != ND_ADVERT:
+        return None
+    if message[8:24] != socket.inet_pton(socket.AF_INET6, target_ip):
+        return None
+    options = message[24:]
+    while len(options) >= 8:
+        kind, length = options[0], options[1] * 8
+        if length == 0:
+            break
+        if kind == _ND_TARGET_LLADDR and length >= 8:
+            return ":".join("%02x" % b for b in bytearray(options[2:8]))
+        options = options[length:]
+    return ""
+
+
+def _device_mac(dev):
+    text = read_text("/sys/class/net/%s/address" % dev) or ""
+    try:
+        return bytes(bytearray(int(part, 16) for part in text.strip().split(":")))
+    except ValueError:
+        return b""
+
+
+def ndp_probe(dev, target_ip, timeout=DEFAULT_ARP_TIMEOUT):
+    """Ask the wire who has ``target_ip`` (ICMPv6 NS to its solicited-node group, raw socket, root):
+    (macs that answered, error); bounded by ``timeout`` like :func:`arp_probe`."""
+    target_ip = target_ip.split("%")[0]
+    try:
+        index = socket.if_nametoindex(dev)
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    except OSError as exc:
+        return None, "raw ICMPv6 socket refused: %s" % (exc.strerror or exc)
+    macs = []
+    try:
+        # NDP messages must carry hop limit 255 (RFC 4861), or the target ignores them
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+        mac = _device_mac(dev)
+        if len(mac) != 6:
+            return None, "no MAC for %s" % dev
+        sock.sendto(neighbour_solicitation(target_ip, mac), (solicited_node(target_ip), 0, 0, index))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            readable, _, _ = select.select([sock], [], [], left)
+            if not readable:
+                break
+            found = parse_neighbour_advert(sock.recv(2048), target_ip)
+            if found and found not in macs:
+                macs.append(found)
+                deadline = min(deadline, time.monotonic() + 0.05)
+    except OSError as exc:
+        return None, "NDP probe on %s failed: %s" % (dev, exc.strerror or exc)
+    finally:
+        sock.close()
+    return macs, None
+
+
 # the kernel's neighbour states (NUD_*) that hold a MAC; detail.kernel_state keeps the kernel's own word
 _NEIGHBOUR_OK = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP")
 # the neighbour layer's states, words of docs/results.md: the next hop has a MAC, the address is the
@@ -326,7 +411,7 @@ NEIGHBOUR_RESULT_STATES = ("reachable", "local", "unreachable", "no_route")
 def neighbour_result(address, route, neighbour, wire=None, table=None):
     """The neighbour layer in the shared result shape (kind ``neighbour``).
 
-    ``wire`` is {"macs": [...], "error": str|None} from :func:`arp_probe` (None: not probed);
+    ``wire`` is {"macs": [...], "error": str|None} from :func:`arp_probe` / :func:`ndp_probe` (None: not probed);
     ``table`` is {"before": stat, "after": stat} of /proc/net/stat/arp_cache.
     """
     kernel_state = neighbour.get("state")
@@ -356,7 +441,7 @@ def neighbour_result(address, route, neighbour, wire=None, table=None):
 
 
 def _neighbour_outcome(state, wire_macs, wire_error):
-    """The neighbour layer's outcome: probes/answers count the ARP request on the wire (0 probes:
+    """The neighbour layer's outcome: probes/answers count the ARP/NDP request on the wire (0 probes:
     the state rests on the kernel's cache alone, confirmed None)."""
     probed = wire_macs is not None and not wire_error
     probes = 1 if probed else 0
@@ -604,7 +689,7 @@ def _neighbour_fact(detail, state):
     hop = "via gateway %s" % detail.get("next_hop") if detail.get("via_gateway") else "on-link"
     wire = ""
     if detail.get("wire_macs") is not None:
-        wire = ", wire: %s" % (", ".join(detail["wire_macs"]) or "no ARP answer")
+        wire = ", wire: %s" % (", ".join(detail["wire_macs"]) or "no %s answer" % _protocol(detail))
     elif detail.get("wire_error"):
         wire = ", wire: not probed (%s)" % detail["wire_error"]
     return "neighbour %s: %s dev %s %s %s%s" % (detail.get("next_hop"), hop, route.get("dev") or detail.get("dev"),
@@ -612,8 +697,12 @@ def _neighbour_fact(detail, state):
                                                  wire)
 
 
+def _protocol(detail):
+    return "NDP" if ":" in str(detail.get("next_hop") or "") else "ARP"
+
+
 def _wire_silent(detail):
-    """An ARP request went out on the wire for this next hop and nothing answered it."""
+    """An ARP request (NDP solicitation) went out on the wire for this next hop and nothing answered it."""
     return detail.get("wire_macs") == [] and not detail.get("wire_error")
 
 
@@ -660,7 +749,8 @@ def _judge_neighbour(check, layers, expected):
             check.passed([fact + " (the target answered at another layer)"])
             return None
         # the kernel's cache keeps a host that went down REACHABLE for a while: only the wire tells
-        stale = fact + "; the kernel's %s entry is stale: nothing answered ARP on the wire" % detail.get("kernel_state")
+        stale = fact + "; the kernel's %s entry is stale: nothing answered %s on the wire" % (
+            detail.get("kernel_state"), _protocol(detail))
         if not _expects_an_answer(expected):
             check.passed([stale + " (no answer expected)"])
             return check
@@ -814,7 +904,7 @@ def _judge_port(check, expected_state, layers, down):
             hint = _LOCAL_FIREWALL_HINT
         elif not _answered_somewhere(layers) and not _icmp_answered(layers):
             if _hop_answers_on_wire(layers):
-                hint = ("nothing answered at all while the next hop answers ARP on the wire: a firewall drops "
+                hint = ("nothing answered at all while the next hop answers ARP/NDP on the wire: a firewall drops "
                         "everything, or the host is down behind a router")
             else:
                 hint = ("nothing answered at all (the next hop was not probed on the wire, its cached MAC proves "
@@ -955,11 +1045,12 @@ def _resolve(host):
 
 def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enabled=None,
                      arp_timeout=DEFAULT_ARP_TIMEOUT, arp_cache_path=ARP_CACHE_STAT, max_workers=256,
-                     fail_on_warn=False, path_options=None):
+                     fail_on_warn=False, confirm_budget=tcp_probe.DEFAULT_CONFIRM_BUDGET, path_options=None):
     """Probe every DiagnoseTarget at every layer asked, concurrently; one pair per target.
 
     ``icmp_options``: count, interval, timeout, size, method (icmp.ping_targets' options).
     ``arp_probe_enabled``: None = when running as root. ``fail_on_warn``: a warning check fails its pair.
+    ``confirm_budget``: seconds the re-probes of silent ports and URLs may add (tcp.Confirmer).
     ``path_options``: None = no path probe; else path.PATH_OPTIONS_SPEC's options: after the verdicts,
     the flows of failing checks routed via a gateway are traced (healthy pairs send nothing).
     """
@@ -998,11 +1089,12 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
 
     def run_tcp():
         if tcp_items:
-            probed["tcp"] = tcp_probe.check_targets([t for _, t in tcp_items], max_workers)
+            probed["tcp"] = tcp_probe.check_targets([t for _, t in tcp_items], max_workers,
+                                                    confirm_budget=confirm_budget)
 
     def run_http():
         if http_items:
-            probed["http"] = http_probe.check_urls([t for _, t in http_items], max_workers)
+            probed["http"] = http_probe.check_urls([t for _, t in http_items], max_workers, confirm_budget)
 
     def run_icmp():
         if not ping_items:
@@ -1075,7 +1167,7 @@ def _own_ms(result):
 
 
 def _wire_probes(hops, enabled, timeout, max_workers):
-    """One ARP probe per distinct on-link IPv4 next hop: {next hop: {"macs", "error"}}."""
+    """One ARP (IPv4) or NDP (IPv6) probe per distinct on-link next hop: {next hop: {"macs", "error"}}."""
     if not enabled:
         return {}
     wanted = {}
@@ -1084,14 +1176,17 @@ def _wire_probes(hops, enabled, timeout, max_workers):
             continue
         route, neighbour = hop
         address = neighbour.get("ip")
-        if (address and ":" not in address and route.get("dev") and route.get("dev") != "lo"
+        if (address and route.get("dev") and route.get("dev") != "lo"
                 and neighbour.get("state") not in ("LOCAL", None)):
             wanted[address] = (route["dev"], route.get("src"))
     items = sorted(wanted.items())
 
     def probe(item):
         address, (dev, src) = item
-        macs, error = arp_probe(dev, address, src, timeout)
+        if ":" in address:
+            macs, error = ndp_probe(dev, address, timeout)
+        else:
+            macs, error = arp_probe(dev, address, src, timeout)
         return {"macs": macs, "error": error}
 
     results = run_concurrently(probe, items, lambda item, reason: {"macs": None, "error": reason},
@@ -1109,6 +1204,7 @@ def summarize_pairs(pairs):
     return {"total": len(pairs), "ok": passed, "failed": len(pairs) - passed, "by_code": by_code}
 
 
-__all__ = ["CODES", "DiagnoseTarget", "ICMP_MODES", "KIND", "LAYERS", "PORT_EXPECTATIONS", "arp_probe",
+__all__ = ["CODES", "DiagnoseTarget", "ICMP_MODES", "KIND", "LAYERS", "PORT_EXPECTATIONS", "arp_probe", "ndp_probe",
+           "neighbour_solicitation", "parse_neighbour_advert", "solicited_node",
            "arp_request_frame", "checked_layers", "diagnose_targets", "neighbour_result", "parse_arp_cache_stat",
            "parse_arp_reply", "parse_targets", "read_arp_cache_stat", "summarize_pairs", "verdict"]
