@@ -124,6 +124,11 @@ def test_the_search_is_bounded_by_max_probes():
 
 # --- packets and the error queue ------------------------------------------------------------------
 
+def test_echo_probes_keep_one_checksum_whatever_their_sequence_number():
+    sums = {path.echo_packet(socket.AF_INET, 0x1234, seq, 84)[2:4] for seq in (1, 2, 3, 500, 65535)}
+    assert len(sums) == 1  # the flow a load balancer hashes on stays the same (Paris traceroute)
+
+
 def test_an_echo_packet_has_the_ip_size_asked_for_and_a_valid_checksum():
     packet = path.echo_packet(socket.AF_INET, 0x1234, 7, 1500)
     assert len(packet) == 1500 - 20

@@ -207,9 +207,16 @@ def open_echo_socket(family, method="auto"):
 
 
 def echo_packet(family, ident, seq, size):
-    """An echo request whose IP packet is ``size`` bytes (the kernel fills in the IPv6 checksum)."""
+    """An echo request whose IP packet is ``size`` bytes (the kernel fills in the IPv6 checksum).
+
+    Paris-traceroute style, the checksum stays the same whatever ``seq`` is: the payload's first
+    word is 0xFFFF - seq, so their one's-complement sum never changes. A load balancer hashing on
+    the first bytes of the ICMP header (type, code, checksum) sends every probe the same way.
+    """
     payload_len = max(0, size - HEADER[family] - 8)
     payload = bytes((i & 0xFF for i in range(payload_len)))
+    if payload_len >= 2:
+        payload = struct.pack("!H", 0xFFFF - (seq & 0xFFFF)) + payload[2:]
     kind = 8 if family == socket.AF_INET else 128
     header = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
     if family == socket.AF_INET:
