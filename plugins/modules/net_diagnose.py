@@ -491,7 +491,7 @@ path:
   description:
     - What the path probes cost in this run - C(traces) (flows traced), C(mtu_probes) (targets whose path MTU was
       probed), C(changed_pairs) (indexes of the pairs a finding changed), C(errors), C(elapsed_ms). Zero traces
-      when every check passed.
+      when every check passed; null when no target was checked (limits only).
   returned: always
   type: dict
   sample: {"traces": 1, "mtu_probes": 0, "changed_pairs": [2], "errors": [], "elapsed_ms": 2010.4}
