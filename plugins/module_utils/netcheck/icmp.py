@@ -32,7 +32,7 @@ import struct
 import time
 
 from .neighbour import default_run
-from .outcome import ERROR_TYPES, family_word, icmp_name, is_unreachable, outcome, same_address
+from .outcome import ERROR_TYPES, family_word, icmp_name, is_unreachable, normal_address, outcome, same_address
 from .probe import (
     InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, target_mappings, validate_host,
     validate_timeout,
@@ -330,10 +330,6 @@ def quoted_echo(family, icmp):
         struct.unpack("!H", echo[6:8])[0]
 
 
-def _strip_scope(address):
-    return address.split("%", 1)[0]
-
-
 # --- socket engine (raw and dgram) ---------------------------------------------------
 
 RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -416,7 +412,7 @@ def _echo_loop(targets, sockets, raw, count, interval, timeout, size, clock):
     records = [EchoRecord() for _ in targets]
     by_address = {}
     for index, target in enumerate(targets):
-        by_address.setdefault((target.family, _strip_scope(target.address)), []).append(index)
+        by_address.setdefault((target.family, normal_address(target.address)), []).append(index)
     # One echo per distinct address, shared by every target that names it: keyed by the
     # first such target (the group's leader) and credited to all of them.
     sent_at = {}  # (leader index, seq) -> send time; removed once answered or failed
@@ -478,7 +474,7 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
     if not icmp or len(icmp) < 8:
         return
     kind, code = icmp[0], icmp[1]
-    source_address = _strip_scope(source[0])
+    source_address = normal_address(source[0])
     if kind == ECHO_REPLY[family]:
         reply_ident, seq = struct.unpack("!HH", icmp[4:8])
         # raw sockets see every ICMP packet of the host: only our identifier and cookie count.
@@ -510,7 +506,7 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
     destination, quoted_ident, seq = quoted
     if raw and quoted_ident != ident:
         return
-    indexes = by_address.get((family, _strip_scope(destination)), [])
+    indexes = by_address.get((family, normal_address(destination)), [])
     if indexes and (indexes[0], seq) in sent_at:
         del sent_at[(indexes[0], seq)]  # answered, with an error: no need to wait for it
         message = icmp_name(family, kind, code)
