@@ -391,7 +391,7 @@ def _refused(address, family, code, icmp, local, timeout, timings, seen):
     state, reason = classify_connect(code, icmp, local)
     record = outcome(reason, "connect", code, icmp_facts(icmp))
     if reason in ("icmp_unreach", "icmp_error") and seen is not None:
-        seen.saw(address, family, timings["connect_ms"] / 1000.0)
+        seen.saw(address, family, timings["connect_ms"] / 1000.0, sender=icmp["from"])
     if state is None:
         return PhaseError("connect", "connect failed: %s" % (exc_text(code)), reason, record=record)
     return PhaseError("connect", "%s: %s" % (state, describe(state, record, address, timeout)), reason, record=record)

@@ -442,25 +442,37 @@ DEFAULT_CONFIRM_BUDGET = 10.0
 
 
 class IcmpSeen(object):
-    """The hosts that answered some flow of this run with an ICMP error: when last, and how fast
-    (the fastest answer: a slower one may have answered a retransmitted SYN)."""
+    """The hosts that answered some flow of this run with an ICMP error: who sent it (the target,
+    or a router whose one token bucket then serves every target behind it), when last, and how
+    fast (the fastest answer: a slower one may have answered a retransmitted SYN)."""
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self._hosts = {}
+        self._senders = {}  # sender -> when its last ICMP error came
         self._lock = threading.Lock()
 
-    def saw(self, address, family, rtt, when=None):
+    def saw(self, address, family, rtt, when=None, sender=None):
         when = self.clock() if when is None else when
+        address = normal_address(address)
+        sender = normal_address(sender) if sender else address
         with self._lock:
-            entry = self._hosts.setdefault(normal_address(address),
-                                           {"last": when, "rtt": rtt, "family": family_word(family)})
+            entry = self._hosts.setdefault(address, {"last": when, "rtt": rtt, "family": family_word(family),
+                                                     "sender": sender})
             entry["last"] = max(entry["last"], when)
             entry["rtt"] = min(entry["rtt"], rtt)
+            entry["sender"] = sender
+            self._senders[sender] = max(self._senders.get(sender, when), when)
 
     def get(self, address):
+        """{last, rtt, family, sender} of a target address, or None; ``last`` is its sender's last error."""
         with self._lock:
-            return self._hosts.get(normal_address(address))
+            entry = self._hosts.get(normal_address(address))
+            if entry is None:
+                return None
+            entry = dict(entry)
+            entry["last"] = max(entry["last"], self._senders.get(entry["sender"], entry["last"]))
+            return entry
 
 
 class Flow(object):
@@ -497,26 +509,29 @@ class _HostQueue(object):
 class Schedule(object):
     """When to re-probe which flow: pure bookkeeping over a clock, no sockets (unit-tested alone).
 
-    One probe in flight per target host (its ICMP token bucket is shared by all our flows to
-    it); the next one goes when the host surely has a token again: ``interval`` after the last
-    ICMP error seen from it, at once after a silent probe (silence spends no token). Hosts are
-    independent of each other. Nothing new starts once ``budget`` seconds have passed.
+    One probe in flight per ICMP sender (the target host, or the router that answers for the
+    targets behind it: its token bucket is shared by all our flows it answers); the next one goes
+    when the sender surely has a token again: ``interval`` after the last ICMP error seen from it,
+    at once after a silent probe (silence spends no token). Senders are independent of each
+    other. Nothing new starts once ``budget`` seconds have passed.
     """
 
     def __init__(self, flows, seen, budget, now):
         self.ends = now + max(0.0, budget)
-        self.hosts = {}
+        self.hosts = {}  # ICMP sender -> its queue
+        self._keys = {}
         for flow in flows:
             facts = seen.get(flow.address)
             if facts is None or budget <= 0:
                 continue  # a host that sent no ICMP error rate-limits nothing of ours: silence is its answer
-            key = normal_address(flow.address)
+            key = facts["sender"]
             if key not in self.hosts:
                 self.hosts[key] = _HostQueue(facts, flow.timeout)
             self.hosts[key].flows.append(flow)
+            self._keys[id(flow)] = key
 
     def _host(self, flow):
-        return self.hosts[normal_address(flow.address)]
+        return self.hosts[self._keys[id(flow)]]
 
     def due(self, now):
         """The flows to send now (each marked in flight)."""
@@ -639,7 +654,7 @@ class Confirmer(object):
             schedule.silent(flow, now)
             return
         if reason in ("icmp_unreach", "icmp_error"):
-            self.seen.saw(flow.address, flow.family, now - schedule.sent_at(flow), now)
+            self.seen.saw(flow.address, flow.family, now - schedule.sent_at(flow), now, icmp["from"])
         schedule.answered(flow, now, state, reason, code, icmp, local)
 
 
@@ -827,7 +842,8 @@ class _Engine(object):
         state, reason = classify_connect(code, icmp, local)
         record = outcome(reason, "connect", code, icmp_facts(icmp))
         if reason in ("icmp_unreach", "icmp_error"):
-            self.icmp_seen.saw(attempt.facts["address"], attempt.family, attempt.timings["connect_ms"] / 1000.0)
+            self.icmp_seen.saw(attempt.facts["address"], attempt.family, attempt.timings["connect_ms"] / 1000.0,
+                               sender=icmp["from"])
         if state is None:
             self._finish(attempt, "error", describe("error", record), record)
             return
