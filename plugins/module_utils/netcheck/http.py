@@ -360,10 +360,11 @@ def _connect(host, port, timeout, deadline, timings, facts, seen):
             _connect_within(sock, sockaddr, _remaining(deadline, "connect", timeout))
         except socket.timeout:
             icmp = read_icmp_error(sock)  # an error that did not abort the handshake
+            local = _local_address(sock)
             sock.close()
             timings["connect_ms"] = ms_since(start)
             if is_icmp(icmp):
-                error = _refused(sockaddr[0], family, icmp["errno"], icmp, None, timeout, timings, seen)
+                error = _refused(sockaddr[0], family, icmp["errno"], icmp, local, timeout, timings, seen)
             else:
                 error = _timed_out(sockaddr[0], family, timeout)
             break  # the deadline is spent
@@ -372,10 +373,7 @@ def _connect(host, port, timeout, deadline, timings, facts, seen):
             error = exc
             break
         except OSError as exc:
-            try:
-                local = sock.getsockname()[0]
-            except OSError:
-                local = None
+            local = _local_address(sock)
             icmp = read_icmp_error(sock)
             sock.close()
             timings["connect_ms"] = ms_since(start)
@@ -384,6 +382,13 @@ def _connect(host, port, timeout, deadline, timings, facts, seen):
         timings["connect_ms"] = ms_since(start)
         return sock
     raise error
+
+
+def _local_address(sock):
+    try:
+        return sock.getsockname()[0]
+    except OSError:
+        return None
 
 
 def _refused(address, family, code, icmp, local, timeout, timings, seen):
