@@ -3,16 +3,20 @@
 
 Stdlib only (runs on the remote host). A target's verdict is one of
 ``open`` (handshake completed), ``closed`` (the host answered RST), ``filtered``
-(no answer before the timeout, or refused by the source host's own firewall),
-``rejected`` (a firewall answered with an ICMP unreachable: port unreachable,
-host/admin prohibited; its type, code and sender are in the detail),
-``unreachable`` (no route, or ARP/NDP got no answer: nobody holds the address)
-and ``dns_error`` (the name did not resolve). The words follow nmap's: its
-``filtered`` covers our ``filtered`` and ``rejected``.
+(no answer for this port, or refused by the source host's own firewall),
+``rejected`` (an ICMP error answered this port's SYN: any destination unreachable
+from the target or a router; its type, code and sender are in the outcome),
+``unreachable`` (the source's side: no route, or ARP/NDP got no answer) and
+``dns_error`` (the name did not resolve). The words follow nmap's: its
+``filtered`` covers our ``filtered`` and ``rejected``. Every result carries
+``detail.outcome`` (outcome.py): why, as data; the error text is made from it.
 
 Every target is probed by one non-blocking connect engine (epoll through
 ``selectors``, as fping and nmap do): all targets start at once, up to a bound on
-the sockets open together, so N filtered targets take about one timeout.
+the sockets open together, so N filtered targets take about one timeout. A port
+that got no answer on a host that answered other ports with ICMP errors is probed
+again, paced by the host's ICMP rate limit (:class:`Confirmer`): it is ``rejected``
+only when its own ICMP error comes, never on a neighbour's word.
 """
 
 from __future__ import annotations
