@@ -12,7 +12,7 @@ description:
   - Opens a TCP connection from the managed host to every target in I(targets), all at the
     same time, and reports for each one whether the port is C(open), C(closed) (the host answered
     with RST), C(filtered) (no answer before the timeout, or the managed host's own firewall refused
-    the SYN), C(rejected) (an ICMP error answered this port's SYN, as nmap reads it: any destination
+    the SYN), C(rejected) (an ICMP error answered this port's SYN, as nmap reads it, any destination
     unreachable from the target or a router, port, host, net or admin prohibited ...; its type, code
     and sender are returned), C(unreachable) (on the managed host's side: no route, or ARP/NDP got no
     answer) or C(dns_error) (the name did not resolve). See docs/port_check.md.
