@@ -14,7 +14,7 @@ description:
     with RST), C(filtered) (no answer before the timeout, or the managed host's own firewall refused
     the SYN), C(rejected) (an ICMP error answered this port's SYN, as nmap reads it, any destination
     unreachable from the target or a router, port, host, net or admin prohibited ...; its type, code
-    and sender are returned), C(unreachable) (on the managed host's side: no route, or ARP/NDP got no
+    and sender are returned), C(unreachable) (on the managed host's side, no route, or ARP/NDP got no
     answer) or C(dns_error) (the name did not resolve). See docs/port_check.md.
   - Why, as data, is in C(detail.outcome) (a reason from a closed set, the ICMP evidence, how many
     probes went out and came back); the C(error) text is made from it (docs/results.md).
