@@ -290,8 +290,10 @@ def describe(state, record, address=None, timeout=None):
     tries = ""
     if record["probes"] and record["probes"] > 1:
         tries = " (%d probes, %d answered)" % (record["probes"], record["answers"])
-    if reason == "icmp_unreach" or reason == "icmp_error":
+    if reason == "icmp_unreach":
         return "%s from %s (a firewall or router rejects the SYN)%s" % (icmp_text, record["icmp_from"], tries)
+    if reason == "icmp_error":
+        return "%s from %s (the SYN did not arrive)%s" % (icmp_text, record["icmp_from"], tries)
     if reason == "local_firewall":
         if icmp_text:
             return "%s from this host itself (its own firewall rejects the SYN)" % icmp_text
