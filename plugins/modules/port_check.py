@@ -12,9 +12,12 @@ description:
   - Opens a TCP connection from the managed host to every target in I(targets), all at the
     same time, and reports for each one whether the port is C(open), C(closed) (the host answered
     with RST), C(filtered) (no answer before the timeout, or the managed host's own firewall refused
-    the SYN), C(rejected) (a firewall answered with an ICMP unreachable such as port unreachable or
-    host/admin prohibited; its type, code and sender are returned), C(unreachable) (no route, or
-    ARP/NDP got no answer) or C(dns_error) (the name did not resolve). See docs/port_check.md.
+    the SYN), C(rejected) (an ICMP error answered this port's SYN, as nmap reads it, any destination
+    unreachable from the target or a router, port, host, net or admin prohibited ...; its type, code
+    and sender are returned), C(unreachable) (on the managed host's side, no route, or ARP/NDP got no
+    answer) or C(dns_error) (the name did not resolve). See docs/port_check.md.
+  - Why, as data, is in C(detail.outcome) (a reason from a closed set, the ICMP evidence, how many
+    probes went out and came back); the C(error) text is made from it (docs/results.md).
   - Reports the time to the verdict, the errno, the address actually used, and optionally sends a
     string and waits for a regular expression in the answer (the banner).
   - Each target has an I(expected_state) (default C(open)). The task fails when any target misses

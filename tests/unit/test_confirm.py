@@ -168,3 +168,17 @@ def test_a_slow_answer_to_a_retransmitted_syn_does_not_stretch_the_window():
     assert seen.get("10.0.0.2")["last"] == 1.0
     schedule = tcp.Schedule([flow()], seen, 10.0, now=2.0)
     assert next(iter(schedule.hosts.values())).window == tcp.MIN_WINDOW
+
+
+def test_targets_answered_by_one_router_share_its_token_bucket_and_so_one_queue():
+    seen = tcp.IcmpSeen()
+    seen.saw("10.0.1.2", V4, 0.002, 5.0, sender="10.0.0.254")
+    seen.saw("10.0.1.3", V4, 0.002, 6.0, sender="10.0.0.254")
+    seen.saw("10.0.2.2", V4, 0.002, 5.0)  # answered by itself
+    flows = [flow("10.0.1.2", 1), flow("10.0.1.3", 1), flow("10.0.2.2", 1)]
+    schedule = tcp.Schedule(flows, seen, 10.0, now=7.0)
+    assert sorted(schedule.hosts) == ["10.0.0.254", "10.0.2.2"]
+    # the router's last error (6.0) paces both of its targets
+    assert schedule.hosts["10.0.0.254"].ready_at == pytest.approx(6.0 + INTERVAL4)
+    sent = schedule.due(6.0 + INTERVAL4)
+    assert sorted(f.address for f in sent) == ["10.0.1.2", "10.0.2.2"]  # one per sender

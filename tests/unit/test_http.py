@@ -1120,3 +1120,12 @@ def test_a_server_that_does_not_speak_http_is_not_http_in_transfer():
     assert (result["state"], result["detail"]["phase"]) == ("failed", "transfer")
     assert (result["detail"]["outcome"]["reason"], result["detail"]["outcome"]["phase"]) == ("not_http", "transfer")
     assert result["timings"]["ttfb_ms"] <= result["timings"]["total_ms"]
+
+
+def test_a_valid_certificate_for_another_name_is_tls_name(start_server, pki):
+    # the certificate names 127.0.0.1, localhost and ::1; the server answers on 127.0.0.2 (loopback)
+    server = start_server("other", tls_files=pki["valid_files"], bind="127.0.0.2")
+    result = check_url(target(server.base + "/", ca_path=pki["ca_path"]))
+    assert (result["state"], result["detail"]["phase"]) == ("failed", "tls")
+    assert (result["detail"]["outcome"]["reason"], result["detail"]["outcome"]["phase"]) == ("tls_name", "tls")
+    assert "mismatch" in result["detail"]["tls"]["verify_error"].lower()

@@ -528,9 +528,19 @@ def test_from_lines_become_icmp_errors_with_their_source_and_message():
     assert record.rtts == {}
     assert record.sent == 3
     assert record.errors == [
-        {"seq": seq, "from": "10.0.0.1", "type": None, "code": None, "message": "destination host unreachable"}
+        {"seq": seq, "from": "10.0.0.1", "type": 3, "code": 1, "message": "destination host unreachable"}
         for seq in (1, 2, 3)
     ]
+
+
+@pytest.mark.parametrize("words, numbers", [
+    ("Destination Port Unreachable", (3, 3)), ("Destination Net Unreachable for Type of Service", (3, 11)),
+    ("Packet filtered", (3, 13)), ("Time to live exceeded", (11, 0)), ("Frag needed and DF set (mtu = 1400)", (3, 4)),
+    ("Destination unreachable: Administratively prohibited", (1, 1)), ("Packet too big: mtu=1280", (2, 0)),
+    ("Time exceeded: Hop limit", (3, 0)), ("something else", (None, None)),
+])
+def test_the_system_pings_error_words_are_read_back_into_type_and_code(words, numbers):
+    assert icmp.ping_error_numbers(words) == numbers
 
 
 def test_dup_lines_are_counted_as_duplicates_not_as_replies():

@@ -333,6 +333,15 @@ def test_main_rejects_max_workers_below_one(port_check, monkeypatch):
     assert kwargs["results"] == []
 
 
+def test_main_rejects_a_negative_confirm_budget_before_probing(port_check, monkeypatch):
+    failed, kwargs, _ = run_main(port_check, monkeypatch, {
+        "targets": [target_params(host="127.0.0.1", port=22)], "timeout": 2.0, "max_workers": 8,
+        "confirm_budget": -1.0})
+    assert failed is True
+    assert kwargs["msg"].startswith("confirm_budget: -1.0 ")
+    assert kwargs["results"] == []
+
+
 # --- ansible-doc ------------------------------------------------------------------------------
 
 def _ansible_doc():

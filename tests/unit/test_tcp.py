@@ -811,3 +811,9 @@ def test_the_regex_process_is_not_left_behind():
     # every search process was killed and reaped: no child of ours still runs (or lingers as a zombie)
     ps = _subprocess.run(["ps", "-o", "pid=,stat=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True)
     assert "-I -S -c" not in ps.stdout, ps.stdout
+
+
+@given(st.binary(max_size=64))
+def test_parse_extended_err_reads_any_bytes_without_raising(data):
+    parsed = tcp.parse_extended_err(data)
+    assert parsed is None or set(parsed) == {"origin", "family", "type", "code", "errno", "from"}

@@ -360,10 +360,11 @@ def _connect(host, port, timeout, deadline, timings, facts, seen):
             _connect_within(sock, sockaddr, _remaining(deadline, "connect", timeout))
         except socket.timeout:
             icmp = read_icmp_error(sock)  # an error that did not abort the handshake
+            local = _local_address(sock)
             sock.close()
             timings["connect_ms"] = ms_since(start)
             if is_icmp(icmp):
-                error = _refused(sockaddr[0], family, icmp["errno"], icmp, None, timeout, timings, seen)
+                error = _refused(sockaddr[0], family, icmp["errno"], icmp, local, timeout, timings, seen)
             else:
                 error = _timed_out(sockaddr[0], family, timeout)
             break  # the deadline is spent
@@ -372,10 +373,7 @@ def _connect(host, port, timeout, deadline, timings, facts, seen):
             error = exc
             break
         except OSError as exc:
-            try:
-                local = sock.getsockname()[0]
-            except OSError:
-                local = None
+            local = _local_address(sock)
             icmp = read_icmp_error(sock)
             sock.close()
             timings["connect_ms"] = ms_since(start)
@@ -386,12 +384,19 @@ def _connect(host, port, timeout, deadline, timings, facts, seen):
     raise error
 
 
+def _local_address(sock):
+    try:
+        return sock.getsockname()[0]
+    except OSError:
+        return None
+
+
 def _refused(address, family, code, icmp, local, timeout, timings, seen):
     """The PhaseError of a connect that got an answer other than SYN-ACK, in port_check's words."""
     state, reason = classify_connect(code, icmp, local)
     record = outcome(reason, "connect", code, icmp_facts(icmp))
     if reason in ("icmp_unreach", "icmp_error") and seen is not None:
-        seen.saw(address, family, timings["connect_ms"] / 1000.0)
+        seen.saw(address, family, timings["connect_ms"] / 1000.0, sender=icmp["from"])
     if state is None:
         return PhaseError("connect", "connect failed: %s" % (exc_text(code)), reason, record=record)
     return PhaseError("connect", "%s: %s" % (state, describe(state, record, address, timeout)), reason, record=record)

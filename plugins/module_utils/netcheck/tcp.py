@@ -3,16 +3,20 @@
 
 Stdlib only (runs on the remote host). A target's verdict is one of
 ``open`` (handshake completed), ``closed`` (the host answered RST), ``filtered``
-(no answer before the timeout, or refused by the source host's own firewall),
-``rejected`` (a firewall answered with an ICMP unreachable: port unreachable,
-host/admin prohibited; its type, code and sender are in the detail),
-``unreachable`` (no route, or ARP/NDP got no answer: nobody holds the address)
-and ``dns_error`` (the name did not resolve). The words follow nmap's: its
-``filtered`` covers our ``filtered`` and ``rejected``.
+(no answer for this port, or refused by the source host's own firewall),
+``rejected`` (an ICMP error answered this port's SYN: any destination unreachable
+from the target or a router; its type, code and sender are in the outcome),
+``unreachable`` (the source's side: no route, or ARP/NDP got no answer) and
+``dns_error`` (the name did not resolve). The words follow nmap's: its
+``filtered`` covers our ``filtered`` and ``rejected``. Every result carries
+``detail.outcome`` (outcome.py): why, as data; the error text is made from it.
 
 Every target is probed by one non-blocking connect engine (epoll through
 ``selectors``, as fping and nmap do): all targets start at once, up to a bound on
-the sockets open together, so N filtered targets take about one timeout.
+the sockets open together, so N filtered targets take about one timeout. A port
+that got no answer on a host that answered other ports with ICMP errors is probed
+again, paced by the host's ICMP rate limit (:class:`Confirmer`): it is ``rejected``
+only when its own ICMP error comes, never on a neighbour's word.
 """
 
 from __future__ import annotations
@@ -286,8 +290,10 @@ def describe(state, record, address=None, timeout=None):
     tries = ""
     if record["probes"] and record["probes"] > 1:
         tries = " (%d probes, %d answered)" % (record["probes"], record["answers"])
-    if reason == "icmp_unreach" or reason == "icmp_error":
+    if reason == "icmp_unreach":
         return "%s from %s (a firewall or router rejects the SYN)%s" % (icmp_text, record["icmp_from"], tries)
+    if reason == "icmp_error":
+        return "%s from %s (the SYN did not arrive)%s" % (icmp_text, record["icmp_from"], tries)
     if reason == "local_firewall":
         if icmp_text:
             return "%s from this host itself (its own firewall rejects the SYN)" % icmp_text
@@ -442,25 +448,37 @@ DEFAULT_CONFIRM_BUDGET = 10.0
 
 
 class IcmpSeen(object):
-    """The hosts that answered some flow of this run with an ICMP error: when last, and how fast
-    (the fastest answer: a slower one may have answered a retransmitted SYN)."""
+    """The hosts that answered some flow of this run with an ICMP error: who sent it (the target,
+    or a router whose one token bucket then serves every target behind it), when last, and how
+    fast (the fastest answer: a slower one may have answered a retransmitted SYN)."""
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self._hosts = {}
+        self._senders = {}  # sender -> when its last ICMP error came
         self._lock = threading.Lock()
 
-    def saw(self, address, family, rtt, when=None):
+    def saw(self, address, family, rtt, when=None, sender=None):
         when = self.clock() if when is None else when
+        address = normal_address(address)
+        sender = normal_address(sender) if sender else address
         with self._lock:
-            entry = self._hosts.setdefault(normal_address(address),
-                                           {"last": when, "rtt": rtt, "family": family_word(family)})
+            entry = self._hosts.setdefault(address, {"last": when, "rtt": rtt, "family": family_word(family),
+                                                     "sender": sender})
             entry["last"] = max(entry["last"], when)
             entry["rtt"] = min(entry["rtt"], rtt)
+            entry["sender"] = sender
+            self._senders[sender] = max(self._senders.get(sender, when), when)
 
     def get(self, address):
+        """{last, rtt, family, sender} of a target address, or None; ``last`` is its sender's last error."""
         with self._lock:
-            return self._hosts.get(normal_address(address))
+            entry = self._hosts.get(normal_address(address))
+            if entry is None:
+                return None
+            entry = dict(entry)
+            entry["last"] = max(entry["last"], self._senders.get(entry["sender"], entry["last"]))
+            return entry
 
 
 class Flow(object):
@@ -497,26 +515,29 @@ class _HostQueue(object):
 class Schedule(object):
     """When to re-probe which flow: pure bookkeeping over a clock, no sockets (unit-tested alone).
 
-    One probe in flight per target host (its ICMP token bucket is shared by all our flows to
-    it); the next one goes when the host surely has a token again: ``interval`` after the last
-    ICMP error seen from it, at once after a silent probe (silence spends no token). Hosts are
-    independent of each other. Nothing new starts once ``budget`` seconds have passed.
+    One probe in flight per ICMP sender (the target host, or the router that answers for the
+    targets behind it: its token bucket is shared by all our flows it answers); the next one goes
+    when the sender surely has a token again: ``interval`` after the last ICMP error seen from it,
+    at once after a silent probe (silence spends no token). Senders are independent of each
+    other. Nothing new starts once ``budget`` seconds have passed.
     """
 
     def __init__(self, flows, seen, budget, now):
         self.ends = now + max(0.0, budget)
-        self.hosts = {}
+        self.hosts = {}  # ICMP sender -> its queue
+        self._keys = {}
         for flow in flows:
             facts = seen.get(flow.address)
             if facts is None or budget <= 0:
                 continue  # a host that sent no ICMP error rate-limits nothing of ours: silence is its answer
-            key = normal_address(flow.address)
+            key = facts["sender"]
             if key not in self.hosts:
                 self.hosts[key] = _HostQueue(facts, flow.timeout)
             self.hosts[key].flows.append(flow)
+            self._keys[id(flow)] = key
 
     def _host(self, flow):
-        return self.hosts[normal_address(flow.address)]
+        return self.hosts[self._keys[id(flow)]]
 
     def due(self, now):
         """The flows to send now (each marked in flight)."""
@@ -639,7 +660,7 @@ class Confirmer(object):
             schedule.silent(flow, now)
             return
         if reason in ("icmp_unreach", "icmp_error"):
-            self.seen.saw(flow.address, flow.family, now - schedule.sent_at(flow), now)
+            self.seen.saw(flow.address, flow.family, now - schedule.sent_at(flow), now, icmp["from"])
         schedule.answered(flow, now, state, reason, code, icmp, local)
 
 
@@ -827,7 +848,8 @@ class _Engine(object):
         state, reason = classify_connect(code, icmp, local)
         record = outcome(reason, "connect", code, icmp_facts(icmp))
         if reason in ("icmp_unreach", "icmp_error"):
-            self.icmp_seen.saw(attempt.facts["address"], attempt.family, attempt.timings["connect_ms"] / 1000.0)
+            self.icmp_seen.saw(attempt.facts["address"], attempt.family, attempt.timings["connect_ms"] / 1000.0,
+                               sender=icmp["from"])
         if state is None:
             self._finish(attempt, "error", describe("error", record), record)
             return
