@@ -51,7 +51,21 @@ class LabHandler(QuietHandler):
             return 401, {"WWW-Authenticate": "Bearer"}
         return 404, {}
 
+    # /bytes?n=N: N bytes of body, headers and body in ONE write, so that the first TCP segments are as
+    # large as the path's MSS allows: behind an MTU black hole the answer never arrives (docs/path.md)
+    MAX_BYTES = 1 << 20
+
+    def _bytes(self, with_body):
+        query = parse_qs(urlsplit(self.path).query)
+        count = min(max(int((query.get("n") or ["0"])[0] or 0), 0), self.MAX_BYTES)
+        head = ("HTTP/1.0 200 OK\r\nServer: %s\r\nContent-Type: application/octet-stream\r\n"
+                "Content-Length: %d\r\nX-Lab-Host: %s\r\n\r\n" % (self.server_version, count, self.server.lab_name))
+        self.close_connection = True
+        self.wfile.write(head.encode() + (bytes(count) if with_body else b""))
+
     def _answer(self, with_body):
+        if urlsplit(self.path).path == "/bytes" and (parse_qs(urlsplit(self.path).query).get("n") or [""])[0].isdigit():
+            return self._bytes(with_body)
         name = self.server.lab_name
         status, extra = self._route()
         body = json.dumps({"host": name, "path": self.path, "status": status}).encode() + b"\n"

@@ -14,11 +14,12 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -q
 # chromium: the HTML report is tested in a real headless browser (tests/unit/test_report_browser.py);
-# tshark: the independent reader of the packet-capture tests
+# tshark: the independent reader of the packet-capture tests;
+# iputils-tracepath and traceroute: the oracles of the path tests (tests/integration/test_path_lab.py)
 apt-get install -y -q --no-install-recommends \
     python3 python3-venv ca-certificates \
     openssh-server openssh-client iproute2 iptables tcpdump iputils-ping procps util-linux \
-    chromium tshark
+    chromium tshark iputils-tracepath traceroute
 
 # openssh-server's package leaves this out when no system sshd has run yet;
 # every lab sshd needs it (privilege separation).

@@ -46,15 +46,17 @@ RULES = """
 - Every verdict comes within its timeout plus a small margin (the fault suite asserts 0.6 s):
   a TCP target's handshake and its `send`/`expect` conversation each get one `timeout`; an HTTP
   request's phases share one deadline (every read is bounded by what is left of it); a run of
-  `icmp_ping` lasts at most `(count - 1) * interval + timeout`.
+  `icmp_ping` lasts at most `(count - 1) * interval + timeout`. Confirming silent ports of a host
+  that rate-limits its ICMP errors adds at most `confirm_budget` (default 10 s) plus one re-probe.
 - Queued work is not lost to a global deadline: port_check starts every target at once in one
   non-blocking engine (up to `max_workers` sockets), and the thread pools of the other probes
   allow one bound per round of work.
 - A user regex (`expect`, `body_regex`, `expect_headers`) is searched in a separate process that
   is killed at the deadline: a backtracking pattern ends the check, it does not hang the play.
 - An ICMP reject is reported as such (`rejected`, with type, code and sender), never as an RST or
-  a missing route; silence next to ICMP rejects from the same host in the same run is read as
-  rate-limited rejects (`icmp_inferred: true`). See [port_check](port_check.md).
+  a missing route; a silent port is never `rejected` on a neighbour's word: a host that
+  rate-limits its ICMP errors gets paced re-probes of its silent ports, and a port is `rejected`
+  only when its own ICMP error comes (`detail.outcome`). See [port_check](port_check.md#confirmation).
 - Input that ansible-core's own validation would crash on (a number where a mapping is expected,
   an infinite port) fails naming the field; no module prints a traceback for any input the fuzz
   generated.

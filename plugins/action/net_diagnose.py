@@ -278,7 +278,7 @@ class ActionModule(ActionBase):
                 limits.pop("invocation", None)
                 limits.pop("_ansible_parsed", None)
                 result.update(results=[], summary={"total": 0, "ok": 0, "failed": 0, "by_code": {}},
-                              limits=limits, arp_cache=None, elapsed_ms=None, changed=False,
+                              limits=limits, arp_cache=None, path=None, elapsed_ms=None, changed=False,
                               msg="no targets in the layers asked; limits only")
                 return result
             result.update(skipped=True, results=[], msg="no targets in the layers asked (%s)" % ", ".join(layers))

@@ -14,7 +14,9 @@ description:
     C(resource) and C(/proc/self/limits)); C(net.core.somaxconn) and C(net.ipv4.ip_local_port_range);
     the IPv4 and IPv6 neighbour tables' entries against their C(gc_thresh1/2/3) and their overflow count
     (C(table_fulls); from C(ip -s ntable), which works in any network namespace); socket counts (C(/proc/net/sockstat), TCP inuse/orphan/tw); listen queue
-    overflows and drops (C(/proc/net/netstat) ListenOverflows/ListenDrops).
+    overflows and drops (C(/proc/net/netstat) ListenOverflows/ListenDrops); the conntrack table
+    (C(nf_conntrack_count) against C(nf_conntrack_max), and the per-CPU counters of
+    C(/proc/net/stat/nf_conntrack) summed - drop, early_drop, insert_failed).
   - For each port in I(ports), every LISTEN socket on it with its accept queue now and its backlog, and
     the processes holding it, each with its own C(Max open files) (from C(/proc/PID/limits)) and its
     open descriptors now.
@@ -123,6 +125,16 @@ listeners:
       type: list
       elements: dict
       sample: [{"pid": 1234, "comm": "python3", "max_open_files": {"soft": 1024, "hard": 524288, "unit": "files"}, "open_fds": 6}]
+conntrack:
+  description:
+    - The conntrack table - C(count) (this network namespace's entries), C(max) (C(nf_conntrack_max), one limit
+      for the whole machine), C(buckets), C(full) (count reached max - new flows are dropped, the kernel logs
+      "nf_conntrack - table full, dropping packet"), and since boot, summed over CPUs, C(drop), C(early_drop),
+      C(insert_failed), C(search_restart). Null when the conntrack module is not loaded.
+  returned: always
+  type: dict
+  sample: {"count": 12, "max": 262144, "buckets": 65536, "full": false, "drop": 0, "early_drop": 0,
+           "insert_failed": 0, "search_restart": 0}
 limit_warnings:
   description: Limits reached or nearly reached, in plain words (C(warnings) is a reserved result key).
   returned: always

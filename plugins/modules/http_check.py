@@ -125,6 +125,16 @@ options:
   body_regex:
     description: A Python regular expression the body must match (GET only; the first 1 MiB is read).
     type: str
+  confirm_budget:
+    description:
+      - Seconds that confirming silent connects may add to the run, at most (0 turns it off).
+      - A URL whose connect got no answer, on a host that answered another URL's connect of this
+        run with an ICMP error, is probed again as M(port_check) does (paced by the host's ICMP
+        rate limit, up to 2 more connects); its C(detail.outcome.reason) is C(icmp_unreach) only
+        when an ICMP error for that address and port came back, else C(no_answer).
+      - A run without such URLs pays nothing. See docs/http_check.md.
+    type: float
+    default: 10
 attributes:
   check_mode:
     support: full
@@ -138,7 +148,10 @@ extends_documentation_fragment:
   - netcheck.netcheck.probe
   - netcheck.netcheck.probe.validate_certs
 notes:
-  - C(ttfb_ms) is resolve + connect + tls + processing of the final request.
+  - C(ttfb_ms) is the time from the start of the final request (resolve included) to the first
+    byte of the answer, read (not polled), so TLS session tickets sent after the handshake do
+    not count as the answer; C(connect_ms), C(tls_ms) and C(ttfb_ms) agree with curl's
+    C(time_connect), C(time_appconnect) and C(time_starttransfer) (as differences and sums).
   - After a failed certificate verification the certificate is fetched once more without
     verification, only to report its facts (C(tls.verified) is then false and C(tls.verify_error) says why).
 seealso:
@@ -248,6 +261,15 @@ results:
         phase:
           description: The phase where the check stopped (resolve, connect, tls, request, processing, transfer, redirect); null when it answered.
           type: str
+        outcome:
+          description: >-
+            Why the check ended as it did, as data (docs/results.md): C(reason) (C(http_answer);
+            C(dns); for the connect the words of M(port_check), C(rst), C(icmp_unreach), C(icmp_error),
+            C(no_answer), C(local_firewall), C(no_route), C(no_neighbour); C(tls_handshake),
+            C(tls_verify), C(tls_name); C(http_timeout), C(not_http), C(conversation_failed);
+            C(probe_error)), C(phase), C(errno), C(errno_name), C(icmp_type), C(icmp_code),
+            C(icmp_from), C(icmp_family), C(probes), C(answers), C(confirmed), C(verdict_ms).
+          type: dict
       sample:
         url: "https://10.77.0.12:8443/"
         name: null
@@ -275,6 +297,9 @@ results:
         body_bytes: null
         failed_checks: []
         phase: null
+        outcome: {"reason": "http_answer", "phase": null, "errno": null, "errno_name": null, "icmp_type": null,
+                  "icmp_code": null, "icmp_from": null, "icmp_family": null, "probes": 1, "answers": 1,
+                  "confirmed": true, "verdict_ms": 4.2}
 summary:
   description: Counts over I(results).
   returned: always
@@ -303,6 +328,9 @@ def main():
     )
     params = module.params
     start = time.monotonic()
+    if params["confirm_budget"] < 0:
+        module.fail_json(msg="confirm_budget: %s must be 0 or more seconds" % params["confirm_budget"],
+                         **outcome([], start))
     if params["max_workers"] < 1:
         module.fail_json(msg="max_workers: %s must be at least 1" % params["max_workers"], **outcome([], start))
     try:
@@ -310,7 +338,7 @@ def main():
     except InputError as exc:
         module.fail_json(msg=str(exc), **outcome([], start))
 
-    result = outcome(check_urls(targets, params["max_workers"]), start)
+    result = outcome(check_urls(targets, params["max_workers"], params["confirm_budget"]), start)
     if result["summary"]["failed"]:
         module.fail_json(msg=failure_message(result["results"], result["summary"]), **result)
     module.exit_json(msg="%d URLs as expected" % result["summary"]["total"], **result)

@@ -205,6 +205,14 @@ results:
             C(host unreachable) from the local host when ARP got no answer.
           type: list
           elements: dict
+        outcome:
+          description: >-
+            Why the echoes got what they got, as data (docs/results.md): C(reason) C(echo_reply),
+            C(icmp_error) (with the first error's C(icmp_type), C(icmp_code), C(icmp_from)),
+            C(no_neighbour) (the source itself said its ARP/NDP got no answer), C(no_answer), C(dns)
+            or C(probe_error); C(phase) C(echo); C(probes) (echoes sent), C(answers) (echoes that
+            got a reply or an error), C(confirmed), C(verdict_ms).
+          type: dict
         route:
           description: >-
             The route to the target, {dev, gateway, src, type, source, error} (C(source) says where it
@@ -238,6 +246,9 @@ results:
         route: {dev: eth0, gateway: null, src: 10.77.0.11, type: unicast, source: ip route get, error: null}
         neighbour: {ip: 10.77.0.12, state: REACHABLE, mac: "42:71:41:4b:c5:20", dev: eth0, source: ip neigh,
                     error: null, via_gateway: false}
+        outcome: {"reason": "echo_reply", "phase": "echo", "errno": null, "errno_name": null, "icmp_type": null,
+                  "icmp_code": null, "icmp_from": null, "icmp_family": null, "probes": 3, "answers": 3,
+                  "confirmed": true, "verdict_ms": 401.3}
 summary:
   description: Counts over I(results) (C(states) counts by status).
   returned: always

@@ -13,12 +13,16 @@ description:
     target concurrently - route and ARP/NDP neighbour (link, network), ICMP echo (one fping-style round
     for all targets), TCP per port (transport), HTTP(S) per URL (application) - and returns per target
     every layer's result and a verdict - the first failing layer, a stable code (see
-    C(docs/verdict.md)), a hint in plain words and the evidence behind it.
+    C(docs/verdict.md)), a hint in plain words and the evidence behind it - plus one verdict per
+    check (the neighbour, the echo, each port, each URL), chosen from the probes' outcome fields.
+  - A target that answers ping but loses echoes or answers slowly is C(ICMP_LOSS) or C(HIGH_LATENCY)
+    past I(icmp.warn) (a warning) or I(icmp.crit) (a failure).
   - Layers are independent evidence, not a ladder that stops at the first failure. ICMP dropped while
     a port answers is C(OK) with an C(ICMP_FILTERED) note, unless the target's I(icmp) is C(reachable).
-  - As root, an ARP request is sent on the wire (raw AF_PACKET socket, bounded by I(arp_timeout)) to each
-    on-link IPv4 next hop, so the MAC seen on the wire is compared with the kernel's cached one
-    (C(NEIGHBOUR_MISMATCH)).
+  - As root, an ARP request (IPv4, raw AF_PACKET socket) or an NDP neighbour solicitation (IPv6, raw
+    ICMPv6 socket) is sent on the wire, bounded by I(arp_timeout), to each on-link next hop, so the MAC
+    seen on the wire is compared with the kernel's cached one (C(NEIGHBOUR_MISMATCH)), and a host that
+    went down while the cache still says REACHABLE is C(NEIGHBOUR_FAILED).
   - With I(limits), the host's connection limits (see M(netcheck.netcheck.conn_limits)) are returned too.
   - The task fails when any target misses an expectation; every target's result is still returned.
     Bad input fails naming the field (for example C(targets[1].ports[0].port)) before anything is sent.
@@ -125,6 +129,26 @@ options:
           keep_headers_across_origins:
             description: Overrides I(http.keep_headers_across_origins).
             type: bool
+      icmp_warn:
+        description: This target's warning thresholds; each key given overrides I(icmp.warn)'s.
+        type: dict
+        suboptions:
+          loss_pct:
+            description: Packet loss in percent.
+            type: float
+          rtt_ms:
+            description: Average RTT in milliseconds.
+            type: float
+      icmp_crit:
+        description: This target's failure thresholds; each key given overrides I(icmp.crit)'s.
+        type: dict
+        suboptions:
+          loss_pct:
+            description: Packet loss in percent.
+            type: float
+          rtt_ms:
+            description: Average RTT in milliseconds.
+            type: float
   tcp_timeout:
     description: Default seconds per TCP connection (a filtered port takes this long).
     type: float
@@ -155,6 +179,31 @@ options:
         type: str
         choices: [auto, raw, dgram, system]
         default: auto
+      warn:
+        description:
+          - A target that answers ping but loses at least I(loss_pct) % of the echoes is C(ICMP_LOSS), one whose
+            average RTT is at least I(rtt_ms) is C(HIGH_LATENCY), as a warning (severity C(warn)) that does not
+            fail the pair unless I(fail_on_warn).
+          - Unset keys keep the defaults loss_pct 20, rtt_ms 200.
+        type: dict
+        suboptions:
+          loss_pct:
+            description: Packet loss in percent.
+            type: float
+          rtt_ms:
+            description: Average RTT in milliseconds.
+            type: float
+      crit:
+        description:
+          - The same as failures (severity C(fail)). Unset keys keep the defaults loss_pct 50, rtt_ms 500.
+        type: dict
+        suboptions:
+          loss_pct:
+            description: Packet loss in percent.
+            type: float
+          rtt_ms:
+            description: Average RTT in milliseconds.
+            type: float
   http:
     description: Defaults for every URL (a URL may override each one).
     type: dict
@@ -204,13 +253,17 @@ options:
         default: false
   arp_probe:
     description:
-      - Send an ARP request on the wire to each on-link IPv4 next hop (raw socket, root only).
+      - Ask the wire who has each on-link next hop - ARP for IPv4, an NDP neighbour solicitation for IPv6 (raw sockets, root only).
       - Unset means when running as root.
     type: bool
   arp_timeout:
-    description: Seconds an ARP probe waits for its answer.
+    description: Seconds an ARP or NDP probe waits for its answer.
     type: float
     default: 0.5
+  fail_on_warn:
+    description: A check at warning severity (C(ICMP_LOSS), C(HIGH_LATENCY) past I(icmp.warn) only) fails its target too.
+    type: bool
+    default: false
   limits:
     description: Also return this host's connection limits (see M(netcheck.netcheck.conn_limits)).
     type: bool
@@ -224,6 +277,53 @@ options:
     description: How many probes of one layer run at the same moment at most.
     type: int
     default: 256
+  confirm_budget:
+    description:
+      - Seconds the paced re-probes of silent ports and URLs may add to the run (0 - none), as in
+        M(netcheck.netcheck.port_check) - a port that timed out on a host that answered other ports with ICMP
+        errors is probed again, and is C(rejected) only when an ICMP error for that port comes back.
+      - A healthy run pays nothing.
+    type: float
+    default: 10
+  path:
+    description:
+      - Where on the path (docs/path.md) - after the verdicts, the flow of every failing check whose target is
+        reached via a gateway is traced hop by hop (the same 5-tuple, stepped TTL, see M(netcheck.netcheck.path_probe)),
+        an HTTP check that connected but got no answer gets a path-MTU discovery, and the source's conntrack table is
+        read before and after. A healthy pair sends no path probe.
+      - The failing check then takes C(DROPPED_AFTER_HOP), C(REJECTED_AT_HOP), C(ROUTING_LOOP), C(TTL_EXPIRED),
+        C(MTU_BLACKHOLE) or C(CONNTRACK_FULL) and gains C(hop) (index, address) and C(path) (its hops).
+    type: dict
+    default: {}
+    suboptions:
+      on_failure:
+        description: Trace the flow of every failing check routed via a gateway (healthy pairs pay nothing).
+        type: bool
+        default: true
+      always:
+        description: Trace every pair's flows, failing or not.
+        type: bool
+        default: false
+      mtu:
+        description: Find the path MTU of every pair (it is found anyway for a check whose transfer stalls).
+        type: bool
+        default: false
+      max_hops:
+        description: Highest TTL / hop limit tried (1-64).
+        type: int
+        default: 16
+      timeout:
+        description: Seconds to wait for each probe's answer.
+        type: float
+        default: 0.5
+      attempts:
+        description: Probes per hop (and per MTU size) before it counts as silent (1-5).
+        type: int
+        default: 2
+      max_flows:
+        description: At most this many flows traced per run (bounded cost).
+        type: int
+        default: 32
 attributes:
   check_mode:
     support: full
@@ -330,12 +430,43 @@ results:
           type: list
           elements: dict
           sample: [{"code": "ICMP_FILTERED", "hint": "echo requests go unanswered: a firewall or security group drops ICMP"}]
+        hop:
+          description:
+            - Where on the path the flow died when the code says so (C(DROPPED_AFTER_HOP), C(REJECTED_AT_HOP),
+              C(ROUTING_LOOP), C(TTL_EXPIRED)) - C(index) (the hop) and C(address) (who answered there); null otherwise.
+          type: dict
+          sample: {"index": 2, "address": "10.78.142.15"}
+        failed_checks:
+          description: How many of I(checks) failed (the verdict's code is the lowest one's).
+          type: int
+          sample: 2
+        warned_checks:
+          description: How many of I(checks) are at warning severity.
+          type: int
+          sample: 0
+        checks:
+          description:
+            - One verdict per check, in the order neighbour, icmp, each port, each URL (C(resolve) when the name
+              did not resolve) - C(check) (C(neighbour), C(icmp), C(tcp/22), C(http <url>)), C(layer), C(ok),
+              C(severity) (C(ok), C(warn), C(fail)), C(code), C(hint), C(evidence) (lines) and C(outcome) (the
+              probe's structured outcome, or null).
+            - A check with severity C(ok) and a code other than C(OK) is a note (C(ICMP_FILTERED) while a port answers).
+            - A failing check whose flow was traced (I(path)) also has C(hop) (C(index), C(address) - where the trace
+              stopped) and C(path) (C(hops), C(stop), C(method), C(source_port), C(probes)); one whose path MTU was
+              probed has C(mtu) (C(code), C(path_mtu), C(interface_mtu), C(largest_passed), C(smallest_lost),
+              C(reported_mtu), C(reported_by), C(exact)); a C(path_mtu) check says C(MTU_BLACKHOLE) or notes
+              C(PMTU_REDUCED). The verdict itself then has C(hop) too when its code is where on the path.
+          type: list
+          elements: dict
+          sample: [{"check": "tcp/5432", "layer": "transport", "ok": false, "severity": "fail", "code": "PORT_CLOSED",
+                    "hint": "the host answered the SYN with RST: nothing listens on the port",
+                    "evidence": ["tcp 10.77.0.12:5432: closed, expected open (connection refused)"], "outcome": null}]
     expected:
       description: The target's expectations (icmp mode, port -> expected state, URLs).
       type: dict
       sample: {"icmp": "auto", "ports": {"22": "open"}, "urls": []}
     timings:
-      description: C(total) - milliseconds until this target's slowest layer had its verdict.
+      description: C(total) - milliseconds until this target's slowest check had its own verdict (each probe's C(outcome.verdict_ms)).
       type: dict
       sample: {"total": 12.3}
 summary:
@@ -356,6 +487,14 @@ arp_cache:
   returned: always
   type: dict
   sample: {"before": {"entries": 11, "table_fulls": 0}, "after": {"entries": 12, "table_fulls": 0}}
+path:
+  description:
+    - What the path probes cost in this run - C(traces) (flows traced), C(mtu_probes) (targets whose path MTU was
+      probed), C(changed_pairs) (indexes of the pairs a finding changed), C(errors), C(elapsed_ms). Zero traces
+      when every check passed; null when no target was checked (limits only).
+  returned: always
+  type: dict
+  sample: {"traces": 1, "mtu_probes": 0, "changed_pairs": [2], "errors": [], "elapsed_ms": 2010.4}
 elapsed_ms:
   description: Wall time of the whole run, in milliseconds.
   returned: always
@@ -378,7 +517,9 @@ def _without_nones(values):
 
 def _failure_message(pairs, summary, shown=10):
     missed = [p for p in pairs if not p["ok"]]
-    lines = ["%s: %s" % (p["target"], p["verdict"]["code"]) for p in missed[:shown]]
+    lines = ["%s: %s%s" % (p["target"], p["verdict"]["code"],
+                           " (+%d more failing checks)" % (p["verdict"]["failed_checks"] - 1)
+                           if p["verdict"].get("failed_checks", 0) > 1 else "") for p in missed[:shown]]
     if len(missed) > shown:
         lines.append("... and %d more" % (len(missed) - shown))
     return "%d of %d targets missed their expectation: %s" % (summary["failed"], summary["total"], "; ".join(lines))
@@ -388,10 +529,12 @@ def main():
     module = new_module(AnsibleModule, argument_spec=argument_spec(DIAGNOSE_MODULE_SPEC), supports_check_mode=True)
     start = time.monotonic()
     params = module.params
-    empty = dict(results=[], summary=summarize_pairs([]), limits=None, arp_cache=None, changed=False)
+    empty = dict(results=[], summary=summarize_pairs([]), limits=None, arp_cache=None, path=None, changed=False)
     try:
         if params["max_workers"] < 1:
             raise InputError("max_workers: %s must be at least 1" % params["max_workers"])
+        if not 0 <= params["confirm_budget"] <= 600:
+            raise InputError("confirm_budget: %s must be between 0 and 600 seconds" % params["confirm_budget"])
         icmp = params["icmp"] or {}
         icmp_options(icmp.get("count", 3), icmp.get("interval", 0.2), icmp.get("timeout", 1.0), icmp.get("size", 56))
         for port in params["limit_ports"]:
@@ -400,20 +543,24 @@ def main():
         targets = [dict(_without_nones(raw), ports=[_without_nones(p) for p in raw.get("ports") or []],
                         urls=[_without_nones(u) for u in raw.get("urls") or []])
                    for raw in params["targets"]]
+        icmp_run = params["icmp"] or {}
         parsed = parse_targets(targets, {"tcp_timeout": params["tcp_timeout"],
-                                         "http": _without_nones(params["http"])})
+                                         "http": _without_nones(params["http"]),
+                                         "icmp_warn": icmp_run.get("warn"), "icmp_crit": icmp_run.get("crit")})
         if params["arp_timeout"] <= 0 or params["arp_timeout"] > 10:
             raise InputError("arp_timeout: %s must be between 0 and 10 seconds" % params["arp_timeout"])
     except InputError as exc:
         module.fail_json(msg=str(exc), elapsed_ms=round(ms_since(start), 3), **empty)
 
-    pairs, meta = diagnose_targets(parsed, icmp_options=_without_nones(params["icmp"]), run=module.run_command,
+    ping_options = {k: v for k, v in _without_nones(params["icmp"]).items() if k not in ("warn", "crit")}
+    pairs, meta = diagnose_targets(parsed, icmp_options=ping_options, run=module.run_command,
                                    arp_probe_enabled=params["arp_probe"], arp_timeout=params["arp_timeout"],
-                                   max_workers=params["max_workers"])
+                                   max_workers=params["max_workers"], fail_on_warn=params["fail_on_warn"],
+                                   confirm_budget=params["confirm_budget"], path_options=params["path"] or {})
     limits = gather_limits(params["limit_ports"], run=module.run_command) if params["limits"] else None
     summary = summarize_pairs(pairs)
-    result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], changed=False,
-                  elapsed_ms=round(ms_since(start), 3))
+    result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], path=meta["path"],
+                  changed=False, elapsed_ms=round(ms_since(start), 3))
     if summary["failed"]:
         module.fail_json(msg=_failure_message(pairs, summary), **result)
     module.exit_json(msg="%d targets as expected" % summary["total"], **result)

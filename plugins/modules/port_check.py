@@ -12,9 +12,12 @@ description:
   - Opens a TCP connection from the managed host to every target in I(targets), all at the
     same time, and reports for each one whether the port is C(open), C(closed) (the host answered
     with RST), C(filtered) (no answer before the timeout, or the managed host's own firewall refused
-    the SYN), C(rejected) (a firewall answered with an ICMP unreachable such as port unreachable or
-    host/admin prohibited; its type, code and sender are returned), C(unreachable) (no route, or
-    ARP/NDP got no answer) or C(dns_error) (the name did not resolve). See docs/port_check.md.
+    the SYN), C(rejected) (an ICMP error answered this port's SYN, as nmap reads it, any destination
+    unreachable from the target or a router, port, host, net or admin prohibited ...; its type, code
+    and sender are returned), C(unreachable) (on the managed host's side, no route, or ARP/NDP got no
+    answer) or C(dns_error) (the name did not resolve). See docs/port_check.md.
+  - Why, as data, is in C(detail.outcome) (a reason from a closed set, the ICMP evidence, how many
+    probes went out and came back); the C(error) text is made from it (docs/results.md).
   - Reports the time to the verdict, the errno, the address actually used, and optionally sends a
     string and waits for a regular expression in the answer (the banner).
   - Each target has an I(expected_state) (default C(open)). The task fails when any target misses
@@ -60,7 +63,8 @@ options:
       expected_state:
         description:
           - The state this target must have for the task to pass. C(filtered) also accepts
-            C(rejected) (nmap calls both filtered).
+            C(rejected) (nmap calls both filtered); every other state accepts only itself
+            (docs/results.md, the one definition net_diagnose uses too).
         type: str
         choices: [open, closed, filtered, rejected, unreachable, dns_error]
         default: open
@@ -83,6 +87,20 @@ options:
         filtered targets take about one I(timeout).
     type: int
     default: 4096
+  confirm_budget:
+    description:
+      - Seconds that confirming silent ports may add to the run, at most (0 turns confirmation off).
+      - A port that got no answer on a host that answered other ports of this run with ICMP errors
+        may have lost its own ICMP answer to the host's ICMP rate limit. It is probed again, one
+        probe per host at a time, each sent when the host surely has a token again (1 s after its
+        last ICMP error for IPv4, 0.1 s for IPv6), up to 2 more times. It is C(rejected) only when
+        an ICMP error for that port arrives; otherwise it stays C(filtered). Ports still waiting
+        when the budget ends stay C(filtered) (C(detail.outcome.probes) says how many probes went).
+      - A run with no timeouts, or whose timeouts are on hosts that sent no ICMP error, pays
+        nothing. In the worst case it adds the budget plus one probe's wait (at most the target's I(timeout)).
+        See docs/port_check.md.
+    type: float
+    default: 10
 attributes:
   check_mode:
     support: full
@@ -99,9 +117,8 @@ notes:
     is still unanswered (Linux gives up only after about 3 seconds) is reported C(unreachable), not
     C(filtered), because nobody holds that address (read from C(ip neigh), or C(/proc/net/arp)).
   - The ICMP evidence (type, code, sender) is read from the socket's error queue (C(IP_RECVERR)),
-    on Linux. A target that got no answer while other ports of the same address were rejected with
-    ICMP in the same run is C(rejected) with C(detail.icmp_inferred=true), since hosts rate-limit their
-    ICMP errors.
+    on Linux. A verdict rests only on what came back for that port; a port that got no answer is
+    never called C(rejected) because its neighbours were (see I(confirm_budget)).
   - I(expect) is searched in a separate Python process that is killed at the deadline, so a
     backtracking pattern cannot hang the task (C(detail.regex_timed_out)).
   - Only the first address a name resolves to is tried (set I(family) to choose between IPv4 and IPv6).
@@ -194,9 +211,22 @@ results:
         expect_matched: {description: Whether I(expect) matched; null when there was nothing to expect., type: bool}
         conversation_error: {description: Why sending or reading failed after the connection was made; null when it did not., type: str}
         icmp_type: {description: "The ICMP type of the error that failed the handshake (3 for IPv4, 1 for IPv6: destination unreachable); null when none came.", type: int}
-        icmp_code: {description: "Its code (IPv4 3 port unreachable, 10 host prohibited, 13 admin prohibited; IPv6 1 admin prohibited, 4 port unreachable); null when none came.", type: int}
+        icmp_code: {description: "Its code (IPv4 3 port unreachable, 1 host unreachable, 10 host prohibited, 13 admin prohibited; IPv6 1 admin prohibited, 4 port unreachable); null when none came.", type: int}
         icmp_from: {description: "Who sent it (the target, a router, or this host itself for ARP/NDP failures and its own firewall); null when none came.", type: str}
-        icmp_inferred: {description: "True when a timed-out target is reported rejected because the same host rejected sibling ports with ICMP in this run (ICMP rate limiting).", type: bool}
+        outcome:
+          description: >-
+            Why the state is what it is, as data (docs/results.md): C(reason) (one word of a closed
+            set: C(syn_ack), C(rst), C(icmp_unreach), C(icmp_error), C(no_answer), C(local_firewall),
+            C(no_route), C(no_neighbour), C(dns), C(reset_after_connect), C(banner_mismatch),
+            C(conversation_failed), C(regex_timeout), C(probe_error)), C(phase), C(errno),
+            C(errno_name), C(icmp_type), C(icmp_code), C(icmp_from), C(icmp_family), C(probes)
+            (connects sent for this port, re-probes included), C(answers) (how many got an answer),
+            C(confirmed) (the state rests on an answer for this port) and C(verdict_ms) (this
+            target's own time to its verdict). The flat C(errno), C(icmp_*) keys repeat it.
+          type: dict
+          sample: {"reason": "icmp_unreach", "phase": "connect", "errno": 113, "errno_name": "EHOSTUNREACH",
+                   "icmp_type": 3, "icmp_code": 10, "icmp_from": "10.77.0.12", "icmp_family": "ipv4",
+                   "probes": 2, "answers": 1, "confirmed": true, "verdict_ms": 2043.1}
         neighbour_state: {description: "The kernel's ARP/NDP state (INCOMPLETE or FAILED) behind an unreachable verdict at the timeout, else null.", type: str}
         regex_timed_out: {description: "True when searching I(expect) passed the deadline (a backtracking pattern), else false.", type: bool}
       sample:
@@ -216,7 +246,9 @@ results:
         icmp_type: null
         icmp_code: null
         icmp_from: null
-        icmp_inferred: false
+        outcome: {"reason": "syn_ack", "phase": "conversation", "errno": null, "errno_name": null,
+                  "icmp_type": null, "icmp_code": null, "icmp_from": null, "icmp_family": null,
+                  "probes": 1, "answers": 1, "confirmed": true, "verdict_ms": 1.9}
         neighbour_state: null
         regex_timed_out: false
 summary:
@@ -246,6 +278,9 @@ def main():
         supports_check_mode=True,
     )
     start = time.monotonic()
+    if module.params["confirm_budget"] < 0:
+        module.fail_json(msg="confirm_budget: %s must be 0 or more seconds" % module.params["confirm_budget"],
+                         **outcome([], start))
     if module.params["max_workers"] < 1:
         module.fail_json(msg="max_workers: %s must be at least 1" % module.params["max_workers"],
                          **outcome([], start))
@@ -254,7 +289,8 @@ def main():
     except InputError as exc:
         module.fail_json(msg=str(exc), **outcome([], start))
 
-    result = outcome(check_targets(targets, module.params["max_workers"]), start)
+    result = outcome(check_targets(targets, module.params["max_workers"],
+                                   confirm_budget=module.params["confirm_budget"]), start)
     # Nothing needs the parsed targets any more: their memory is reused by exit_json's copy of
     # the results (remove_values), the largest allocation of a 10,000-target run.
     del targets

@@ -5,7 +5,8 @@ Given the per-flow summaries (packet_capture's ``summary``) of the source A and 
 target B of a failing pair, this says which of these happened, the one thing no
 single-host tool can tell:
 
-* ``source``       no SYN to B:port on A's wire: A's own firewall (OUTPUT) or routing;
+* ``source``       no SYN of this flow on A's wire ("the SYN never left A"): A's own firewall
+                   (OUTPUT) or routing;
 * ``between``      the SYN left A and never reached B: a firewall, security group or route between;
 * ``target``       the SYN reached B and B answered RST: nothing listens on the port;
 * ``target_firewall`` the SYN reached B and no answer left B (or B answered with an ICMP
@@ -23,6 +24,8 @@ what makes "reached B" and "left A" mean what they say.
 """
 
 from __future__ import annotations
+
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.outcome import normal_address, same_address
 
 WHERE = ("source", "between", "target", "target_firewall", "return_path", "source_input")
 
@@ -60,8 +63,14 @@ def _matching(flows, port, resp_h=None, orig_h=None):
             and (orig_h is None or f.get("orig_h") == orig_h)]
 
 
-def two_point(source_name, target_name, target_address, port, source_summary, target_summary):
+def two_point(source_name, target_name, target_address, port, source_summary, target_summary,
+              source_addresses=None):
     """Where the connection attempt from source to target_address:port was lost.
+
+    ``source_addresses``: the addresses the source may have sent from (its inventory address,
+    the route's choice). Only flows of this source count: on A, flows to target_address:port
+    from those addresses (any, when none is given); on B, flows to the port from the addresses
+    A was seen sending from or those given, never another host's flows to the same port.
 
     Returns {"where": one of WHERE, "sentence": plain words, "facts": the counts it read}
     or None (a capture is missing, or both ends saw the handshake complete)."""
@@ -69,30 +78,36 @@ def two_point(source_name, target_name, target_address, port, source_summary, ta
     if source_flows is None or target_flows is None:
         return None
     a, b = source_name, target_name
-    at_a = _matching(source_flows, port, resp_h=target_address)
-    source_addresses = sorted({f["orig_h"] for f in at_a})
-    # on B, the flow may carry another destination address (NAT): match the source and the port
-    if source_addresses:
-        at_b = [f for f in _matching(target_flows, port) if f["orig_h"] in source_addresses]
-    else:
-        at_b = _matching(target_flows, port, resp_h=target_address)
+    given = {normal_address(x) for x in source_addresses or [] if x}
+    at_a = [f for f in _matching(source_flows, port, resp_h=None)
+            if same_address(f.get("resp_h"), target_address)
+            and (not given or normal_address(f.get("orig_h")) in given)]
+    senders = given | {normal_address(f["orig_h"]) for f in at_a}
+    # on B the flow may carry another destination address (NAT): match the sender and the port
+    at_b = [f for f in _matching(target_flows, port) if normal_address(f.get("orig_h")) in senders]
     facts = {
         "syn_left_a": _sum(at_a, "orig", "syn"), "syn_reached_b": _sum(at_b, "orig", "syn"),
         "syn_ack_left_b": _sum(at_b, "resp", "syn_ack"), "syn_ack_reached_a": _sum(at_a, "resp", "syn_ack"),
         "rst_left_b": _sum(at_b, "resp", "rst"), "rst_reached_a": _sum(at_a, "resp", "rst"),
         "ack_left_a": sum(1 for f in at_a if "A" in (f.get("history") or "")),
+        "flows_at_a": len(at_a), "flows_at_b": len(at_b),
     }
     where_port = "%s:%s" % (target_address, port)
     icmp_at_a = _icmp_from(at_a)
-    icmp_from_b = _icmp_from(at_b) or [e for e in icmp_at_a if e.get("from") == target_address]
+    icmp_from_b = _icmp_from(at_b) or [e for e in icmp_at_a if same_address(e.get("from"), target_address)]
 
-    if facts["syn_left_a"] == 0 and facts["syn_reached_b"] == 0:
+    if facts["syn_left_a"] == 0:
+        # a capture sees sent packets after OUTPUT: no SYN on A's wire means A itself stopped it
+        seen_at_b = ""
+        if facts["syn_reached_b"]:
+            seen_at_b = " (yet %s saw %d SYN(s) from %s's address: was %s's capture running?)" % (
+                b, facts["syn_reached_b"], a, a)
         where, sentence = "source", (
-            "No SYN to %s left %s (nothing on its wire) and none reached %s: %s's own firewall (OUTPUT) or "
-            "routing stopped it, or nothing tried to connect." % (where_port, a, b, a))
+            "The SYN never left %s: its capture has no SYN to %s, so %s's own firewall (OUTPUT) or routing "
+            "stopped it%s." % (a, where_port, a, seen_at_b))
     elif facts["syn_reached_b"] == 0:
         via = ""
-        others = [e for e in icmp_at_a if e.get("from") != target_address]
+        others = [e for e in icmp_at_a if not same_address(e.get("from"), target_address)]
         if others:
             via = " (%s answered %s)" % (others[0]["from"], others[0]["name"])
         where, sentence = "between", (

@@ -24,10 +24,13 @@ SCHEMA_VERSION = 1
 CELLS = {
     "OK": ".", "DNS_FAILED": "DNS", "NO_ROUTE": "RTE", "GATEWAY_UNREACHABLE": "GW", "NEIGHBOUR_FAILED": "ARP",
     "NEIGHBOUR_TABLE_FULL": "NTF", "NEIGHBOUR_MISMATCH": "MAC", "ICMP_UNREACHABLE": "ICU", "ICMP_FILTERED": "ICF",
-    "ICMP_ANSWERED": "ICA", "PORT_CLOSED": "CLS", "PORT_FILTERED": "FLT", "PORT_REJECTED": "REJ",
+    "ICMP_ANSWERED": "ICA", "ICMP_LOSS": "LOS", "HIGH_LATENCY": "LAT", "PORT_CLOSED": "CLS", "PORT_FILTERED": "FLT", "PORT_REJECTED": "REJ",
     "PORT_OPEN": "OPN", "PORT_UNREACHABLE": "PUN", "ACCEPT_QUEUE_FULL": "AQF", "TLS_FAILED": "TLS",
     "HTTP_STATUS": "STS", "HTTP_TIMEOUT": "HTO", "WRONG_SERVICE": "SVC", "PROBE_ERROR": "ERR",
     "NOT_CHECKED": "N/C",
+    # where on the path (docs/path.md); the cell adds @N, the hop where the flow died
+    "DROPPED_AFTER_HOP": "DRP", "REJECTED_AT_HOP": "RJH", "ROUTING_LOOP": "LOP", "TTL_EXPIRED": "TTL",
+    "MTU_BLACKHOLE": "MTU", "PMTU_REDUCED": "PMT", "CONNTRACK_FULL": "CTF",
 }
 NO_PAIR = "-"         # this source does not check this target (itself, or not in its targets)
 NOT_RUN = "!"         # the source could not run at all
@@ -77,9 +80,60 @@ def build_run(sources, meta=None):
             run["targets"].append({"name": name, "address": targets.pop(name)})
     run["targets"].extend({"name": name, "address": address} for name, address in targets.items())
     apply_accept_queues(run)
+    apply_conntrack(run)
+    run["asymmetric_checks"] = asymmetric_checks(run["pairs"])
     run["asymmetric"] = asymmetric_pairs(run["pairs"])
     run["totals"] = totals(run)
     return run
+
+
+CONNTRACK_SILENT = ("PORT_FILTERED", "ICMP_FILTERED", "HTTP_TIMEOUT", "DROPPED_AFTER_HOP")
+CONNTRACK_HINT = ("the conntrack table of %s is full (%s of nf_conntrack_max %s): new flows are dropped like a "
+                  "firewall's DROP; raise net.netfilter.nf_conntrack_max (and nf_conntrack_buckets), shorten conntrack "
+                  "timeouts, or exempt the flows from tracking (raw table NOTRACK)")
+
+
+def apply_conntrack(run):
+    """A silent failing check whose target, or the router at its hop, reports a full conntrack table in its
+    own limits (from its run as a source): the check's code becomes CONNTRACK_FULL (docs/path.md).
+
+    The source's own table is judged on the host (path.py); only the hosts that ran here can tell theirs.
+    """
+    full = {}
+    for source in run["sources"]:
+        conntrack = (source.get("limits") or {}).get("conntrack") or {}
+        if conntrack.get("full"):
+            full[source["name"]] = conntrack
+            if source.get("address"):
+                full[source["address"]] = dict(conntrack, name=source["name"])
+    if not full:
+        return
+    for pair in run["pairs"]:
+        if pair.get("ok"):
+            continue
+        changed = False
+        for check in pair_checks(pair):
+            if check.get("ok") or check.get("code") not in CONNTRACK_SILENT:
+                continue
+            hop = (check.get("hop") or {}).get("address")
+            where = pair["target"] if pair["target"] in full else (hop if hop in full else None)
+            if where is None:
+                continue
+            table = full[where]
+            name = table.get("name", where)
+            fact = "%s: conntrack table full, %s of nf_conntrack_max %s (drop %s, early_drop %s)" % (
+                name, table.get("count"), table.get("max"), table.get("drop"), table.get("early_drop"))
+            check.update(code="CONNTRACK_FULL", layer="network",
+                         hint=CONNTRACK_HINT % (name, table.get("count"), table.get("max")))
+            check["evidence"] = [fact] + list(check.get("evidence") or [])
+            changed = True
+        if changed:
+            first = failing_checks(pair)[0]
+            verdict = pair["verdict"]
+            if first.get("code") == "CONNTRACK_FULL" and verdict.get("code") != "CONNTRACK_FULL":
+                verdict["notes"].append({"code": verdict["code"], "hint": verdict["hint"]})
+                verdict.update(code="CONNTRACK_FULL", hint=first["hint"], first_failing_layer="network")
+                verdict["evidence"] = list(first["evidence"][:1]) + list(verdict.get("evidence") or [])
 
 
 def _full_listeners(limits, port):
@@ -87,33 +141,58 @@ def _full_listeners(limits, port):
             if entry.get("port") == port and entry.get("queue_full")]
 
 
+def pair_checks(pair):
+    """The pair's per-check verdicts (net_diagnose's verdict.checks; [] for a result made before them)."""
+    return (pair.get("verdict") or {}).get("checks") or []
+
+
+def failing_checks(pair):
+    """The pair's failing checks, the lowest layer first (the pair's code is the first one's)."""
+    return sorted([c for c in pair_checks(pair) if not c.get("ok")], key=lambda c: _LAYER_RANK.get(c.get("layer"), 4))
+
+
+def warned_checks(pair):
+    return [c for c in pair_checks(pair) if c.get("ok") and c.get("severity") == "warn"]
+
+
+_LAYER_RANK = {"link": 0, "network": 1, "transport": 2, "application": 3, "none": 4}
+
+
 def apply_accept_queues(run):
     """A port that times out while the target's own listener has a full accept queue: say so.
 
     The source cannot see the target's queue; the target's own limits (from its run as a source)
-    can. Such a pair's code becomes ACCEPT_QUEUE_FULL, its former code a note.
+    can. Such a check's code becomes ACCEPT_QUEUE_FULL (and the pair's, when it was that check's),
+    its former code a note.
     """
     limits = {s["name"]: s["limits"] for s in run["sources"] if s.get("limits")}
     for pair in run["pairs"]:
         verdict = pair["verdict"]
-        if verdict["code"] != "PORT_FILTERED" or pair["target"] not in limits:
+        if pair["target"] not in limits or pair.get("ok"):
             continue
+        first = (failing_checks(pair) or [None])[0]
         for result in (pair.get("layers") or {}).get("tcp") or []:
             if result["state"] != "filtered":
                 continue
-            full = _full_listeners(limits[pair["target"]], result["detail"].get("port"))
-            if not full:
+            port = result["detail"].get("port")
+            full = _full_listeners(limits[pair["target"]], port)
+            check = ([c for c in pair_checks(pair) if c.get("check") == "tcp/%s" % port] or [None])[0]
+            if not full or (check is not None and check.get("code") != "PORT_FILTERED"):
                 continue
             listener = full[0]
             owners = ", ".join("pid %s %s (%s of %s open files)" % (
                 p.get("pid"), p.get("comm"), p.get("open_fds"), (p.get("max_open_files") or {}).get("soft"))
                 for p in listener.get("processes") or []) or "process unknown"
-            verdict["notes"].append({"code": verdict["code"], "hint": verdict["hint"]})
-            verdict.update(code="ACCEPT_QUEUE_FULL", hint=ACCEPT_QUEUE_HINT, first_failing_layer="transport")
-            verdict["evidence"].insert(0, "%s port %s: accept queue %s, backlog %s (%s); ListenOverflows %s" % (
+            fact = "%s port %s: accept queue %s, backlog %s (%s); ListenOverflows %s" % (
                 pair["target"], listener["port"], listener["accept_queue"], listener["backlog"], owners,
-                (limits[pair["target"]].get("netstat") or {}).get("ListenOverflows")))
-            break
+                (limits[pair["target"]].get("netstat") or {}).get("ListenOverflows"))
+            if check is not None:
+                check.update(code="ACCEPT_QUEUE_FULL", hint=ACCEPT_QUEUE_HINT)
+                check["evidence"] = [fact] + list(check.get("evidence") or [])
+            if verdict["code"] == "PORT_FILTERED" and (check is None or check is first):
+                verdict["notes"].append({"code": verdict["code"], "hint": verdict["hint"]})
+                verdict.update(code="ACCEPT_QUEUE_FULL", hint=ACCEPT_QUEUE_HINT, first_failing_layer="transport")
+                verdict["evidence"].insert(0, fact)
 
 
 def _capture_summary(capture):
@@ -172,10 +251,14 @@ def apply_captures(run, captures, run_dir=None):
         target_flows = _between((at_target or {}).get("flows") or [], source_addresses)
         evidence = []
         for port in _failing_ports(pair):
-            found = two_point(source, pair["target"], address, port, at_source, at_target)
+            found = two_point(source, pair["target"], address, port, at_source, at_target,
+                              source_addresses=sorted(a for a in source_addresses if a))
             if found is not None:
                 evidence.append(dict(found, port=port))
                 pair["verdict"]["evidence"].append(found["sentence"])
+                for check in pair_checks(pair):
+                    if check.get("check") == "tcp/%s" % port:
+                        check.setdefault("evidence", []).append(found["sentence"])
         sides = {}
         for role, name, summary, flows in (("source", source, at_source, source_flows),
                                            ("target", target, at_target, target_flows)):
@@ -186,13 +269,32 @@ def apply_captures(run, captures, run_dir=None):
     return run
 
 
-def asymmetric_pairs(pairs):
-    """[[A, B]] where A reaches B as expected but B does not reach A."""
-    outcome = {(p["source"], p["target"]): p["ok"] for p in pairs}
+def asymmetric_checks(pairs):
+    """[[A, B, check]] where the SAME check (icmp, tcp/22, neighbour, the same URL) meets its
+    expectation from A to B and fails from B to A; pairs without per-check verdicts compare as a whole."""
+    by_pair = {(p["source"], p["target"]): p for p in pairs}
     found = []
-    for (source, target), ok in sorted(outcome.items()):
-        back = outcome.get((target, source))
-        if ok and back is False:
+    for (source, target), pair in sorted(by_pair.items()):
+        back = by_pair.get((target, source))
+        if back is None:
+            continue
+        there, home = pair_checks(pair), pair_checks(back)
+        if not there or not home:
+            if pair["ok"] and back["ok"] is False:
+                found.append([source, target, "pair"])
+            continue
+        failing_back = {c["check"] for c in home if not c.get("ok")}
+        for check in there:
+            if check.get("ok") and check["check"] in failing_back:
+                found.append([source, target, check["check"]])
+    return found
+
+
+def asymmetric_pairs(pairs):
+    """[[A, B]] where some check works from A to B and the same check fails from B to A."""
+    found = []
+    for source, target, _ in asymmetric_checks(pairs):
+        if [source, target] not in found:
             found.append([source, target])
     return found
 
@@ -213,44 +315,90 @@ def cell(code):
     return CELLS.get(code, code[:3])
 
 
+def pair_cell(pair):
+    """The matrix cell of a pair: the lowest failing check's code, ``+N`` when N more checks fail
+    (``OPN+1``: a port open that must not be, and one more check failing), ``@N`` the hop where the flow
+    died (``DRP@2``: dropped after hop 2, docs/path.md); an OK pair with a
+    warning shows the warning's code in lower case (``los``); ``.`` when every check passed."""
+    verdict = pair["verdict"]
+    if pair.get("ok"):
+        warned = warned_checks(pair)
+        return cell(warned[0]["code"]).lower() if warned else cell(verdict["code"])
+    failed = verdict.get("failed_checks")
+    if failed is None:
+        failed = len(failing_checks(pair))
+    more = failed - 1
+    hop = verdict.get("hop") or {}
+    at = "@%s" % hop["index"] if hop.get("index") is not None else ""
+    return cell(verdict["code"]) + at + ("+%d" % more if more > 0 else "")
+
+
 def render_matrix(run):
     """Sources down, targets across (numbered, with a legend), one short cell per pair."""
     targets = [t["name"] for t in run["targets"]]
     by_pair = {(p["source"], p["target"]): p for p in run["pairs"]}
     width = max([len(s["name"]) for s in run["sources"]] + [6])
-    lines = ["matrix (rows: sources, columns: targets; . = OK, - = not checked, ! = source could not run)"]
-    lines.append("%-*s %s" % (width, "", "".join("%4d" % (i + 1) for i in range(len(targets)))))
+    marks = {key: pair_cell(pair) for key, pair in by_pair.items()}
+    column = max([4] + [len(mark) + 1 for mark in marks.values()])
+    lines = ["matrix (rows: sources, columns: targets; . = OK, - = not checked, ! = source could not run, "
+             "+N = N more checks fail, lower case = warning)"]
+    lines.append("%-*s %s" % (width, "", "".join("%*d" % (column, i + 1) for i in range(len(targets)))))
     for source in run["sources"]:
         cells = []
         for target in targets:
             if source["status"] != "ran":
                 mark = NOT_RUN
             else:
-                pair = by_pair.get((source["name"], target))
-                mark = cell(pair["verdict"]["code"]) if pair else NO_PAIR
-            cells.append("%4s" % mark)
+                mark = marks.get((source["name"], target), NO_PAIR)
+            cells.append("%*s" % (column, mark))
         lines.append("%-*s %s" % (width, source["name"], "".join(cells)))
     lines.append("targets: " + "  ".join("%d=%s" % (i + 1, name) for i, name in enumerate(targets)))
-    used = sorted({cell(p["verdict"]["code"]) + "=" + p["verdict"]["code"] for p in run["pairs"]
-                   if p["verdict"]["code"] != "OK"})
+    used = set()
+    for pair in run["pairs"]:
+        for check in pair_checks(pair) or [{"code": pair["verdict"]["code"], "severity": "fail"}]:
+            if check["code"] != "OK" and check.get("severity", "fail") != "ok":
+                used.add(cell(check["code"]) + "=" + check["code"])
+        if not pair_checks(pair) and pair["verdict"]["code"] != "OK":
+            used.add(cell(pair["verdict"]["code"]) + "=" + pair["verdict"]["code"])
     if used:
-        lines.append("codes: " + "  ".join(used))
+        lines.append("codes: " + "  ".join(sorted(used)))
+    return lines
+
+
+def _check_lines(checks):
+    lines = []
+    for check in checks:
+        evidence = check.get("evidence") or []
+        lines.append("     %s %s: %s" % (check["check"], check["code"], evidence[0] if evidence else check["hint"]))
+        lines.extend("       %s" % fact for fact in evidence[1:3])
     return lines
 
 
 def render_failures(run):
     lines = []
     for pair in run["pairs"]:
-        if pair["ok"]:
-            continue
         verdict = pair["verdict"]
+        if pair["ok"]:
+            warned = warned_checks(pair)
+            if warned:
+                lines.append("WARN %s -> %s (%s): %s [%s] %s" % (pair["source"], pair["target"], pair.get("address") or "-",
+                                                               warned[0]["code"], warned[0]["layer"], warned[0]["hint"]))
+                lines.extend(_check_lines(warned))
+            continue
         known = pair.get("baseline") == "known"
-        lines.append("%s %s -> %s (%s): %s [%s] %s" % ("KNOWN" if known else "FAIL", pair["source"], pair["target"],
-                                                        pair.get("address") or "-", verdict["code"],
-                                                        verdict["first_failing_layer"], verdict["hint"]))
-        shown = verdict["evidence"][:4]
-        for fact in shown:
-            lines.append("     %s" % fact)
+        failing = failing_checks(pair)
+        count = " (%d checks failed)" % len(failing) if len(failing) > 1 else ""
+        lines.append("%s %s -> %s (%s): %s [%s] %s%s" % ("KNOWN" if known else "FAIL", pair["source"], pair["target"],
+                                                          pair.get("address") or "-", verdict["code"],
+                                                          verdict["first_failing_layer"], verdict["hint"], count))
+        if failing:
+            # every failing check with its own code and facts: one never hides another
+            shown = [fact for check in failing for fact in check.get("evidence") or []]
+            lines.extend(_check_lines(failing))
+        else:
+            shown = verdict["evidence"][:4]
+            for fact in shown:
+                lines.append("     %s" % fact)
         # the two-point answer is the last fact of the evidence: never cut off
         for found in (pair.get("capture") or {}).get("evidence") or []:
             if found["sentence"] not in shown:
@@ -262,8 +410,13 @@ def render_failures(run):
         if source["status"] != "ran":
             lines.append("NOT RUN %s (%s): %s: %s" % (source["name"], source.get("address") or "-", source["status"],
                                                       source["error"]))
-    for source, target in run["asymmetric"]:
-        lines.append("ASYMMETRIC %s reaches %s, but %s does not reach %s" % (source, target, target, source))
+    codes = {(p["source"], p["target"], c["check"]): c["code"] for p in run["pairs"] for c in pair_checks(p)}
+    for source, target, check in run.get("asymmetric_checks") or [[a, b, "pair"] for a, b in run["asymmetric"]]:
+        if check == "pair":
+            lines.append("ASYMMETRIC %s reaches %s, but %s does not reach %s" % (source, target, target, source))
+        else:
+            lines.append("ASYMMETRIC %s: %s -> %s as expected, %s -> %s fails (%s)" % (
+                check, source, target, target, source, codes.get((target, source, check), "?")))
     return lines
 
 
@@ -279,5 +432,5 @@ def render(run):
     return render_matrix(run) + [""] + render_failures(run) + render_totals(run)
 
 
-__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "apply_captures", "asymmetric_pairs", "build_run",
-           "cell", "render", "render_failures", "render_matrix", "render_totals", "run_failed", "source_entry", "totals"]
+__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "apply_conntrack", "apply_captures", "asymmetric_checks", "asymmetric_pairs",
+           "build_run", "cell", "failing_checks", "pair_cell", "pair_checks", "warned_checks", "render", "render_failures", "render_matrix", "render_totals", "run_failed", "source_entry", "totals"]

@@ -144,6 +144,8 @@ NETCHECK_ROLE_SPEC.update(("netcheck_http_" + name, role_variable(HTTP_REQUEST_S
 NETCHECK_ROLE_SPEC.update({
     "netcheck_arp_timeout": role_variable(_DIAGNOSE["arp_timeout"]),
     "netcheck_max_workers": role_variable(_DIAGNOSE["max_workers"]),
+    "netcheck_fail_on_warn": role_variable(_DIAGNOSE["fail_on_warn"]),
+    "netcheck_path": role_variable(_DIAGNOSE["path"]),
     "netcheck_limit_ports": role_variable(_DIAGNOSE["limit_ports"],
                                           "Listening ports whose limits are reported "
                                           "([] = the mesh's and groups' ports)."),

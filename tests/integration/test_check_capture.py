@@ -143,3 +143,32 @@ def test_a_capture_that_cannot_start_does_not_stop_the_checks(lab, hosts, tmp_pa
     run_dir = run_dir_of(tmp_path)
     assert not [p for p in run_dir.iterdir() if p.is_dir()]
     assert not tcpdumps(hosts)
+
+
+def test_the_sources_own_output_drop_is_the_syn_that_never_left_and_other_sources_do_not_count(
+        lab, hosts, iptables_rules, tmp_path):
+    """The source's OUTPUT chain drops its SYNs to target:8080 while the third host's connections to
+    the same port complete: the evidence is "the SYN never left the source", never the return path."""
+    source, target, other = hosts
+    iptables_rules(source.namespace, "OUTPUT", "-d", target.ip, "-p", "tcp", "--dport", str(PORT), "-j", "DROP")
+    proc = check(lab, tmp_path, "-e", "netcheck_capture=true")
+    assert proc.returncode != 0, proc.stdout
+    run_dir = run_dir_of(tmp_path)
+    run = json.loads((run_dir / "report.json").read_text())
+    (pair,) = [p for p in run["pairs"] if p["source"] == source.name and p["target"] == target.name]
+    checks = {c["check"]: c for c in pair["verdict"]["checks"]}
+    port_check = checks["tcp/%d" % PORT]
+    # a TCP connect through an OUTPUT DROP gets no error from the kernel, only silence: the source
+    # alone cannot tell its own firewall from the network; the two captures can
+    assert port_check["code"] == "PORT_FILTERED", port_check
+    assert port_check["outcome"]["reason"] in ("no_answer", "local_firewall"), port_check
+    (evidence,) = pair["capture"]["evidence"]
+    assert evidence["where"] == "source", evidence
+    assert evidence["sentence"].startswith("The SYN never left %s" % source.name), evidence
+    assert evidence["facts"]["syn_left_a"] == 0 and evidence["facts"]["flows_at_b"] == 0, evidence
+    assert evidence["sentence"] in port_check["evidence"]
+    # the target's capture did hold another source's handshakes on that port: they were not counted
+    summary = json.loads((run_dir / target.name / "eth0.summary.json").read_text())
+    flows = summary.get("flows") or summary.get("summary", {}).get("flows") or []
+    assert any(f["orig_h"] == other.ip and f["resp_p"] == PORT and f["resp_flags"]["syn_ack"] for f in flows)
+    assert "return path" not in proc.stdout

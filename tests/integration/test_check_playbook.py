@@ -52,9 +52,9 @@ def _matrix(stdout, hosts):
     lines = stdout.splitlines()
     start = [i for i, line in enumerate(lines) if line.startswith("matrix (rows: sources")][-1]
     for line in lines[start + 2:start + 2 + len(hosts)]:
-        name = line.split()[0]
-        body = line[len(line) - 4 * len(hosts):]
-        rows[name] = [body[i:i + 4].strip() for i in range(0, len(body), 4)]
+        # a cell never holds a space (".", "-", "!", "FLT", "FLT+1", "los")
+        name, *cells = line.split()
+        rows[name] = cells
     return rows
 
 
@@ -85,15 +85,22 @@ def test_check_yml_with_two_faults_prints_the_16_cell_matrix_and_the_asymmetric_
     proc = _check(lab)
     assert proc.returncode != 0, proc.stdout
     rows = _matrix(proc.stdout, four)
+    # the DROP on 8080 fails two checks of each pair to h2: the port and the URL on it (FLT+1)
     assert rows == {
-        h1.name: ["-", "FLT", ".", "CLS"],
+        h1.name: ["-", "FLT+1", ".", "CLS"],
         h2.name: [".", "-", ".", "."],
-        h3.name: [".", "FLT", "-", "."],
-        h4.name: [".", "FLT", ".", "-"],
+        h3.name: [".", "FLT+1", "-", "."],
+        h4.name: [".", "FLT+1", ".", "-"],
     }, proc.stdout
     assert "FAIL %s -> %s (%s): PORT_FILTERED [transport]" % (h1.name, h2.name, h2.ip) in proc.stdout
+    assert "     tcp/8080 PORT_FILTERED: tcp %s:8080: filtered, expected open" % h2.ip in proc.stdout
+    assert "     http http://%s:8080/ PORT_FILTERED: " % h2.ip in proc.stdout
     assert "FAIL %s -> %s (%s): PORT_CLOSED [transport]" % (h1.name, h4.name, h4.ip) in proc.stdout
-    assert "ASYMMETRIC %s reaches %s, but %s does not reach %s" % (h4.name, h1.name, h1.name, h4.name) in proc.stdout
+    # ASYMMETRIC names the check that works one way and fails the other
+    assert "ASYMMETRIC tcp/22: %s -> %s as expected, %s -> %s fails (PORT_CLOSED)" % (
+        h4.name, h1.name, h1.name, h4.name) in proc.stdout
+    assert "ASYMMETRIC tcp/8080: %s -> %s as expected, %s -> %s fails (PORT_FILTERED)" % (
+        h2.name, h1.name, h1.name, h2.name) in proc.stdout
     run = _latest_report()
     assert sorted(map(tuple, run["asymmetric"])) == sorted([(h2.name, h1.name), (h2.name, h3.name),
                                                             (h2.name, h4.name), (h4.name, h1.name)])

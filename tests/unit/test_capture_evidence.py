@@ -35,7 +35,7 @@ def verdict(at_a, at_b):
 def test_syn_that_never_left_a_is_the_source():
     result = verdict(seen(), seen())
     assert result["where"] == "source"
-    assert result["sentence"].startswith("No SYN to 10.0.0.2:5432 left web1")
+    assert result["sentence"].startswith("The SYN never left web1: its capture has no SYN to 10.0.0.2:5432")
 
 
 def test_syn_that_left_a_and_never_reached_b_is_between():
@@ -95,3 +95,28 @@ def test_module_results_are_accepted_as_well_as_summaries():
 def test_flows_of_other_ports_are_not_evidence(other_port):
     other = tcp_packet(A, 40001, B, other_port, SYN, 5)
     assert verdict(seen(other), seen(other))["where"] == "source"
+
+
+C = "10.0.0.3"  # another source checking the same port of B in the same run
+
+
+def test_a_syn_dropped_by_the_sources_own_output_is_the_source_even_when_b_saw_other_sources():
+    """A's OUTPUT chain dropped its SYN; B's capture holds C's complete handshake on the same port.
+    C's flow is not evidence for A -> B: the SYN never left A (not "the return path drops the SYN-ACK")."""
+    syn_cb = tcp_packet(C, 41000, B, PORT, SYN, 300)
+    synack_bc = tcp_packet(B, PORT, C, 41000, SYN | ACK, 700, 301)
+    ack_cb = tcp_packet(C, 41000, B, PORT, ACK, 301, 701)
+    result = two_point("web1", "db1", B, PORT, seen(), seen(syn_cb, synack_bc, ack_cb), source_addresses=[A])
+    assert result["where"] == "source"
+    assert result["sentence"].startswith("The SYN never left web1")
+    assert result["facts"]["syn_reached_b"] == 0 and result["facts"]["flows_at_b"] == 0
+
+
+def test_flows_of_other_sources_at_a_and_b_never_count():
+    """A's SYN reached B and B answered nothing; another source's answered flow changes nothing."""
+    syn_cb = tcp_packet(C, 41000, B, PORT, SYN, 300)
+    synack_bc = tcp_packet(B, PORT, C, 41000, SYN | ACK, 700, 301)
+    result = two_point("web1", "db1", B, PORT, seen(SYN_AB, SYN_AB), seen(SYN_AB, SYN_AB, syn_cb, synack_bc),
+                       source_addresses=[A])
+    assert result["where"] == "target_firewall"
+    assert result["facts"]["syn_ack_left_b"] == 0 and result["facts"]["flows_at_b"] == 1

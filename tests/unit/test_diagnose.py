@@ -8,6 +8,7 @@ import pytest
 
 from netcheck import diagnose
 from netcheck.diagnose import CODES, checked_layers, verdict
+from netcheck.outcome import outcome
 from netcheck.probe import InputError, probe_result
 
 
@@ -38,9 +39,11 @@ def tcp(port=22, state="open", expect_matched=None, err=None, **detail):
     return probe_result("10.0.0.12:%d" % port, "tcp", state, state == "open", {"total_ms": 1.0}, None, facts)
 
 
-def http(state="answered", status=200, phase=None, failed_checks=(), error=None, tls=None):
+def http(state="answered", status=200, phase=None, failed_checks=(), error=None, tls=None, reason=None, **fields):
     detail = {"status": status if state == "answered" else None, "reason": "OK", "phase": phase,
               "failed_checks": list(failed_checks), "tls": tls}
+    if reason is not None:
+        detail["outcome"] = outcome(reason, phase=phase, **fields)
     return probe_result("http://10.0.0.12:8080/", "http", state, state == "answered" and not failed_checks,
                         {"total_ms": 2.0}, error, detail)
 
@@ -57,7 +60,8 @@ def judge(lay, exp=None, resolve_error=None):
     ok, checked, result = verdict(lay, exp or expected(), resolve_error)
     assert result["hint"], "every verdict has a hint"
     assert result["first_failing_layer"] == ("none" if result["code"] in ("OK", "NOT_CHECKED") else
-                                             CODES[result["code"]][0])
+                                             CODES[result["code"]][0] if CODES[result["code"]][0] != "none"
+                                             else result["first_failing_layer"])
     return ok, checked, result
 
 
@@ -150,7 +154,7 @@ def test_dns_failure_is_dns_failed():
     ("closed", errno.ECONNREFUSED, "PORT_CLOSED"),
     ("filtered", errno.ETIMEDOUT, "PORT_FILTERED"),
     ("rejected", errno.EHOSTUNREACH, "PORT_REJECTED"),
-    ("unreachable", errno.EHOSTUNREACH, "PORT_REJECTED"),  # today's tcp.py: the next hop answers ARP
+    ("unreachable", errno.EHOSTUNREACH, "PORT_UNREACHABLE"),  # never inferred a reject from a cached MAC
 ])
 def test_port_states_give_transport_codes(state, err, code):
     ok, checked, result = judge(layers(neighbour(), icmp(), [tcp(state=state, err=err)]),
@@ -162,7 +166,8 @@ def test_port_states_give_transport_codes(state, err, code):
 def test_rejected_with_icmp_detail_names_type_and_code():
     result = judge(layers(neighbour(), icmp(), [tcp(state="rejected", icmp_type=3, icmp_code=13,
                                                     icmp_from="10.0.0.12")]), expected(ports={"22": "open"}))[2]
-    assert result["code"] == "PORT_REJECTED" and "ICMP type 3 code 13 from 10.0.0.12" in result["evidence"][0]
+    assert result["code"] == "PORT_REJECTED"
+    assert "ICMP communication administratively prohibited (type 3 code 13) from 10.0.0.12" in result["evidence"][0]
 
 
 def test_a_port_expected_filtered_that_is_filtered_is_ok():
@@ -210,19 +215,20 @@ def test_no_answer_after_connect_is_http_timeout():
 def test_a_certificate_for_another_name_is_wrong_service_and_a_self_signed_one_tls_failed():
     mismatch = {"verify_error": "Hostname mismatch, certificate is not valid for '10.0.0.12'.",
                 "subject": "commonName=other.example", "san": ["DNS:other.example"]}
-    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="tls", tls=mismatch,
+    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="tls", tls=mismatch, reason="tls_name",
                                                                error="tls: certificate verification failed")]),
                          expected(urls=["u"]))
     assert result["code"] == "WRONG_SERVICE" and any("other.example" in e for e in result["evidence"])
     selfsigned = {"verify_error": "self-signed certificate"}
     _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="tls", tls=selfsigned,
+                                                               reason="tls_verify",
                                                                error="tls: certificate verification failed")]),
                          expected(urls=["u"]))
     assert result["code"] == "TLS_FAILED"
 
 
 def test_http_connect_refused_is_port_closed():
-    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="connect",
+    _, _, result = judge(layers(neighbour(), icmp(), [], [http("failed", phase="connect", reason="rst",
                                                                error="connect: connection refused")]),
                          expected(urls=["u"]))
     assert result["code"] == "PORT_CLOSED"
@@ -287,7 +293,10 @@ def test_loopback_run_gives_pairs_in_the_contract_shape(closed_port):
     pairs, meta = diagnose.diagnose_targets(targets, arp_probe_enabled=False)
     (pair,) = pairs
     assert set(pair) == {"target", "address", "kind", "ok", "checked", "layers", "verdict", "expected", "timings"}
-    assert set(pair["verdict"]) == {"first_failing_layer", "code", "hint", "evidence", "notes"}
+    assert set(pair["verdict"]) == {"first_failing_layer", "code", "hint", "evidence", "notes", "hop", "failed_checks",
+                                    "warned_checks", "checks"}
+    (check,) = [c for c in pair["verdict"]["checks"] if c["check"].startswith("tcp/")]
+    assert check["ok"] and check["severity"] == "ok" and check["code"] == "OK"
     assert pair["ok"] and pair["verdict"]["code"] == "OK" and pair["checked"] == ["network", "transport"]
     assert pair["layers"]["tcp"][0]["state"] == "closed" and pair["layers"]["icmp"] is None
     assert pair["layers"]["neighbour"]["state"] == "local"
@@ -304,3 +313,217 @@ def test_table_counters_come_from_ip_ntable_in_any_namespace():
 
     assert diagnose.read_arp_cache_stat("/nonexistent", run) == {"entries": 1024, "table_fulls": 41}
     assert seen == [["ip", "-s", "-j", "ntable", "show"]]
+
+
+# --- one verdict per check -----------------------------------------------------------------
+
+def tcp_outcome(port, state, reason, expected_state="open", **fields):
+    """A tcp result as the probe makes it: state, ok by tcp.state_meets, detail.outcome."""
+    from netcheck.tcp import state_meets
+    result = tcp(port=port, state=state, outcome=outcome(reason, phase="connect", **fields))
+    result["ok"] = state_meets(state, expected_state)
+    return result
+
+
+def checks_by_name(result):
+    return {c["check"]: c for c in result["checks"]}
+
+
+def test_every_check_has_its_own_verdict_and_the_pair_shows_the_lowest_one():
+    """PORT_OPEN on 22 (must be filtered) must not hide 5432 closed (the database is down)."""
+    lay = layers(neighbour(wire=["aa:aa:aa:aa:aa:01"]), icmp(),
+                 [tcp_outcome(22, "open", "syn_ack", "filtered"), tcp_outcome(5432, "closed", "rst")])
+    ok, _, result = judge(lay, expected(ports={"22": "filtered", "5432": "open"}))
+    found = checks_by_name(result)
+    assert not ok and result["code"] == "PORT_OPEN" and result["failed_checks"] == 2
+    assert (found["tcp/22"]["code"], found["tcp/22"]["severity"], found["tcp/22"]["ok"]) == ("PORT_OPEN", "fail", False)
+    assert (found["tcp/5432"]["code"], found["tcp/5432"]["ok"]) == ("PORT_CLOSED", False)
+    assert found["tcp/5432"]["evidence"] == [e for e in result["evidence"] if "5432" in e][:1]
+    assert found["tcp/5432"]["outcome"]["reason"] == "rst"
+    assert (found["icmp"]["code"], found["neighbour"]["code"]) == ("OK", "OK")
+    assert set(found) == {"neighbour", "icmp", "tcp/22", "tcp/5432"}
+    assert all(set(c) == {"check", "layer", "ok", "severity", "code", "hint", "evidence", "outcome"}
+               for c in result["checks"])
+
+
+def test_expected_filtered_accepts_rejected_as_port_check_does():
+    """The pair can never be ok in its TCP layer and fail as a pair."""
+    rejected = tcp_outcome(22, "rejected", "icmp_unreach", "filtered",
+                           icmp={"type": 3, "code": 10, "from": "10.0.0.12", "family": "ipv4"})
+    assert rejected["ok"] is True
+    ok, _, result = judge(layers(neighbour(), icmp(), [rejected]), expected(ports={"22": "filtered"}))
+    assert ok and result["code"] == "OK" and checks_by_name(result)["tcp/22"]["ok"]
+    assert "host administratively prohibited (type 3 code 10)" in checks_by_name(result)["tcp/22"]["evidence"][0]
+
+
+@pytest.mark.parametrize("reason, code", [("rst", "PORT_CLOSED"), ("icmp_unreach", "PORT_REJECTED"),
+                                          ("no_answer", "PORT_FILTERED"), ("local_firewall", "PORT_FILTERED"),
+                                          ("no_route", "NO_ROUTE"), ("no_neighbour", "NEIGHBOUR_FAILED"),
+                                          ("dns", "DNS_FAILED")])
+def test_a_urls_connect_outcome_gives_the_code_whatever_its_message_says(reason, code):
+    """The code comes from outcome.reason: a message reworded (or misleading) changes nothing."""
+    result = http("failed", phase="connect", reason=reason, error="connect: the words say something else: refused")
+    _, _, verdict_ = judge(layers(neighbour(), icmp(), [], [result]), expected(urls=["u"]))
+    assert checks_by_name(verdict_)["http http://10.0.0.12:8080/"]["code"] == code
+
+
+def test_host_and_admin_prohibited_rejects_of_a_url_are_port_rejected_with_type_code_and_sender():
+    result = http("failed", phase="connect", reason="icmp_unreach", error="connect: x",
+                  icmp={"type": 1, "code": 1, "from": "fd00::12", "family": "ipv6"})
+    _, _, verdict_ = judge(layers(neighbour(), icmp(), [], [result]), expected(urls=["u"]))
+    assert verdict_["code"] == "PORT_REJECTED"
+    assert "administratively prohibited (type 1 code 1) from fd00::12" in verdict_["evidence"][0]
+
+
+@pytest.mark.parametrize("reason, code", [("tls_handshake", "TLS_FAILED"), ("tls_verify", "TLS_FAILED"),
+                                          ("tls_name", "WRONG_SERVICE"), ("http_timeout", "HTTP_TIMEOUT"),
+                                          ("not_http", "WRONG_SERVICE"), ("probe_error", "PROBE_ERROR")])
+def test_application_outcomes_give_their_codes(reason, code):
+    phase = {"tls_handshake": "tls", "tls_verify": "tls", "tls_name": "tls", "http_timeout": "processing",
+             "not_http": "transfer", "probe_error": None}[reason]
+    result = http("failed", phase=phase, reason=reason, error="whatever")
+    _, _, verdict_ = judge(layers(neighbour(), icmp(), [], [result]), expected(urls=["u"]))
+    assert verdict_["code"] == code
+
+
+def test_a_stale_reachable_entry_with_no_arp_answer_on_the_wire_is_neighbour_failed():
+    """The host went down; the kernel still says REACHABLE; the ARP request on the wire got no answer."""
+    stale = neighbour("reachable", wire=[])
+    assert stale["detail"]["outcome"]["reason"] == "no_neighbour" and stale["detail"]["outcome"]["probes"] == 1
+    lay = layers(stale, icmp(received=0), [tcp_outcome(22, "filtered", "no_answer")])
+    ok, _, result = judge(lay, expected(ports={"22": "open"}))
+    found = checks_by_name(result)
+    assert not ok and result["code"] == "NEIGHBOUR_FAILED" and result["first_failing_layer"] == "link"
+    assert "stale" in found["neighbour"]["evidence"][0] and "no ARP answer" in found["neighbour"]["evidence"][0]
+    # the checks above got no answer because of it: they say so with the neighbour's code, never ICMP_FILTERED
+    assert found["icmp"]["code"] == "NEIGHBOUR_FAILED" and found["tcp/22"]["code"] == "NEIGHBOUR_FAILED"
+    assert result["failed_checks"] == 3
+    text = " ".join(result["evidence"] + [result["hint"]] + [c["hint"] for c in result["checks"]])
+    assert "answers ARP" not in text
+
+
+def test_no_wire_answer_while_the_target_answers_a_port_is_not_a_neighbour_failure():
+    lay = layers(neighbour("reachable", wire=[]), icmp(received=0), [tcp_outcome(22, "open", "syn_ack")])
+    ok, _, result = judge(lay, expected(ports={"22": "open"}))
+    assert ok and result["code"] == "OK"
+
+
+def test_nothing_answering_claims_an_arp_answer_only_when_the_wire_gave_one():
+    silent = [tcp_outcome(22, "filtered", "no_answer")]
+    _, _, cached = judge(layers(neighbour("reachable"), icmp(received=0), silent), expected(ports={"22": "open"}))
+    assert cached["code"] == "PORT_FILTERED" and "answers ARP" not in cached["hint"]
+    assert "not probed on the wire" in cached["hint"]
+    _, _, wired = judge(layers(neighbour("reachable", wire=["aa:aa:aa:aa:aa:01"]), icmp(received=0), silent),
+                        expected(ports={"22": "open"}))
+    assert "answers ARP/NDP on the wire" in wired["hint"]
+
+
+def icmp_figures(received=3, sent=3, rtt=0.1):
+    result = icmp(received, sent)
+    result["detail"].update(loss_pct=round(100.0 * (sent - received) / sent, 2), rtt_avg_ms=rtt)
+    return result
+
+
+THRESHOLDS = {"icmp_warn": {"loss_pct": 20.0, "rtt_ms": 200.0}, "icmp_crit": {"loss_pct": 50.0, "rtt_ms": 500.0}}
+
+
+@pytest.mark.parametrize("received, sent, rtt, code, severity", [
+    (8, 10, 0.1, "ICMP_LOSS", "warn"),          # 20 % loss: at warn
+    (5, 10, 0.1, "ICMP_LOSS", "fail"),          # 50 % loss: at crit
+    (19, 40, 0.1, "ICMP_LOSS", "fail"),         # 52.5 % loss is not OK
+    (10, 10, 250.0, "HIGH_LATENCY", "warn"),
+    (10, 10, 600.0, "HIGH_LATENCY", "fail"),
+    (7, 10, 600.0, "HIGH_LATENCY", "fail"),     # the worse one decides: crit latency beats warn loss
+    (9, 10, 0.1, "OK", "ok"),
+])
+def test_loss_and_latency_thresholds_give_warn_or_fail_with_the_figures(received, sent, rtt, code, severity):
+    lay = layers(neighbour(), icmp_figures(received, sent, rtt), [tcp()])
+    ok, _, result = judge(lay, dict(expected(ports={"22": "open"}), **THRESHOLDS))
+    check = checks_by_name(result)["icmp"]
+    assert (check["code"], check["severity"]) == (code, severity)
+    assert ok is (severity != "fail")
+    if code != "OK":
+        assert "%d/%d echoes answered" % (received, sent) in check["evidence"][0]
+        assert "thresholds: loss warn 20% crit 50%, rtt avg warn 200 ms crit 500 ms" in check["evidence"][1]
+    if severity == "warn":
+        assert result["code"] == "OK" and result["warned_checks"] == 1 and check["ok"]
+    if severity == "fail":
+        assert result["code"] == code and result["failed_checks"] == 1
+
+
+def test_a_warning_fails_the_pair_when_the_run_says_so():
+    lay = layers(neighbour(), icmp_figures(8, 10), [tcp()])
+    ok, _, result = diagnose.verdict(lay, dict(expected(ports={"22": "open"}), **THRESHOLDS), None, fail_on_warn=True)
+    assert not ok and result["code"] == "ICMP_LOSS" and result["failed_checks"] == 1
+    assert checks_by_name(result)["icmp"]["severity"] == "warn"
+
+
+def test_thresholds_merge_per_key_run_then_target():
+    assert diagnose.thresholds({"loss_pct": 30}, {"rtt_ms": 5}, diagnose.DEFAULT_ICMP_WARN) == {"loss_pct": 30,
+                                                                                                  "rtt_ms": 5}
+    (target,) = diagnose.parse_targets([{"host": "10.0.0.12", "icmp_crit": {"loss_pct": 10}}],
+                                       {"icmp_crit": {"rtt_ms": 50}})
+    assert target.expected()["icmp_crit"] == {"loss_pct": 10, "rtt_ms": 50}
+    assert target.expected()["icmp_warn"] == diagnose.DEFAULT_ICMP_WARN
+    with pytest.raises(InputError, match=r"targets\[0\].icmp_warn.loss_pct"):
+        diagnose.parse_targets([{"host": "x", "icmp_warn": {"loss_pct": 120}}])
+
+
+def test_every_code_of_the_table_is_emitted_by_some_check():
+    """CODES is the list the docs, the cells and the sample data are made from: no code only on paper."""
+    from netcheck import diagnose as d
+    from netcheck.path import PATH_CODES as path_codes
+    source = open(d.__file__).read()
+    for code in CODES:
+        if code in ("OK", "NOT_CHECKED", "ACCEPT_QUEUE_FULL"):
+            continue  # the pair's own words, and the controller's (run.py)
+        if code in path_codes:
+            continue  # where on the path: made by path.py's hook after the verdict (tests/unit/test_path.py)
+        assert ('"%s"' % code) in source.split("# --- the verdict (pure)")[1], code
+
+
+def test_no_code_changes_when_every_message_is_reworded():
+    """Misleading words in every error text ("refused", "timed out", "mismatch" ...) change no code."""
+    import copy
+    cases = [
+        layers(neighbour(), icmp(), [tcp_outcome(22, "filtered", "no_answer"), tcp_outcome(80, "closed", "rst"),
+                                     tcp_outcome(81, "rejected", "icmp_unreach",
+                                                 icmp={"type": 3, "code": 13, "from": "10.0.0.12", "family": 4})]),
+        layers(neighbour(), icmp(), [], [http("failed", phase="connect", reason="no_answer", error="x"),
+                                         http("failed", phase="tls", reason="tls_verify", error="x"),
+                                         http("failed", phase="tls", reason="tls_name", error="x"),
+                                         http("failed", phase="processing", reason="http_timeout", error="x")]),
+        layers(neighbour("reachable", wire=[]), icmp(received=0), [tcp_outcome(22, "filtered", "no_answer")]),
+    ]
+    words = "connection refused; timed out; no route to host; hostname mismatch; unreachable; no answer"
+    for case in cases:
+        exp = expected(ports={str(r["detail"]["port"]): "open" for r in case["tcp"]}, urls=["u"])
+        before = [c["code"] for c in verdict(case, exp)[2]["checks"]]
+        reworded = copy.deepcopy(case)
+        for result in [reworded["neighbour"], reworded["icmp"]] + reworded["tcp"] + reworded["http"]:
+            result["error"] = words
+            if (result.get("detail") or {}).get("tls"):
+                result["detail"]["tls"]["verify_error"] = words
+        assert [c["code"] for c in verdict(reworded, exp)[2]["checks"]] == before
+
+
+def test_ndp_solicitations_and_advertisements_are_built_and_parsed():
+    assert diagnose.solicited_node("fd6e:6574:6368:7a::12") == "ff02::1:ff00:12"
+    assert diagnose.solicited_node("2001:db8::abcd:ef01") == "ff02::1:ffcd:ef01"
+    solicit = diagnose.neighbour_solicitation("fd00::12", b"\x02\x00\x00\x00\x00\x01")
+    assert solicit[0] == 135 and len(solicit) == 32 and solicit[-6:] == b"\x02\x00\x00\x00\x00\x01"
+    advert = bytearray(solicit)
+    advert[0] = 136
+    advert[24] = 2  # target link-layer address option
+    advert[26:32] = b"\x02\x00\x00\x00\x00\x09"
+    assert diagnose.parse_neighbour_advert(bytes(advert), "fd00::12") == "02:00:00:00:00:09"
+    assert diagnose.parse_neighbour_advert(bytes(advert), "fd00::13") is None
+    assert diagnose.parse_neighbour_advert(solicit, "fd00::12") is None  # a solicitation, not an advert
+    assert diagnose.parse_neighbour_advert(bytes(advert[:24]), "fd00::12") == ""  # no option
+
+
+def test_a_stale_ipv6_entry_says_ndp():
+    stale = neighbour("reachable", wire=[])
+    stale["detail"]["next_hop"] = "fd00::12"
+    _, _, result = judge(layers(stale, icmp(received=0)), expected("reachable"))
+    assert result["code"] == "NEIGHBOUR_FAILED" and "nothing answered NDP on the wire" in result["evidence"][0]

@@ -370,15 +370,15 @@ def test_icmp_time_exceeded_is_recorded_by_its_type_name():
     error = v4_error(11, 0, "192.0.2.2", "198.51.100.4", IDENT, 0)
     packet = ipv4_header("192.0.2.1", "192.0.2.2", payload_len=len(error)) + error
     echoes.receive(V4, packet, ("192.0.2.1", 0))
-    assert [e["message"] for e in echoes.records[0].errors] == ["time exceeded"]
+    assert [e["message"] for e in echoes.records[0].errors] == ["TTL exceeded in transit"]  # the one table's name
 
 
 def test_unknown_unreachable_code_is_named_by_its_number():
     echoes = Echoes([(V4, "192.0.2.77")])
-    error = v4_error(3, 15, "192.0.2.2", "192.0.2.77", IDENT, 0)
+    error = v4_error(3, 16, "192.0.2.2", "192.0.2.77", IDENT, 0)  # 0-15 are named
     packet = ipv4_header("192.0.2.1", "192.0.2.2", payload_len=len(error)) + error
     echoes.receive(V4, packet, ("192.0.2.1", 0))
-    assert echoes.records[0].errors[0]["message"] == "destination unreachable (code 15)"
+    assert echoes.records[0].errors[0]["message"] == "destination unreachable (code 16)"
 
 
 def test_ipv6_unreachable_quoting_our_echo_is_recorded_with_the_ipv6_code_name():
@@ -528,9 +528,19 @@ def test_from_lines_become_icmp_errors_with_their_source_and_message():
     assert record.rtts == {}
     assert record.sent == 3
     assert record.errors == [
-        {"seq": seq, "from": "10.0.0.1", "type": None, "code": None, "message": "destination host unreachable"}
+        {"seq": seq, "from": "10.0.0.1", "type": 3, "code": 1, "message": "destination host unreachable"}
         for seq in (1, 2, 3)
     ]
+
+
+@pytest.mark.parametrize("words, numbers", [
+    ("Destination Port Unreachable", (3, 3)), ("Destination Net Unreachable for Type of Service", (3, 11)),
+    ("Packet filtered", (3, 13)), ("Time to live exceeded", (11, 0)), ("Frag needed and DF set (mtu = 1400)", (3, 4)),
+    ("Destination unreachable: Administratively prohibited", (1, 1)), ("Packet too big: mtu=1280", (2, 0)),
+    ("Time exceeded: Hop limit", (3, 0)), ("something else", (None, None)),
+])
+def test_the_system_pings_error_words_are_read_back_into_type_and_code(words, numbers):
+    assert icmp.ping_error_numbers(words) == numbers
 
 
 def test_dup_lines_are_counted_as_duplicates_not_as_replies():
@@ -1086,3 +1096,49 @@ def test_four_hundred_targets_in_one_round_lose_no_reply_to_a_full_receive_buffe
     targets = ["127.0.%d.%d" % (i // 250, 1 + i % 250) for i in range(400)]
     results, _, _ = ping_targets(parse_targets(targets), count=3, interval=0.05, timeout=1.0, neighbours=None)
     assert [r["detail"]["loss_pct"] for r in results] == [0.0] * 400
+
+
+# --- the outcome of the echoes ------------------------------------------------------------------
+
+def _error(seq, sender, kind, code):
+    return {"seq": seq, "from": sender, "type": kind, "code": code, "message": "x"}
+
+
+def test_replies_make_an_echo_reply_outcome_with_probes_and_answers():
+    record = build_result(_target(), _record(3, {0: 1.0, 2: 1.5}), "raw", None, None, 12.0)["detail"]["outcome"]
+    assert (record["reason"], record["phase"], record["probes"], record["answers"], record["confirmed"]) == (
+        "echo_reply", "echo", 3, 2, True)
+    assert record["verdict_ms"] == 12.0
+
+
+def test_an_icmp_error_from_a_router_is_icmp_error_with_its_type_code_and_sender():
+    errors = [_error(0, "192.0.2.1", 3, 13), _error(1, "192.0.2.1", 3, 13)]
+    record = build_result(_target(), _record(3, {}, errors), "raw", None, None, 5.0,
+                          route={"src": "192.0.2.100"})["detail"]["outcome"]
+    assert (record["reason"], record["icmp_type"], record["icmp_code"], record["icmp_from"]) == (
+        "icmp_error", 3, 13, "192.0.2.1")
+    assert (record["icmp_family"], record["answers"]) == ("ipv4", 2)
+
+
+@pytest.mark.parametrize("family, kind, code, own", [(V4, 3, 1, "192.0.2.100"), (V6, 1, 3, "2001:db8::100")])
+def test_the_sources_own_no_neighbour_unreachable_is_no_neighbour(family, kind, code, own):
+    target = _target("2001:db8::9" if family == V6 else "192.0.2.9", family=family)
+    record = build_result(target, _record(3, {}, [_error(0, own, kind, code)]), "raw", None, None, 3000.0,
+                          route={"src": own})["detail"]["outcome"]
+    assert (record["reason"], record["icmp_from"]) == ("no_neighbour", own)
+
+
+def test_silence_is_no_answer_and_not_confirmed():
+    record = build_result(_target(), _record(3, {}), "raw", None, None, 1400.0)["detail"]["outcome"]
+    assert (record["reason"], record["probes"], record["answers"], record["confirmed"]) == ("no_answer", 3, 0, False)
+
+
+def test_a_system_ping_error_without_type_is_icmp_error_and_a_failed_ping_is_probe_error():
+    texts = build_result(_target(), _record(3, {}, [{"seq": 1, "from": "192.0.2.1", "type": None, "code": None,
+                                                    "message": "destination host unreachable"}]),
+                         "system", None, None, 1.0)["detail"]["outcome"]
+    assert (texts["reason"], texts["icmp_type"]) == ("icmp_error", None)
+    failed = build_result(_target(), _record(3, {}, [{"seq": None, "from": None, "type": None, "code": None,
+                                                     "message": "ping failed (rc 2)"}]),
+                          "system", None, None, 1.0)["detail"]["outcome"]
+    assert failed["reason"] == "probe_error"

@@ -120,6 +120,62 @@ def test_a_live_listener_with_backlog_1_shows_its_full_queue_and_this_process():
 
 def test_gather_returns_every_section():
     facts = limits.gather([])
-    assert set(facts) == {"kernel", "process", "neighbour", "sockstat", "netstat", "listeners", "warnings"}
+    assert set(facts) == {"kernel", "process", "neighbour", "sockstat", "netstat", "listeners", "conntrack",
+                          "warnings"}
     assert facts["process"]["rlimits"]["nofile"]["soft"] > 0
     assert facts["kernel"]["ip_local_port_range"][0] < facts["kernel"]["ip_local_port_range"][1]
+
+
+# --- conntrack: recorded readings (nf_conntrack_max is the machine's; tests never lower it) ---------
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "conntrack")
+
+
+def _recorded(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+def _proc_with(tmp_path, stat, count, maximum):
+    (tmp_path / "sys" / "net" / "netfilter").mkdir(parents=True)
+    (tmp_path / "net" / "stat").mkdir(parents=True)
+    (tmp_path / "sys" / "net" / "netfilter" / "nf_conntrack_count").write_text("%d\n" % count)
+    (tmp_path / "sys" / "net" / "netfilter" / "nf_conntrack_max").write_text("%d\n" % maximum)
+    (tmp_path / "sys" / "net" / "netfilter" / "nf_conntrack_buckets").write_text("65536\n")
+    (tmp_path / "net" / "stat" / "nf_conntrack").write_text(_recorded(stat))
+    return str(tmp_path)
+
+
+def test_conntrack_stat_is_hex_and_summed_over_cpus():
+    stat = limits.parse_conntrack_stat(_recorded("full.stat"))
+    assert stat["cpus"] == 2
+    assert stat["entries"] == 262144  # the table's entries, once, not summed
+    assert (stat["drop"], stat["early_drop"], stat["insert_failed"]) == (41, 511, 1)
+    assert limits.parse_conntrack_stat("") is None
+    assert limits.parse_conntrack_stat("entries drop\n0000000g 00000001\n") is None  # not hex
+
+
+def test_a_full_table_is_conntrack_full_with_the_raise_the_limit_hint(tmp_path):
+    facts = limits.conntrack_limits(_proc_with(tmp_path, "full.stat", 262144, 262144))
+    assert facts["full"] is True and facts["count"] == facts["max"] == 262144
+    verdict = limits.conntrack_verdict(facts, facts)
+    assert verdict["code"] == "CONNTRACK_FULL" and verdict["rose"] == {}
+    assert "nf_conntrack_max" in verdict["hint"]
+    warnings = "\n".join(limits.warnings_for({"conntrack": facts}))
+    assert "262144 entries of nf_conntrack_max 262144 (full" in warnings
+
+
+def test_drop_counters_that_rose_during_the_run_are_conntrack_full(tmp_path):
+    before = limits.conntrack_limits(_proc_with(tmp_path / "before", "healthy.stat", 12, 262144))
+    after = limits.conntrack_limits(_proc_with(tmp_path / "after", "full.stat", 200000, 262144))
+    verdict = limits.conntrack_verdict(before, after)
+    assert verdict["code"] == "CONNTRACK_FULL" and verdict["full"] is False
+    assert verdict["rose"] == {"drop": 41, "early_drop": 511, "insert_failed": 1}
+
+
+def test_a_quiet_table_is_not_conntrack_full(tmp_path):
+    facts = limits.conntrack_limits(_proc_with(tmp_path, "healthy.stat", 12, 262144))
+    assert facts["full"] is False and facts["drop"] == 0
+    assert limits.conntrack_verdict(facts, facts)["code"] is None
+    assert limits.conntrack_verdict(None, None)["code"] is None
+    assert limits.conntrack_limits(str(tmp_path / "nowhere")) is None  # no conntrack module: no claim

@@ -75,7 +75,7 @@ def target_params(**given):
 
 @pytest.fixture
 def argument_spec(port_check, monkeypatch):
-    _, _, seen = run_main(port_check, monkeypatch, {"targets": [], "timeout": 3.0, "max_workers": 0})
+    _, _, seen = run_main(port_check, monkeypatch, {"targets": [], "timeout": 3.0, "max_workers": 0, "confirm_budget": 10.0})
     return seen["argument_spec"]
 
 
@@ -214,7 +214,7 @@ def test_expected_state_choices_are_the_probe_states(argument_spec, documentatio
 
 
 def test_module_supports_check_mode_as_documented(port_check, monkeypatch, documentation):
-    _, _, seen = run_main(port_check, monkeypatch, {"targets": [], "timeout": 3.0, "max_workers": 0})
+    _, _, seen = run_main(port_check, monkeypatch, {"targets": [], "timeout": 3.0, "max_workers": 0, "confirm_budget": 10.0})
     assert seen["supports_check_mode"] is True
     assert documentation["attributes"]["check_mode"]["support"] == "full"
 
@@ -297,7 +297,7 @@ def test_main_returns_the_documented_top_level_keys(port_check, monkeypatch, ret
     closed_port = int(real_results[0]["detail"]["port"])
     failed, kwargs, _ = run_main(port_check, monkeypatch, {
         "targets": [target_params(host="127.0.0.1", port=closed_port, expected_state="closed")],
-        "timeout": 2.0, "max_workers": 256})
+        "timeout": 2.0, "max_workers": 256, "confirm_budget": 10.0})
     assert failed is False
     assert set(kwargs) - {"msg", "changed"} == set(returns)
     assert kwargs["changed"] is False
@@ -310,7 +310,7 @@ def test_main_fails_when_a_target_misses_its_expectation_and_still_returns_resul
                                                                                     real_results):
     closed_port = int(real_results[0]["detail"]["port"])
     failed, kwargs, _ = run_main(port_check, monkeypatch, {
-        "targets": [target_params(host="127.0.0.1", port=closed_port)], "timeout": 2.0, "max_workers": 256})
+        "targets": [target_params(host="127.0.0.1", port=closed_port)], "timeout": 2.0, "max_workers": 256, "confirm_budget": 10.0})
     assert failed is True
     assert kwargs["msg"].startswith("1 of 1 targets missed their expectation: 127.0.0.1:%d: " % closed_port)
     assert [r["state"] for r in kwargs["results"]] == ["closed"]
@@ -319,7 +319,7 @@ def test_main_fails_when_a_target_misses_its_expectation_and_still_returns_resul
 def test_main_rejects_bad_input_naming_the_field_before_probing(port_check, monkeypatch):
     failed, kwargs, _ = run_main(port_check, monkeypatch, {
         "targets": [target_params(host="127.0.0.1", port=22), target_params(host="a;b", port=22)],
-        "timeout": 2.0, "max_workers": 256})
+        "timeout": 2.0, "max_workers": 256, "confirm_budget": 10.0})
     assert failed is True
     assert kwargs["msg"].startswith("targets[1].host: ")
     assert kwargs["results"] == [] and kwargs["summary"]["total"] == 0
@@ -327,9 +327,18 @@ def test_main_rejects_bad_input_naming_the_field_before_probing(port_check, monk
 
 def test_main_rejects_max_workers_below_one(port_check, monkeypatch):
     failed, kwargs, _ = run_main(port_check, monkeypatch, {
-        "targets": [target_params(host="127.0.0.1", port=22)], "timeout": 2.0, "max_workers": 0})
+        "targets": [target_params(host="127.0.0.1", port=22)], "timeout": 2.0, "max_workers": 0, "confirm_budget": 10.0})
     assert failed is True
     assert kwargs["msg"].startswith("max_workers: 0 ")
+    assert kwargs["results"] == []
+
+
+def test_main_rejects_a_negative_confirm_budget_before_probing(port_check, monkeypatch):
+    failed, kwargs, _ = run_main(port_check, monkeypatch, {
+        "targets": [target_params(host="127.0.0.1", port=22)], "timeout": 2.0, "max_workers": 8,
+        "confirm_budget": -1.0})
+    assert failed is True
+    assert kwargs["msg"].startswith("confirm_budget: -1.0 ")
     assert kwargs["results"] == []
 
 

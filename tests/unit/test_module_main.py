@@ -200,3 +200,32 @@ def test_public_ip_check_mode_asks_the_url_and_returns_the_shared_shape():
 def test_a_label_or_text_that_is_not_a_string_is_refused_not_converted(name, args, message):
     failed, result = run(name, args)
     assert failed and message in result["msg"] and result["results"] == []
+
+
+# --- path_probe ---------------------------------------------------------------------------
+
+def test_path_probe_names_a_bad_field_and_probes_nothing():
+    failed, result = run("path_probe", {"targets": [{"host": "127.0.0.1", "protocol": "tcp"}]})
+    assert failed and "targets[0].port: a tcp trace needs the port" in result["msg"]
+    failed, result = run("path_probe", {"targets": [{"host": "127.0.0.1", "port": 22}], "max_hops": 99})
+    assert failed and "max_hops: 99 is not between 1 and 64" in result["msg"] and "paths" not in result
+    failed, result = run("path_probe", {"targets": [{"host": "127.0.0.1", "port": 22, "hops": 3}]})
+    assert failed and "targets.hops" in result["msg"]
+
+
+def test_path_probe_traces_a_loopback_listener_in_check_mode_and_returns_what_return_documents():
+    import yaml
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(2)
+    try:
+        failed, result = run("path_probe", {"targets": [{"host": "127.0.0.1", "port": server.getsockname()[1],
+                                                         "name": "self"}]}, check_mode=True)
+    finally:
+        server.close()
+    assert not failed and result["changed"] is False
+    (entry,) = result["paths"]
+    assert entry["trace"]["stop"]["code"] == "REACHED" and entry["trace"]["hops"][0]["answer"] == "syn_ack"
+    assert entry["mtu"] is None and entry["error"] is None and entry["name"] == "self"
+    documented = yaml.safe_load(load_module("path_probe").RETURN)["paths"]["contains"]
+    assert set(entry) == set(documented)

@@ -84,7 +84,8 @@ def test_net_diagnose_returns_exactly_what_return_documents(monkeypatch, closed_
                            "ports": [{"port": closed_port, "expected": "closed", "timeout": None, "send": None,
                                       "expect": None, "name": None}], "urls": None}],
               "tcp_timeout": 1.0, "icmp": {}, "http": {}, "arp_probe": False, "arp_timeout": 0.5,
-              "limits": True, "limit_ports": [closed_port], "max_workers": 8}
+              "limits": True, "limit_ports": [closed_port], "max_workers": 8, "fail_on_warn": False,
+              "confirm_budget": 10.0, "path": {}}
     outcome = _run_main(module, monkeypatch, params)
     assert not outcome.failed, outcome.kwargs
     assert set(outcome.kwargs) - {"changed", "msg"} == _returned_keys(module)
@@ -101,7 +102,7 @@ def test_net_diagnose_rejects_bad_input_naming_the_field_before_probing(monkeypa
                            "ports": [{"port": 0, "expected": "open", "timeout": None, "send": None, "expect": None,
                                       "name": None}]}],
               "tcp_timeout": 1.0, "icmp": {}, "http": {}, "arp_probe": None, "arp_timeout": 0.5,
-              "limits": False, "limit_ports": [], "max_workers": 8}
+              "limits": False, "limit_ports": [], "max_workers": 8, "confirm_budget": 10.0}
     outcome = _run_main(module, monkeypatch, params)
     assert outcome.failed and outcome.kwargs["msg"].startswith("targets[0].ports[0].port:")
     assert outcome.kwargs["results"] == []

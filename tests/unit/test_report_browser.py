@@ -76,8 +76,8 @@ def test_clicking_a_cell_shows_its_evidence(four_html):
     text = dom.panel
     assert "nclab1 \u2192 nclab3 (192.0.2.12)" in text
     assert "PORT_FILTERED" in text and "first failing layer: transport" in text
-    assert "drops the SYN without answering" in text  # the hint
-    assert "tcp/8080: filtered (no answer within 3.0 s)" in text  # evidence
+    assert "the SYN went unanswered" in text  # the hint
+    assert "tcp 192.0.2.12:8080: filtered, expected open (no answer within 3 s)" in text  # the check's evidence
     for layer_row in ("neighbour", "icmp", "tcp/22", "tcp/8080", "http://192.0.2.12:8080/"):
         assert layer_row in text
     assert "3/3 replies, 0% loss, rtt" in text  # ICMP facts

@@ -147,7 +147,9 @@ def test_junit_failures_carry_code_hint_and_evidence(tmp_path, four):
     body = filtered.text.splitlines()
     assert body[0] == hint
     assert body[1].startswith("tcp/8080: filtered")
-    assert "evidence: tcp/8080: filtered (no answer within 3.0 s)" in body
+    # the check's own evidence, then the pair as context
+    assert "evidence: tcp 192.0.2.12:8080: filtered, expected open (no answer within 3 s)" in body
+    assert "pair: PORT_FILTERED [transport], 2 of its checks failed" in body
     assert {r.type for c, r in failures if c.classname == "netcheck.nclab2"} == {"NEIGHBOUR_FAILED"}
 
 
@@ -216,7 +218,8 @@ def test_summary_holds_the_matrix_and_the_failing_pairs_with_hints(four):
     assert "| **nclab1** | \u00b7 | \U0001F7E9 | \U0001F7E7 | \U0001F7E9 |" in text
     assert "| **nclab2** | \U0001F7E9 | \u00b7 | \U0001F7EA | \U0001F7E9 |" in text
     assert "| **nclab4** | \u2B1B | \u2B1B | \u2B1B | \u2B1B |" in text
-    assert "| nclab1 | nclab3 | PORT_FILTERED | transport | the port is filtered" in text
+    assert ("| nclab1 | nclab3 | tcp/8080 PORT_FILTERED, http http://192.0.2.12:8080/ PORT_FILTERED | transport | "
+            "the SYN went unanswered") in text
     assert "**nclab4** (unreachable): Failed to connect" in text
 
 
@@ -472,7 +475,8 @@ def test_a_failing_pair_without_a_layer_is_shown_as_unknown_layer(four):
     run = copy.deepcopy(four)
     pair = pair_of(run, "nclab1", "nclab2")
     pair.update(ok=False, checked=[], layers={"neighbour": None, "icmp": None, "tcp": [], "http": []})
-    pair["verdict"].update(first_failing_layer="none", code="NOT_CHECKED", hint="no layer was checked")
+    pair["verdict"].update(first_failing_layer="none", code="NOT_CHECKED", hint="no layer was checked", evidence=[],
+                           checks=[], failed_checks=0)
     cells = {(a["data-s"], a["data-t"]): a for t, a in _tags(reports.render_html(run))
              if t == "td" and "c" in a.get("class", "").split()}
     assert (cells[("nclab1", "nclab2")]["data-all"], cells[("nclab1", "nclab2")]["data-icmp"]) == ("other", "none")
@@ -487,3 +491,79 @@ def test_a_group_cell_shows_its_most_common_failing_layer_not_one_bad_source():
     assert group_state(["ok"] * 50 + ["notrun"] * 10) == "notrun"
     assert group_state(["ok", "none"]) == "ok"
     assert group_state(["link", "transport"]) == "link"  # a tie goes to the lower layer
+
+
+# --- one verdict per check in every report --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def open_and_closed():
+    """nclab1 -> nclab2: port 22 open although it must be filtered, AND port 8080 closed."""
+    return sample.sample_run(n_sources=2, faults={("nclab1", "nclab2"): "PORT_OPEN"})
+
+
+def test_junit_has_one_failure_per_check_each_with_its_own_code_and_hint(tmp_path, open_and_closed):
+    from netcheck.diagnose import CODES
+    path = reports.write_junit(open_and_closed, str(tmp_path / "junit.xml"))
+    _, _, cases = _cases(path)
+    failures = {c.name: r for c in cases for r in c.result if isinstance(r, Failure)}
+    opened = failures["nclab2 (192.0.2.11) tcp/22 [transport]"]
+    closed = failures["nclab2 (192.0.2.11) tcp/8080 [transport]"]
+    assert (opened.type, opened.message) == ("PORT_OPEN", CODES["PORT_OPEN"][1])
+    # not the pair's hint: the check's own
+    assert (closed.type, closed.message) == ("PORT_CLOSED", CODES["PORT_CLOSED"][1])
+    assert "evidence: tcp 192.0.2.11:8080: closed, expected open" in closed.text
+    assert "pair: PORT_OPEN [transport], 3 of its checks failed" in closed.text
+    assert failures["nclab2 (192.0.2.11) http://192.0.2.11:8080/ [application]"].type == "PORT_CLOSED"
+
+
+def test_every_report_shows_every_failing_check(open_and_closed):
+    pair = pair_of(open_and_closed, "nclab1", "nclab2")
+    assert pair["verdict"]["code"] == "PORT_OPEN" and pair["verdict"]["failed_checks"] == 3
+    text = reports.render_markdown(open_and_closed)
+    assert "tcp/22 PORT_OPEN, tcp/8080 PORT_CLOSED, http http://192.0.2.11:8080/ PORT_CLOSED" in text
+    prom = reports.render_prom(open_and_closed)
+    assert 'netcheck_check_verdict{source="nclab1",target="nclab2",layer="tcp",port="8080",code="PORT_CLOSED",' \
+           'severity="fail"} 1' in prom
+    assert 'netcheck_pair_failed_checks{source="nclab1",target="nclab2"} 3' in prom
+    assert 'probe_success{source="nclab1",target="nclab2",layer="tcp",port="22"} 0' in prom
+    html = reports.render_html(open_and_closed)
+    assert "nclab1 \u2192 nclab2: PORT_OPEN and 2 more failing checks" in html
+
+
+def test_a_warning_is_shown_and_passes(tmp_path):
+    run = sample.sample_run(n_sources=2, faults={("nclab1", "nclab2"): "ICMP_LOSS"})
+    pair = pair_of(run, "nclab1", "nclab2")
+    assert pair["ok"] is False and pair["verdict"]["code"] == "ICMP_LOSS"  # 66.67 % is past crit (50)
+    pair["layers"]["icmp"]["detail"].update(received=2, loss_pct=33.33)
+    from netcheck.diagnose import verdict
+    ok, _, judged = verdict(pair["layers"], pair["expected"])
+    pair.update(ok=ok, verdict=judged)
+    assert ok and judged["warned_checks"] == 1
+    assert "| nclab1 | nclab2 | icmp | ICMP_LOSS |" in reports.render_markdown(run)
+    _, _, cases = _cases(reports.write_junit(run, str(tmp_path / "junit.xml")))
+    (icmp_case,) = [c for c in cases if c.name.startswith("nclab2") and "icmp" in c.name]
+    assert not icmp_case.result and "warning ICMP_LOSS" in icmp_case.system_out
+
+
+def test_the_hop_where_the_flow_died_is_in_every_report(four, validator, tmp_path):
+    run = copy.deepcopy(four)
+    pair = [p for p in run["pairs"] if (p["source"], p["target"]) == ("nclab1", "nclab3")][0]
+    pair["verdict"].update(code="DROPPED_AFTER_HOP", first_failing_layer="network",
+                           hop={"index": 2, "address": "10.78.142.15"},
+                           hint="hop 2 (10.78.142.15) answered, the next hop is silent")
+    written = json.loads(open(reports.write_json(run, str(tmp_path / "report.json"))).read())
+    assert list(validator.iter_errors(written)) == []
+    (dropped,) = [p for p in written["pairs"] if p["verdict"].get("hop")]
+    assert dropped["verdict"]["hop"] == {"index": 2, "address": "10.78.142.15"}
+    assert "DROPPED_AFTER_HOP at hop 2 (10.78.142.15)" in reports.render_html(run)
+    from ansible_collections.netcheck.netcheck.plugins.plugin_utils import run as runmodel
+    assert runmodel.pair_cell(pair).startswith("DRP@2")
+
+
+def test_a_name_that_does_not_resolve_is_its_own_failing_check(tmp_path):
+    run = sample.sample_run(n_sources=2, faults={("nclab1", "nclab2"): "DNS_FAILED"})
+    _, _, cases = _cases(reports.write_junit(run, str(tmp_path / "junit.xml")))
+    failures = {c.name: r for c in cases for r in c.result if isinstance(r, Failure)}
+    assert list(failures) == ["nclab2 resolve [network]"]
+    assert failures["nclab2 resolve [network]"].type == "DNS_FAILED"
+    assert "name resolution failed" in failures["nclab2 resolve [network]"].text

@@ -95,3 +95,31 @@ def test_the_neighbour_layer_says_only_its_documented_words():
         result = diagnose.neighbour_result("10.0.0.2", route, {"ip": "10.0.0.2", "state": kernel, "dev": "eth0"})
         assert result["state"] in diagnose.NEIGHBOUR_RESULT_STATES, kernel
     assert diagnose.neighbour_result("10.0.0.2", {"dev": None}, {"state": None})["state"] == "no_route"
+
+
+def _reason_rows():
+    section = _section("The outcome: why, as data")
+    table = section.split("### The reasons", 1)[1]
+    rows = [[cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+            for line in table.splitlines() if line.startswith("|") and not set(line) <= set("|- ")]
+    return rows[1:]
+
+
+def test_the_page_lists_exactly_the_closed_set_of_outcome_reasons():
+    from netcheck.outcome import REASONS
+    words = [row[0] for row in _reason_rows()]
+    assert sorted(words) == sorted(REASONS)
+    assert len(words) == len(set(words))
+
+
+def test_the_tcp_states_of_the_reasons_are_tcp_states():
+    for row in _reason_rows():
+        for word in re.findall(r"`?(\w+)`?", row[2].split("(")[0]):
+            assert word in tcp.STATES + ("error",), row
+
+
+def test_the_page_says_what_an_expected_filtered_accepts_as_the_code_does():
+    section = _section("What an expected state accepts")
+    assert tcp.ACCEPTS["filtered"] == ("filtered", "rejected")
+    assert "accepts `filtered` **and** `rejected`" in section
+    assert all(tcp.ACCEPTS[state] == (state,) for state in tcp.STATES if state != "filtered")

@@ -48,7 +48,8 @@ def mesh_run(faults=None, missing=()):
 
 def test_a_healthy_mesh_has_every_pair_ok_and_exits_zero():
     run = mesh_run()
-    assert set(run) == {"schema_version", "meta", "sources", "targets", "pairs", "asymmetric", "totals"}
+    assert set(run) == {"schema_version", "meta", "sources", "targets", "pairs", "asymmetric", "asymmetric_checks",
+                        "totals"}
     assert run["totals"] == {"pairs": 12, "ok": 12, "failed": 0, "sources_not_run": 0, "by_code": {"OK": 12}}
     assert [t["name"] for t in run["targets"]] == HOSTS
     pair0 = run["pairs"][0]
@@ -259,3 +260,106 @@ def test_the_report_action_writes_every_report_file_and_a_known_failure_does_not
     known = apply_baseline(run, {"known_failures": [{"source": p["source"], "target": p["target"]} for p in failing]})
     assert not run_failed(known)
     assert "KNOWN h2 -> h1" in "\n".join(runmodel.render(known))
+
+
+# --- one verdict per check: the cell, the failure lines, ASYMMETRIC per check --------------------
+
+def judged(target, checks):
+    """A pair whose verdict has per-check verdicts: checks = [(name, code, severity)]."""
+    layer = {"neighbour": "link", "icmp": "network"}
+    records = [{"check": name, "layer": layer.get(name, "transport"), "ok": severity != "fail", "severity": severity,
+                "code": code, "hint": "hint of %s" % code, "evidence": ["%s: fact of %s" % (name, code)],
+                "outcome": None} for name, code, severity in checks]
+    failing = [r for r in records if not r["ok"]]
+    result = pair(target, failing[0]["code"] if failing else "OK")
+    result["verdict"].update(checks=records, failed_checks=len(failing),
+                             warned_checks=sum(1 for r in records if r["severity"] == "warn"),
+                             hint=failing[0]["hint"] if failing else "ok")
+    return result
+
+
+def test_the_cell_shows_the_lowest_code_and_how_many_more_checks_fail():
+    run = runmodel.build_run([
+        {"name": "h1", "address": "a", "outcome": outcome([
+            judged("h2", [("tcp/22", "PORT_OPEN", "fail"), ("tcp/5432", "PORT_CLOSED", "fail")]),
+            judged("h3", [("icmp", "ICMP_LOSS", "warn"), ("tcp/22", "OK", "ok")]),
+            judged("h4", [("tcp/22", "PORT_FILTERED", "fail")])])}])
+    rows = {line.split()[0]: line.split()[1:] for line in runmodel.render_matrix(run) if line.startswith("h1 ")}
+    assert rows["h1"] == ["OPN+1", "los", "FLT"]
+    text = "\n".join(runmodel.render(run))
+    # a failing check never hides behind another: both have their line, each with its own code
+    assert "FAIL h1 -> h2 (10.0.0.12): PORT_OPEN [transport] hint of PORT_OPEN (2 checks failed)" in text
+    assert "     tcp/22 PORT_OPEN: tcp/22: fact of PORT_OPEN" in text
+    assert "     tcp/5432 PORT_CLOSED: tcp/5432: fact of PORT_CLOSED" in text
+    assert "WARN h1 -> h3 (10.0.0.13): ICMP_LOSS [network] hint of ICMP_LOSS" in text
+    assert "LOS=ICMP_LOSS" in text and "CLS=PORT_CLOSED" in text and "OPN=PORT_OPEN" in text
+    assert not runmodel.run_failed(dict(run, pairs=[p for p in run["pairs"] if p["target"] == "h3"]))
+
+
+def test_asymmetric_only_where_the_same_check_fails_one_way_and_passes_the_other():
+    run = runmodel.build_run([
+        {"name": "h1", "address": "a", "outcome": outcome([
+            judged("h2", [("icmp", "OK", "ok"), ("tcp/22", "OK", "ok"), ("tcp/8080", "OK", "ok")])])},
+        {"name": "h2", "address": "b", "outcome": outcome([
+            # tcp/22 fails only from h2 to h1; 5432 is checked one way only, so it is not asymmetric
+            judged("h1", [("icmp", "OK", "ok"), ("tcp/22", "PORT_FILTERED", "fail"), ("tcp/5432", "PORT_CLOSED", "fail")])])}])
+    assert run["asymmetric_checks"] == [["h1", "h2", "tcp/22"]]
+    assert run["asymmetric"] == [["h1", "h2"]]
+    text = "\n".join(runmodel.render_failures(run))
+    assert "ASYMMETRIC tcp/22: h1 -> h2 as expected, h2 -> h1 fails (PORT_FILTERED)" in text
+    assert "5432" not in text.split("ASYMMETRIC")[1] and "does not reach" not in text
+
+
+def test_different_checks_each_way_are_not_asymmetric():
+    run = runmodel.build_run([
+        {"name": "h1", "address": "a", "outcome": outcome([judged("h2", [("tcp/8080", "OK", "ok")])])},
+        {"name": "h2", "address": "b", "outcome": outcome([judged("h1", [("tcp/5432", "PORT_CLOSED", "fail")])])}])
+    assert run["asymmetric_checks"] == [] and run["asymmetric"] == []
+
+
+def test_an_accept_queue_names_its_own_check_not_the_pairs_other_failures():
+    failing = judged("h2", [("tcp/22", "PORT_OPEN", "fail"), ("tcp/9100", "PORT_FILTERED", "fail")])
+    failing["layers"]["tcp"] = [{"target": "x:9100", "kind": "tcp", "state": "filtered", "ok": False, "timings": {},
+                                 "error": None, "detail": {"port": 9100}}]
+    limits = {"listeners": [{"port": 9100, "queue_full": True, "accept_queue": 2, "backlog": 1, "processes": []}],
+              "netstat": {"ListenOverflows": 3}}
+    run = runmodel.build_run([{"name": "h1", "address": "a", "outcome": outcome([failing])},
+                              {"name": "h2", "address": "b", "outcome": outcome([], limits)}])
+    (pair_,) = [p for p in run["pairs"] if p["target"] == "h2"]
+    codes = {c["check"]: c["code"] for c in pair_["verdict"]["checks"]}
+    assert codes == {"tcp/22": "PORT_OPEN", "tcp/9100": "ACCEPT_QUEUE_FULL"}
+    assert pair_["verdict"]["code"] == "PORT_OPEN"
+
+
+def test_the_cell_shows_the_hop_where_the_flow_died():
+    dropped = judged("h2", [("tcp/8080", "DROPPED_AFTER_HOP", "fail"), ("icmp", "ICMP_FILTERED", "fail")])
+    dropped["verdict"]["hop"] = {"index": 2, "address": "10.78.142.15"}
+    run = runmodel.build_run([{"name": "h1", "address": "a", "outcome": outcome([dropped])}])
+    rows = {line.split()[0]: line.split()[1:] for line in runmodel.render_matrix(run) if line.startswith("h1 ")}
+    assert rows["h1"] == ["DRP@2+1"]
+    assert "DRP=DROPPED_AFTER_HOP" in "\n".join(runmodel.render(run))
+
+
+def test_a_target_or_router_with_a_full_conntrack_table_explains_a_silent_check():
+    full = {"conntrack": {"count": 262144, "max": 262144, "full": True, "drop": 41, "early_drop": 511}}
+    filtered = judged("h2", [("tcp/8080", "PORT_FILTERED", "fail")])
+    dropped = judged("h3", [("tcp/8080", "DROPPED_AFTER_HOP", "fail")])
+    dropped["verdict"]["checks"][0]["hop"] = {"index": 1, "address": "10.0.0.2"}
+    closed = judged("h3", [("tcp/22", "PORT_CLOSED", "fail")])
+    run = runmodel.build_run([
+        {"name": "h1", "address": "10.0.0.1", "outcome": outcome([filtered, dropped])},
+        {"name": "h2", "address": "10.0.0.2", "outcome": outcome([closed], limits=full)}])
+    pairs = {(p["source"], p["target"]): p for p in run["pairs"]}
+    for key in (("h1", "h2"), ("h1", "h3")):  # the target's own table; the router's at the hop
+        verdict = pairs[key]["verdict"]
+        assert verdict["code"] == "CONNTRACK_FULL" and "conntrack table of h2 is full" in verdict["hint"]
+        assert verdict["evidence"][0].startswith("h2: conntrack table full, 262144 of nf_conntrack_max 262144")
+    assert pairs[("h2", "h3")]["verdict"]["code"] == "PORT_CLOSED"  # an answer is not a conntrack drop
+
+
+def test_every_verdict_code_has_a_cell_and_a_row_in_docs_verdict_md():
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnose import CODES
+    assert set(runmodel.CELLS) == set(CODES)
+    assert len(set(runmodel.CELLS.values())) == len(CODES), "two codes share a cell"
+    doc = (COLLECTIONS.parent / "docs" / "verdict.md").read_text()
+    assert [code for code in CODES if "| `%s` |" % code not in doc] == []

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "collections"))
 
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import (  # noqa: E402
-    capture, diagnose, http, icmp, limits, listener, netfilter, public_ip, tcp,
+    capture, diagnose, http, icmp, limits, path, listener, netfilter, public_ip, tcp,
 )
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import (  # noqa: E402
     argument_spec, validate_spec,
@@ -40,6 +40,7 @@ MODULE_SPECS = {
     "public_ip": public_ip.PUBLIC_IP_SPEC,
     "net_diagnose": diagnose.DIAGNOSE_MODULE_SPEC,
     "conn_limits": limits.LIMITS_SPEC,
+    "path_probe": path.PATH_SPEC,
     "packet_capture": capture.CAPTURE_SPEC,
 }
 MODULES = sorted(MODULE_SPECS)

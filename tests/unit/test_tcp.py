@@ -20,7 +20,8 @@ from loopback import needs_ipv6, serving
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from netcheck import tcp
+from netcheck import outcome, tcp
+from netcheck.outcome import ICMP_CODES
 from netcheck.probe import RESULT_KEYS, InputError, validate_host
 from netcheck.tcp import (
     DEFAULT_TIMEOUT, MAX_READ_BYTES, TcpTarget, check_target, check_targets, parse_targets,
@@ -567,37 +568,99 @@ def _icmp(kind, code, sender, family=socket.AF_INET, code_errno=errno.EHOSTUNREA
     return {"origin": origin, "family": family, "type": kind, "code": code, "errno": code_errno, "from": sender}
 
 
-@pytest.mark.parametrize("icmp, state, words", [
-    (_icmp(3, 3, "10.0.0.2", code_errno=errno.ECONNREFUSED), "rejected", "port unreachable from 10.0.0.2"),
-    (_icmp(3, 10, "10.0.0.2"), "rejected", "host prohibited from 10.0.0.2"),
-    (_icmp(3, 13, "10.0.0.2"), "rejected", "administratively prohibited from 10.0.0.2"),
-    (_icmp(1, 1, "fd00::2", socket.AF_INET6, errno.EACCES), "rejected", "administratively prohibited from fd00::2"),
-    (_icmp(1, 4, "fd00::2", socket.AF_INET6, errno.ECONNREFUSED), "rejected", "port unreachable"),
-    (_icmp(3, 1, "10.0.0.1"), "unreachable", "host unreachable from this host itself (no ARP answer"),
-    (_icmp(1, 3, "fd00::1", socket.AF_INET6), "unreachable", "address unreachable from this host itself (no NDP"),
-    (_icmp(3, 1, "10.9.9.9"), "unreachable", "host unreachable from 10.9.9.9"),
-    (_icmp(3, 3, "10.0.0.1", code_errno=errno.ECONNREFUSED), "rejected", "this host itself (its own firewall"),
-])
-def test_an_icmp_error_decides_the_verdict_not_the_errno(icmp, state, words):
-    local = "fd00::1" if icmp["family"] == socket.AF_INET6 else "10.0.0.1"
-    got_state, reason = tcp.classify_failure(icmp["errno"], icmp, local)
-    assert got_state == state
-    assert words in reason
+V4_UNREACH_CODES = sorted(ICMP_CODES[("ipv4", 3)])
+V6_UNREACH_CODES = sorted(ICMP_CODES[("ipv6", 1)])
 
 
-@pytest.mark.parametrize("code, state, words", [
-    (errno.ECONNREFUSED, "closed", "RST"),
-    (errno.EHOSTUNREACH, "unreachable", "no route"),
-    (errno.ENETUNREACH, "unreachable", "no route"),
-    (errno.EPERM, "filtered", "own firewall"),
-    (errno.EACCES, "filtered", "own firewall"),
-    (errno.ETIMEDOUT, "filtered", "no answer"),
-    (errno.EINVAL, None, None),
+@pytest.mark.parametrize("family, kind, code", [(socket.AF_INET, 3, c) for c in V4_UNREACH_CODES]
+                         + [(socket.AF_INET6, 1, c) for c in V6_UNREACH_CODES])
+@pytest.mark.parametrize("sender", ["target", "router"])
+def test_every_icmp_unreachable_from_the_target_or_a_router_is_rejected_with_its_type_code_and_sender(
+        family, kind, code, sender):
+    # nmap: "filtered (port-unreach / host-unreach / net-unreach / admin-prohibited ...)" for every code
+    six = family == socket.AF_INET6
+    address = {("target", False): "10.0.0.2", ("router", False): "10.0.9.1",
+               ("target", True): "fd00::2", ("router", True): "fd00:9::1"}[sender, six]
+    evidence = _icmp(kind, code, address, family)
+    state, reason = tcp.classify_connect(evidence["errno"], evidence, "fd00::1" if six else "10.0.0.1")
+    assert (state, reason) == ("rejected", "icmp_unreach")
+    record = outcome.outcome(reason, "connect", evidence["errno"], tcp.icmp_facts(evidence))
+    assert (record["icmp_type"], record["icmp_code"], record["icmp_from"]) == (kind, code, address)
+    assert record["icmp_family"] == ("ipv6" if six else "ipv4")
+    assert "%s from %s" % (outcome.icmp_name(family, kind, code), address) in tcp.describe(state, record)
+
+
+@pytest.mark.parametrize("family, kind, code, local", [
+    (socket.AF_INET, 3, 1, "10.0.0.1"), (socket.AF_INET6, 1, 3, "fd00::1"), (socket.AF_INET6, 1, 3, "fd00:0::1%eth0")])
+def test_the_sources_own_no_neighbour_unreachable_is_unreachable_no_neighbour(family, kind, code, local):
+    evidence = _icmp(kind, code, local.split("%")[0], family)
+    assert tcp.classify_connect(errno.EHOSTUNREACH, evidence, local) == ("unreachable", "no_neighbour")
+    state, words = tcp.classify_failure(errno.EHOSTUNREACH, evidence, local)
+    assert "from this host itself (no %s answer" % ("NDP" if family == socket.AF_INET6 else "ARP") in words
+
+
+@pytest.mark.parametrize("family, kind, code", [(socket.AF_INET, 3, 3), (socket.AF_INET, 3, 13),
+                                                (socket.AF_INET6, 1, 1), (socket.AF_INET6, 1, 4)])
+def test_a_reject_from_the_sources_own_address_is_its_own_firewall(family, kind, code):
+    local = "fd00::1" if family == socket.AF_INET6 else "10.0.0.1"
+    evidence = _icmp(kind, code, local, family)
+    assert tcp.classify_connect(errno.ECONNREFUSED, evidence, local) == ("rejected", "local_firewall")
+    assert "this host itself (its own firewall" in tcp.classify_failure(errno.ECONNREFUSED, evidence, local)[1]
+
+
+@pytest.mark.parametrize("family, kind, code", [(socket.AF_INET, 11, 0), (socket.AF_INET, 12, 0),
+                                                (socket.AF_INET6, 3, 0), (socket.AF_INET6, 4, 1)])
+def test_other_icmp_errors_for_the_flow_are_rejected_as_icmp_error(family, kind, code):
+    evidence = _icmp(kind, code, "10.0.9.1" if family == socket.AF_INET else "fd00:9::1", family)
+    assert tcp.classify_connect(errno.EHOSTUNREACH, evidence, "10.0.0.1") == ("rejected", "icmp_error")
+
+
+def test_the_host_unreachable_a_target_sends_itself_is_rejected_not_unreachable():
+    # REJECT --reject-with icmp-host-unreachable on the target (whose port 22 is open): nmap says
+    # filtered (host-unreach); only the source's own "no ARP answer" is unreachable
+    evidence = _icmp(3, 1, "10.0.0.2")
+    assert tcp.classify_connect(errno.EHOSTUNREACH, evidence, "10.0.0.1") == ("rejected", "icmp_unreach")
+
+
+def test_a_local_error_of_the_stack_is_not_icmp_evidence():
+    local_error = {"origin": tcp.SO_EE_ORIGIN_LOCAL, "family": socket.AF_INET, "type": 0, "code": 0,
+                   "errno": errno.EMSGSIZE, "from": None}
+    assert tcp.classify_connect(errno.ECONNREFUSED, local_error, "10.0.0.1") == ("closed", "rst")
+
+
+@pytest.mark.parametrize("code, state, reason, words", [
+    (errno.ECONNREFUSED, "closed", "rst", "RST"),
+    (errno.EHOSTUNREACH, "unreachable", "no_route", "no route"),
+    (errno.ENETUNREACH, "unreachable", "no_route", "no route"),
+    (errno.ENETDOWN, "unreachable", "no_route", "no route"),
+    (errno.EPERM, "filtered", "local_firewall", "own firewall"),
+    (errno.EACCES, "filtered", "local_firewall", "own firewall"),
+    (errno.ETIMEDOUT, "filtered", "no_answer", "no answer"),
+    (errno.EINVAL, None, "probe_error", None),
 ])
-def test_without_icmp_evidence_the_errno_decides(code, state, words):
-    got_state, reason = tcp.classify_failure(code, None, "10.0.0.1")
+def test_without_icmp_evidence_the_errno_decides(code, state, reason, words):
+    assert tcp.classify_connect(code, None, "10.0.0.1") == (state, reason)
+    got_state, message = tcp.classify_failure(code, None, "10.0.0.1")
     assert got_state == state
-    assert words is None or words in reason
+    assert words is None or words in message
+
+
+@given(code=st.integers(min_value=0, max_value=200), kind=st.integers(min_value=0, max_value=255),
+       icmp_code=st.integers(min_value=0, max_value=255), six=st.booleans(), own=st.booleans(),
+       origin=st.sampled_from([tcp.SO_EE_ORIGIN_LOCAL, tcp.SO_EE_ORIGIN_ICMP, tcp.SO_EE_ORIGIN_ICMP6]))
+def test_the_classifier_only_ever_says_words_of_the_closed_sets(code, kind, icmp_code, six, own, origin):
+    family = socket.AF_INET6 if six else socket.AF_INET
+    local = "fd00::1" if six else "10.0.0.1"
+    evidence = {"origin": origin, "family": family, "type": kind, "code": icmp_code, "errno": code,
+                "from": local if own else ("fd00::2" if six else "10.0.0.2")}
+    state, reason = tcp.classify_connect(code, evidence, local)
+    assert state in tcp.STATES + (None,)
+    assert reason in outcome.REASONS
+    assert (state is None) == (reason == "probe_error")
+    if origin != tcp.SO_EE_ORIGIN_LOCAL and not own:
+        assert state == "rejected"  # an ICMP error from elsewhere for this flow: nmap's filtered
+    record = outcome.outcome(reason, "connect", code, tcp.icmp_facts(evidence))
+    assert isinstance(tcp.describe(state, record, local, 1.0), str)
 
 
 def test_parse_extended_err_reads_type_code_and_sender_of_both_families():
@@ -748,3 +811,9 @@ def test_the_regex_process_is_not_left_behind():
     # every search process was killed and reaped: no child of ours still runs (or lingers as a zombie)
     ps = _subprocess.run(["ps", "-o", "pid=,stat=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True)
     assert "-I -S -c" not in ps.stdout, ps.stdout
+
+
+@given(st.binary(max_size=64))
+def test_parse_extended_err_reads_any_bytes_without_raising(data):
+    parsed = tcp.parse_extended_err(data)
+    assert parsed is None or set(parsed) == {"origin", "family", "type", "code", "errno", "from"}

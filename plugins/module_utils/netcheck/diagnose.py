@@ -30,9 +30,11 @@ import time
 
 from . import http as http_probe
 from . import icmp as icmp_probe
+from . import path as path_probe
 from . import tcp as tcp_probe
-from .limits import LIMITS_SPEC, parse_arp_cache_stat, read_ntables
+from .limits import LIMITS_SPEC, conntrack_limits, conntrack_verdict, parse_arp_cache_stat, read_ntables
 from .neighbour import default_run, next_hops
+from .outcome import icmp_name, outcome
 from .probe import (
     InputError, ms_since, probe_result, read_text, reject_unknown_keys, run_concurrently, target_mappings,
     validate_host, validate_port, validate_regex, validate_timeout,
@@ -64,6 +66,10 @@ CODES = {
                                     "prohibited) or a router without a route"),
     "ICMP_FILTERED": ("network", "echo requests go unanswered: a firewall or security group drops ICMP"),
     "ICMP_ANSWERED": ("network", "the target answers ping although it is expected not to"),
+    "ICMP_LOSS": ("network", "the target answers ping but loses echoes past the loss threshold: a congested, "
+                             "flapping or rate-limiting link"),
+    "HIGH_LATENCY": ("network", "the target answers ping, but its average round trip is past the latency "
+                                "threshold: a congested or distant link"),
     "PORT_CLOSED": ("transport", "the host answered the SYN with RST: nothing listens on the port"),
     "PORT_FILTERED": ("transport", "the SYN went unanswered: a firewall drops it (or the listener's accept "
                                    "queue is full)"),
@@ -73,7 +79,8 @@ CODES = {
                                        "queue full: the service does not accept connections fast enough"),
     "PORT_OPEN": ("transport", "the port accepts connections although it is expected not to: a firewall "
                                "rule is missing"),
-    "PORT_UNREACHABLE": ("transport", "the port was expected to be unreachable but answered otherwise"),
+    "PORT_UNREACHABLE": ("transport", "the connection failed on the source's side (unreachable, neither a route "
+                                      "nor a neighbour failure) where another state was expected"),
     "TLS_FAILED": ("application", "the TLS handshake or the certificate verification failed"),
     "HTTP_STATUS": ("application", "the network is fine; the application answers a status not expected"),
     "HTTP_TIMEOUT": ("application", "connected, but no HTTP answer in time: the application hangs"),
@@ -83,6 +90,10 @@ CODES = {
     "PROBE_ERROR": ("none", "a probe could not give a verdict (see evidence)"),
     "NOT_CHECKED": ("none", "no layer was checked, so nothing can be said"),
 }
+# where on the path (path.py, docs/path.md): DROPPED_AFTER_HOP, REJECTED_AT_HOP, ROUTING_LOOP,
+# TTL_EXPIRED, MTU_BLACKHOLE, PMTU_REDUCED (a note), CONNTRACK_FULL; set after the verdict by the
+# path probes of failing checks (diagnose_targets' path_options)
+CODES.update(path_probe.PATH_CODES)
 
 _LAYER_RANK = {"link": 0, "network": 1, "transport": 2, "application": 3, "none": 4}
 
@@ -92,9 +103,10 @@ _LAYER_RANK = {"link": 0, "network": 1, "transport": 2, "application": 3, "none"
 class DiagnoseTarget(object):
     """One validated target: what to probe and what is expected of it."""
 
-    __slots__ = ("name", "host", "icmp", "ports", "urls", "neighbour", "tcp_targets", "http_targets")
+    __slots__ = ("name", "host", "icmp", "ports", "urls", "neighbour", "tcp_targets", "http_targets",
+                 "icmp_warn", "icmp_crit")
 
-    def __init__(self, name, host, icmp, ports, urls, neighbour):
+    def __init__(self, name, host, icmp, ports, urls, neighbour, icmp_warn=None, icmp_crit=None):
         self.name = name
         self.host = host
         self.icmp = icmp
@@ -103,12 +115,16 @@ class DiagnoseTarget(object):
         self.neighbour = neighbour
         self.tcp_targets = []
         self.http_targets = []
+        self.icmp_warn = icmp_warn if icmp_warn is not None else dict(DEFAULT_ICMP_WARN)
+        self.icmp_crit = icmp_crit if icmp_crit is not None else dict(DEFAULT_ICMP_CRIT)
 
     def expected(self):
         """The expectations of this target, as the run model's pair shows them."""
         return {"icmp": self.icmp,
                 "ports": {str(p["port"]): p["expected"] for p in self.ports},
-                "urls": [u["url"] for u in self.urls]}
+                "urls": [u["url"] for u in self.urls],
+                "status_codes": {t.url: list(t.status_codes) for t in self.http_targets},
+                "icmp_warn": dict(self.icmp_warn), "icmp_crit": dict(self.icmp_crit)}
 
 
 # The options a user writes (module_utils/netcheck/spec.py explains the format): net_diagnose's
@@ -131,6 +147,10 @@ DIAGNOSE_TARGET_SPEC = {
               "description": "TCP ports to connect to."},
     "urls": {"type": "list", "elements": "dict", "options": http_probe.HTTP_URL_SPEC,
              "description": "HTTP(S) URLs to fetch, each with http_check's per-URL options."},
+    "icmp_warn": {"type": "dict", "options": icmp_probe.ICMP_THRESHOLD_SPEC,
+                  "description": "This target's ICMP_LOSS/HIGH_LATENCY warning thresholds (each key overrides icmp.warn)."},
+    "icmp_crit": {"type": "dict", "options": icmp_probe.ICMP_THRESHOLD_SPEC,
+                  "description": "This target's ICMP_LOSS/HIGH_LATENCY failure thresholds (each key overrides icmp.crit)."},
 }
 DIAGNOSE_MODULE_SPEC = {
     "targets": {"type": "list", "elements": "dict", "required": True, "options": DIAGNOSE_TARGET_SPEC,
@@ -138,25 +158,40 @@ DIAGNOSE_MODULE_SPEC = {
     "tcp_timeout": {"type": "float", "default": tcp_probe.DEFAULT_TIMEOUT,
                     "description": "Default seconds per TCP connection (a filtered port takes this long)."},
     "icmp": {"type": "dict", "default": {}, "description": "How each target is pinged (one round for all targets).",
-             "options": select_options(icmp_probe.ICMP_MODULE_SPEC,
-                                       ("count", "interval", "timeout", "size", "method"))},
+             "options": dict(select_options(icmp_probe.ICMP_MODULE_SPEC,
+                                            ("count", "interval", "timeout", "size", "method")),
+                             warn={"type": "dict", "options": icmp_probe.ICMP_THRESHOLD_SPEC,
+                                   "description": "Loss and average RTT from which a target that answers is "
+                                                  "ICMP_LOSS/HIGH_LATENCY as a warning (default loss_pct 20, "
+                                                  "rtt_ms 200)."},
+                             crit={"type": "dict", "options": icmp_probe.ICMP_THRESHOLD_SPEC,
+                                   "description": "Loss and average RTT from which it is a failure (default "
+                                                  "loss_pct 50, rtt_ms 500)."})},
     "http": {"type": "dict", "default": {}, "options": select_options(http_probe.HTTP_REQUEST_SPEC),
              "description": "Defaults for every URL (a URL may override each one)."},
     "arp_probe": {"type": "bool",
-                  "description": "Send ARP requests on the wire to on-link IPv4 next hops (unset: as root)."},
-    "arp_timeout": {"type": "float", "default": DEFAULT_ARP_TIMEOUT, "description": "Seconds an ARP probe waits."},
+                  "description": "Ask the wire who has each on-link next hop: ARP (IPv4), NDP (IPv6); unset: as root."},
+    "arp_timeout": {"type": "float", "default": DEFAULT_ARP_TIMEOUT, "description": "Seconds an ARP or NDP probe waits."},
+    "fail_on_warn": {"type": "bool", "default": False,
+                     "description": "A check at warning severity (ICMP_LOSS, HIGH_LATENCY past warn) fails its pair too."},
     "limits": {"type": "bool", "default": False, "description": "Also return this host's connection limits."},
     "limit_ports": dict(LIMITS_SPEC["ports"],
                         description="With limits, the listening ports whose process, descriptors and queue "
                                     "are returned."),
     "max_workers": {"type": "int", "default": 256, "description": "How many probes of one layer run at once at most."},
+    "confirm_budget": dict(tcp_probe.TCP_MODULE_SPEC["confirm_budget"],
+                           description="Seconds the paced re-probes of silent ports and URLs may add to the run "
+                                       "(0: none; port_check's confirmation)."),
+    "path": {"type": "dict", "default": {}, "options": path_probe.PATH_OPTIONS_SPEC,
+             "description": "Where on the path: trace the flows of failing checks, path MTU, conntrack (docs/path.md)."},
 }
 
 
 def parse_targets(raw_targets, defaults=None, field="targets"):
     """Validate every target before anything is sent; InputError names the first bad field.
 
-    ``defaults`` may hold ``tcp_timeout`` and ``http`` (http.py's URL defaults).
+    ``defaults`` may hold ``tcp_timeout``, ``http`` (http.py's URL defaults) and ``icmp_warn`` /
+    ``icmp_crit`` (the run's thresholds; a target's own keys override them one by one).
     """
     defaults = defaults or {}
     tcp_timeout = validate_timeout(defaults.get("tcp_timeout", tcp_probe.DEFAULT_TIMEOUT), "tcp_timeout")
@@ -179,7 +214,11 @@ def parse_targets(raw_targets, defaults=None, field="targets"):
         if not isinstance(urls, (list, tuple)):
             raise InputError("%s.urls: expected a list" % where)
         urls = [{"url": u} if isinstance(u, str) else u for u in urls]
-        target = DiagnoseTarget(name, host, icmp, ports, list(urls), neighbour)
+        warn = thresholds(icmp_probe.validate_thresholds(defaults.get("icmp_warn"), "icmp.warn"),
+                          icmp_probe.validate_thresholds(raw.get("icmp_warn"), where + ".icmp_warn"), DEFAULT_ICMP_WARN)
+        crit = thresholds(icmp_probe.validate_thresholds(defaults.get("icmp_crit"), "icmp.crit"),
+                          icmp_probe.validate_thresholds(raw.get("icmp_crit"), where + ".icmp_crit"), DEFAULT_ICMP_CRIT)
+        target = DiagnoseTarget(name, host, icmp, ports, list(urls), neighbour, warn, crit)
         if urls:
             target.http_targets = http_probe.parse_targets(urls, defaults.get("http"), where + ".urls")
         if icmp == "skip" and not ports and not urls:
@@ -280,6 +319,88 @@ def arp_probe(dev, target_ip, source_ip, timeout=DEFAULT_ARP_TIMEOUT):
     return macs, None
 
 
+# --- NDP on the wire (IPv6): a Neighbour Solicitation, as ndisc6 sends it --------------------
+
+ND_SOLICIT, ND_ADVERT = 135, 136
+_ND_SOURCE_LLADDR, _ND_TARGET_LLADDR = 1, 2
+
+
+def solicited_node(address):
+    """The solicited-node multicast address of an IPv6 address (RFC 4291): ff02::1:ffXX:XXXX."""
+    packed = socket.inet_pton(socket.AF_INET6, address)
+    return socket.inet_ntop(socket.AF_INET6, b"\xff\x02" + b"\x00" * 9 + b"\x01\xff" + packed[13:])
+
+
+def neighbour_solicitation(target_ip, source_mac):
+    """An ICMPv6 Neighbour Solicitation for ``target_ip`` with our MAC as source link-layer option
+    (the checksum is left 0: the kernel fills it in for raw ICMPv6 sockets)."""
+    return (struct.pack("!BBHI", ND_SOLICIT, 0, 0, 0) + socket.inet_pton(socket.AF_INET6, target_ip)
+            + struct.pack("!BB", _ND_SOURCE_LLADDR, 1) + source_mac)
+
+
+def parse_neighbour_advert(message, target_ip):
+    """The target link-layer address ("aa:bb:..") of a Neighbour Advertisement for ``target_ip``,
+    "" when it carries none, or None when the message is something else."""
+    if len(message) < 24 or message[0] != ND_ADVERT:
+        return None
+    if message[8:24] != socket.inet_pton(socket.AF_INET6, target_ip):
+        return None
+    options = message[24:]
+    while len(options) >= 8:
+        kind, length = options[0], options[1] * 8
+        if length == 0:
+            break
+        if kind == _ND_TARGET_LLADDR and length >= 8:
+            return ":".join("%02x" % b for b in bytearray(options[2:8]))
+        options = options[length:]
+    return ""
+
+
+def _device_mac(dev):
+    text = read_text("/sys/class/net/%s/address" % dev) or ""
+    try:
+        return bytes(bytearray(int(part, 16) for part in text.strip().split(":")))
+    except ValueError:
+        return b""
+
+
+def ndp_probe(dev, target_ip, timeout=DEFAULT_ARP_TIMEOUT):
+    """Ask the wire who has ``target_ip`` (ICMPv6 NS to its solicited-node group, raw socket, root):
+    (macs that answered, error); bounded by ``timeout`` like :func:`arp_probe`."""
+    target_ip = target_ip.split("%")[0]
+    try:
+        index = socket.if_nametoindex(dev)
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    except OSError as exc:
+        return None, "raw ICMPv6 socket refused: %s" % (exc.strerror or exc)
+    macs = []
+    try:
+        # NDP messages must carry hop limit 255 (RFC 4861), or the target ignores them
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+        mac = _device_mac(dev)
+        if len(mac) != 6:
+            return None, "no MAC for %s" % dev
+        sock.sendto(neighbour_solicitation(target_ip, mac), (solicited_node(target_ip), 0, 0, index))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            readable, _, _ = select.select([sock], [], [], left)
+            if not readable:
+                break
+            found = parse_neighbour_advert(sock.recv(2048), target_ip)
+            if found and found not in macs:
+                macs.append(found)
+                deadline = min(deadline, time.monotonic() + 0.05)
+    except OSError as exc:
+        return None, "NDP probe on %s failed: %s" % (dev, exc.strerror or exc)
+    finally:
+        sock.close()
+    return macs, None
+
+
 # the kernel's neighbour states (NUD_*) that hold a MAC; detail.kernel_state keeps the kernel's own word
 _NEIGHBOUR_OK = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP")
 # the neighbour layer's states, words of docs/results.md: the next hop has a MAC, the address is the
@@ -290,7 +411,7 @@ NEIGHBOUR_RESULT_STATES = ("reachable", "local", "unreachable", "no_route")
 def neighbour_result(address, route, neighbour, wire=None, table=None):
     """The neighbour layer in the shared result shape (kind ``neighbour``).
 
-    ``wire`` is {"macs": [...], "error": str|None} from :func:`arp_probe` (None: not probed);
+    ``wire`` is {"macs": [...], "error": str|None} from :func:`arp_probe` / :func:`ndp_probe` (None: not probed);
     ``table`` is {"before": stat, "after": stat} of /proc/net/stat/arp_cache.
     """
     kernel_state = neighbour.get("state")
@@ -312,10 +433,28 @@ def neighbour_result(address, route, neighbour, wire=None, table=None):
         "table_entries": (table or {}).get("after", {}).get("entries") if table and table.get("after") else None,
         "table_fulls_delta": _table_fulls_delta(table),
     }
+    detail["outcome"] = _neighbour_outcome(state, macs, wire.get("error"))
     ok = state in ("reachable", "local")
     error = None if ok else (neighbour.get("error") or route.get("error")
                              or "neighbour state %s" % (kernel_state or "NONE"))
     return probe_result(detail["next_hop"] or address, "neighbour", state, ok, {}, error, detail)
+
+
+def _neighbour_outcome(state, wire_macs, wire_error):
+    """The neighbour layer's outcome: probes/answers count the ARP/NDP request on the wire (0 probes:
+    the state rests on the kernel's cache alone, confirmed None)."""
+    probed = wire_macs is not None and not wire_error
+    probes = 1 if probed else 0
+    if state == "no_route":
+        return outcome("no_route", "neighbour", probes=0)
+    if state == "local":
+        return outcome("local_address", "neighbour", probes=0)
+    if probed and not wire_macs:
+        return outcome("no_neighbour", "neighbour", probes=1, answers=0, confirmed=False)
+    if state == "unreachable":
+        return outcome("no_neighbour", "neighbour", probes=probes, answers=0)
+    return outcome("neighbour_answer", "neighbour", probes=probes, answers=1 if wire_macs else 0,
+                   confirmed=True if probed else None)
 
 
 def _table_fulls_delta(table):
@@ -325,32 +464,107 @@ def _table_fulls_delta(table):
 
 
 # --- the verdict (pure) ------------------------------------------------------------------
+#
+# One verdict per check: the route/neighbour, the ICMP echo, each TCP port, each URL. Each check
+# is judged from its own result's fields (state, detail.outcome: reason, phase, ICMP type/code/
+# sender) and the target's expectations, never from message words. The pair's verdict is its
+# lowest failing check; every other failing check still counts (failed_checks) and shows.
 
-class _Findings(object):
-    def __init__(self):
-        self.failures = []  # (layer, code, evidence lines, hint override)
-        self.notes = []
+SEVERITIES = ("ok", "warn", "fail")
+# check_icmp's idea (rta/pl): a target that answers but loses echoes or answers slowly is degraded
+DEFAULT_ICMP_WARN = {"loss_pct": 20.0, "rtt_ms": 200.0}
+DEFAULT_ICMP_CRIT = {"loss_pct": 50.0, "rtt_ms": 500.0}
+THRESHOLD_KEYS = ("loss_pct", "rtt_ms")
+_LAYER_OF_KIND = {"resolve": "network", "neighbour": "link", "icmp": "network", "tcp": "transport",
+                  "http": "application"}
+# outcome reasons that mean the target (or a router for the flow) answered something
+_ANSWER_REASONS = ("syn_ack", "rst", "reset_after_connect", "icmp_unreach", "icmp_error", "tls_handshake", "tls_verify",
+                   "tls_name", "http_timeout", "not_http", "http_answer", "banner_mismatch",
+                   "conversation_failed", "regex_timeout")
 
-    def fail(self, code, evidence, hint=None, layer=None):
-        self.failures.append((layer or CODES[code][0], code, list(evidence), hint or CODES[code][1]))
 
-    def note(self, code, hint=None):
-        self.notes.append({"code": code, "hint": hint or CODES[code][1]})
+def outcome_of(result):
+    """The structured outcome of a probe result (``detail.outcome``), or None for a probe without one."""
+    if not result:
+        return None
+    found = (result.get("detail") or {}).get("outcome")
+    return found if isinstance(found, dict) else None
+
+
+def _reason(result):
+    return (outcome_of(result) or {}).get("reason")
+
+
+def _errno(result):
+    found = (outcome_of(result) or {}).get("errno")
+    return found if found is not None else (result.get("detail") or {}).get("errno")
+
+
+def check_name(kind, result=None):
+    """``neighbour``, ``icmp``, ``tcp/22``, ``http <url>``, ``resolve``: how a check is named everywhere."""
+    if kind == "tcp":
+        return "tcp/%s" % (result.get("detail") or {}).get("port")
+    if kind == "http":
+        return "http %s" % result.get("target")
+    return kind
+
+
+class _Check(object):
+    """The verdict of one check while it is being judged."""
+
+    def __init__(self, kind, name, result):
+        self.kind, self.name, self.result = kind, name, result
+        self.code, self.severity, self.hint, self.layer = "OK", "ok", None, _LAYER_OF_KIND[kind]
+        self.evidence = []
+
+    def fail(self, code, evidence, hint=None, severity="fail"):
+        self.code, self.severity = code, severity
+        self.layer = CODES[code][0] if CODES[code][0] != "none" else _LAYER_OF_KIND[self.kind]
+        self.hint = hint or CODES[code][1]
+        self.evidence = list(evidence)
+
+    def note(self, code, evidence, hint=None):
+        """Something seen that is not a fault for this target (ICMP dropped while the service answers)."""
+        self.code, self.severity, self.hint, self.evidence = code, "ok", hint or CODES[code][1], list(evidence)
+
+    def passed(self, evidence):
+        self.evidence = list(evidence)
+
+    def record(self, fail_on_warn=False):
+        ok = self.severity == "ok" or (self.severity == "warn" and not fail_on_warn)
+        return {"check": self.name, "layer": self.layer, "ok": ok, "severity": self.severity, "code": self.code,
+                "hint": self.hint or ("as expected" if self.code == "OK" else CODES[self.code][1]),
+                "evidence": self.evidence, "outcome": outcome_of(self.result)}
 
 
 def _icmp_errors(icmp):
     return [e for e in (icmp or {}).get("detail", {}).get("icmp_errors") or [] if e.get("type") is not None]
 
 
+def _tcp_answered(result):
+    if result["state"] in ("open", "closed"):
+        return True
+    reason = _reason(result)
+    return reason in _ANSWER_REASONS if reason else result["state"] == "rejected"
+
+
+def _http_answered(result):
+    reason = _reason(result)
+    if reason:
+        return reason in _ANSWER_REASONS
+    detail = result.get("detail") or {}
+    return result["state"] == "answered" or detail.get("phase") not in (None, "resolve", "connect")
+
+
 def _answered_somewhere(layers):
     """Whether the target answered at any layer but ICMP (a SYN answered, an HTTP answer)."""
-    for result in layers.get("tcp") or []:
-        if result["state"] in ("open", "closed"):
-            return True
-    for result in layers.get("http") or []:
-        if result["state"] == "answered" or (result.get("detail", {}).get("phase") not in (None, "resolve", "connect")):
-            return True
-    return False
+    return (any(_tcp_answered(r) for r in layers.get("tcp") or [])
+            or any(_http_answered(r) for r in layers.get("http") or []))
+
+
+def _icmp_answered(layers):
+    icmp = layers.get("icmp")
+    return bool(icmp) and (icmp["detail"].get("received", 0) > 0 or bool(_icmp_errors(icmp)))
 
 
 def _expects_an_answer(expected):
@@ -387,43 +601,78 @@ def checked_layers(layers):
     return [layer for layer in LAYERS if layer in seen]
 
 
-def verdict(layers, expected, resolve_error=None):
+def thresholds(run_values=None, target_values=None, default=None):
+    """The loss/latency thresholds of one target: the run's, each key overridden by the target's."""
+    merged = dict(default or {})
+    merged.update({k: v for k, v in (run_values or {}).items() if k in THRESHOLD_KEYS and v is not None})
+    merged.update({k: v for k, v in (target_values or {}).items() if k in THRESHOLD_KEYS and v is not None})
+    return {k: merged.get(k) for k in THRESHOLD_KEYS}
+
+
+def verdict(layers, expected, resolve_error=None, fail_on_warn=False):
     """The verdict of one pair from its layers' results and its expectations.
 
     ``layers``   {"neighbour": result|None, "icmp": result|None, "tcp": [results], "http": [results]}
-    ``expected`` {"icmp": mode, "ports": {"22": "open", ...}, "urls": [...]}
-    Returns (ok, checked, verdict dict).
+    ``expected`` {"icmp": mode, "ports": {"22": "open", ...}, "urls": [...], "status_codes": {url: [..]},
+                  "icmp_warn": {loss_pct, rtt_ms}, "icmp_crit": {...}}
+    Returns (ok, checked, verdict dict); the verdict holds ``checks``, one per check.
     """
-    findings = _Findings()
+    expected = expected or {}
     checked = checked_layers(layers)
+    judged = []
     if resolve_error:
-        findings.fail("DNS_FAILED", ["resolve: %s" % resolve_error])
+        check = _Check("resolve", "resolve", None)
+        check.fail("DNS_FAILED", ["resolve: %s" % resolve_error])
+        judged.append(check)
         checked = sorted(set(checked) | {"network"}, key=LAYERS.index)
-    neighbour_down = _judge_neighbour(layers.get("neighbour"), expected, findings)
-    _judge_icmp(layers, expected, findings, neighbour_down)
-    ports = (expected or {}).get("ports") or {}
+    down = None
+    if layers.get("neighbour") is not None:
+        check = _Check("neighbour", "neighbour", layers["neighbour"])
+        down = _judge_neighbour(check, layers, expected)
+        judged.append(check)
+    if layers.get("icmp") is not None:
+        check = _Check("icmp", "icmp", layers["icmp"])
+        _judge_icmp(check, layers, expected, down)
+        judged.append(check)
+    ports = expected.get("ports") or {}
     for result in layers.get("tcp") or []:
-        _judge_port(result, ports.get(str(result["detail"].get("port")), "open"), layers, findings, neighbour_down)
+        check = _Check("tcp", check_name("tcp", result), result)
+        _judge_port(check, ports.get(str(result["detail"].get("port")), "open"), layers, down)
+        judged.append(check)
     for result in layers.get("http") or []:
-        _judge_http(result, layers, findings, neighbour_down)
+        check = _Check("http", check_name("http", result), result)
+        _judge_http(check, (expected.get("status_codes") or {}).get(result["target"]), down)
+        judged.append(check)
 
+    checks = [c.record(fail_on_warn) for c in judged]
+    notes = [{"code": c["code"], "hint": c["hint"]} for c in checks if c["ok"] and c["code"] != "OK"]
+    failing = sorted([c for c in checks if not c["ok"]], key=lambda c: _LAYER_RANK[c["layer"]])
+    warned = [c for c in checks if c["severity"] == "warn"]
     evidence = _evidence(layers)
-    if findings.failures:
-        ranked = sorted(findings.failures, key=lambda f: _LAYER_RANK[f[0]])
-        layer, code, lines, hint = ranked[0]
-        # every failure's own facts first, then the rest of the evidence
-        lines = [line for failure in ranked for line in failure[2]]
-        for other in ranked[1:]:
-            if other[1] != code and not any(n["code"] == other[1] for n in findings.notes):
-                findings.note(other[1], other[3])
-        return False, checked, _verdict(layer, code, hint, _unique(lines + evidence), findings.notes)
-    if not checked:
-        return False, checked, _verdict("none", "NOT_CHECKED", CODES["NOT_CHECKED"][1], evidence, findings.notes)
-    return True, checked, _verdict("none", "OK", CODES["OK"][1], evidence, findings.notes)
+    if failing:
+        first = failing[0]
+        # every failing check's own facts first (the lowest first), then what answered
+        lines = [line for c in failing for line in c["evidence"]]
+        for other in failing[1:]:
+            if other["code"] != first["code"] and not any(n["code"] == other["code"] for n in notes):
+                notes.append({"code": other["code"], "hint": "%s: %s" % (other["check"], other["hint"])})
+        result = _verdict(first["layer"], first["code"], first["hint"], _unique(lines + evidence), notes)
+        ok = False
+    elif not checked:
+        result, ok = _verdict("none", "NOT_CHECKED", CODES["NOT_CHECKED"][1], evidence, notes), False
+    else:
+        result, ok = _verdict("none", "OK", CODES["OK"][1], evidence, notes), True
+        if warned:
+            # the run passes; the pair still says what is degraded
+            result["evidence"] = _unique([line for c in warned for line in c["evidence"]] + evidence)
+    result.update(failed_checks=len(failing), warned_checks=len(warned), checks=checks)
+    return ok, checked, result
 
 
 def _verdict(layer, code, hint, evidence, notes):
-    return {"first_failing_layer": layer, "code": code, "hint": hint, "evidence": evidence, "notes": notes}
+    # hop: where on the path the flow died, set by the path probes (path.resummarize), else None
+    return {"first_failing_layer": layer, "code": code, "hint": hint, "evidence": evidence, "notes": notes,
+            "hop": None}
 
 
 def _unique(lines):
@@ -435,185 +684,320 @@ def _unique(lines):
     return out
 
 
-def _judge_neighbour(neighbour, expected, findings):
-    """Record link/network failures; return True when the next hop is known not to answer."""
-    if neighbour is None:
-        return False
+def _neighbour_fact(detail, state):
+    route = detail.get("route") or {}
+    hop = "via gateway %s" % detail.get("next_hop") if detail.get("via_gateway") else "on-link"
+    wire = ""
+    if detail.get("wire_macs") is not None:
+        wire = ", wire: %s" % (", ".join(detail["wire_macs"]) or "no %s answer" % _protocol(detail))
+    elif detail.get("wire_error"):
+        wire = ", wire: not probed (%s)" % detail["wire_error"]
+    return "neighbour %s: %s dev %s %s %s%s" % (detail.get("next_hop"), hop, route.get("dev") or detail.get("dev"),
+                                                 detail.get("mac") or "no MAC", detail.get("kernel_state") or state,
+                                                 wire)
+
+
+def _protocol(detail):
+    return "NDP" if ":" in str(detail.get("next_hop") or "") else "ARP"
+
+
+def _wire_silent(detail):
+    """An ARP request (NDP solicitation) went out on the wire for this next hop and nothing answered it."""
+    return detail.get("wire_macs") == [] and not detail.get("wire_error")
+
+
+def _neighbour_failure(check, detail, fact):
+    if detail.get("table_fulls_delta"):
+        check.fail("NEIGHBOUR_TABLE_FULL", [fact, "arp_cache table_fulls rose by %d during the check (%s entries)"
+                                            % (detail["table_fulls_delta"], detail.get("table_entries"))])
+    elif detail.get("via_gateway"):
+        check.fail("GATEWAY_UNREACHABLE", [fact + " (the gateway of the route)"])
+    else:
+        check.fail("NEIGHBOUR_FAILED", [fact])
+
+
+def _judge_neighbour(check, layers, expected):
+    """Judge the route and next hop; return the failing neighbour check when the next hop is known
+    not to answer (the checks above it are explained by it), else None."""
+    neighbour = layers["neighbour"]
     detail = neighbour["detail"]
     state = neighbour["state"]
+    fact = _neighbour_fact(detail, state)
     if state == "no_route":
-        findings.fail("NO_ROUTE", ["route: %s" % (detail["route"].get("error") or "no route")])
-        return True
+        check.fail("NO_ROUTE", ["route: %s" % ((detail.get("route") or {}).get("error") or "no route")])
+        return check
+    if state == "local":
+        check.passed(["route: local address"])
+        return None
     if state == "unreachable":
         if not _expects_an_answer(expected):
-            return True
-        hop = detail.get("next_hop")
-        fact = "neighbour %s on %s: %s, no MAC" % (hop, detail.get("dev"), detail.get("kernel_state") or state)
-        if detail.get("table_fulls_delta"):
-            findings.fail("NEIGHBOUR_TABLE_FULL", [fact, "arp_cache table_fulls rose by %d during the check "
-                                                   "(%s entries)" % (detail["table_fulls_delta"],
-                                                                     detail.get("table_entries"))])
-        elif detail.get("via_gateway"):
-            findings.fail("GATEWAY_UNREACHABLE", [fact + " (the gateway of the route)"])
-        else:
-            findings.fail("NEIGHBOUR_FAILED", [fact])
-        return True
+            check.passed([fact + " (no answer expected)"])
+            return check
+        _neighbour_failure(check, detail, fact)
+        return check
     macs = detail.get("wire_macs")
     if macs and detail.get("mac") and detail["mac"] not in macs:
-        findings.fail("NEIGHBOUR_MISMATCH", ["kernel caches %s for %s, the wire answers %s"
-                                             % (detail["mac"], detail.get("next_hop"), ", ".join(macs))])
-    elif macs and len(macs) > 1:
-        findings.fail("NEIGHBOUR_MISMATCH", ["%d MACs answer ARP for %s: %s (a duplicate address)"
-                                             % (len(macs), detail.get("next_hop"), ", ".join(macs))])
-    return False
+        check.fail("NEIGHBOUR_MISMATCH", ["kernel caches %s for %s, the wire answers %s"
+                                          % (detail["mac"], detail.get("next_hop"), ", ".join(macs))])
+        return None
+    if macs and len(macs) > 1:
+        check.fail("NEIGHBOUR_MISMATCH", ["%d MACs answer ARP for %s: %s (a duplicate address)"
+                                          % (len(macs), detail.get("next_hop"), ", ".join(macs))])
+        return None
+    if _wire_silent(detail):
+        if _answered_somewhere(layers) or _icmp_answered(layers):
+            check.passed([fact + " (the target answered at another layer)"])
+            return None
+        # the kernel's cache keeps a host that went down REACHABLE for a while: only the wire tells
+        stale = fact + "; the kernel's %s entry is stale: nothing answered %s on the wire" % (
+            detail.get("kernel_state"), _protocol(detail))
+        if not _expects_an_answer(expected):
+            check.passed([stale + " (no answer expected)"])
+            return check
+        _neighbour_failure(check, detail, stale)
+        return check
+    check.passed([fact])
+    return None
+
+
+def _explained_by(check, down, fact):
+    """A check that got no answer because the next hop does not answer: the neighbour's code."""
+    if down.severity == "ok":
+        check.passed([fact + " (the next hop does not answer, and no answer is expected)"])
+        return
+    check.fail(down.code, [fact, "%s: %s" % (down.name, down.code)],
+               hint="%s (this check got no answer because of it)" % CODES[down.code][1])
 
 
 def _unreach_fact(error):
-    return "ICMP %s (type %s code %s) from %s" % (error.get("message"), error.get("type"), error.get("code"),
-                                                  error.get("from"))
+    return "ICMP %s (type %s code %s) from %s" % (error.get("message") or icmp_name(
+        error.get("family") or "ipv4", error.get("type"), error.get("code")), error.get("type"), error.get("code"),
+        error.get("from"))
 
 
-def _judge_icmp(layers, expected, findings, neighbour_down):
-    icmp = layers.get("icmp")
-    if icmp is None:
-        return
-    mode = (expected or {}).get("icmp", "auto")
+def _threshold_level(value, warn, crit, key):
+    if value is None:
+        return None
+    if crit.get(key) is not None and value >= crit[key]:
+        return "fail"
+    if warn.get(key) is not None and value >= warn[key]:
+        return "warn"
+    return None
+
+
+def _limit(value, unit):
+    return "-" if value is None else "%g%s" % (value, unit)
+
+
+def _judge_icmp(check, layers, expected, down):
+    icmp = layers["icmp"]
+    mode = expected.get("icmp", "auto")
     detail = icmp["detail"]
-    answered = detail.get("received", 0) > 0
+    received, sent = detail.get("received", 0), detail.get("sent", 0)
+    fact = "icmp: %s/%s echoes answered" % (received, sent)
+    if detail.get("rtt_avg_ms") is not None:
+        fact += ", loss %g%%, rtt avg %.3f ms" % (detail.get("loss_pct") or 0.0, detail["rtt_avg_ms"])
     if mode == "unreachable":
-        if answered:
-            findings.fail("ICMP_ANSWERED", ["ping: %d of %d echoes answered" % (detail["received"], detail["sent"])])
+        if received:
+            check.fail("ICMP_ANSWERED", ["ping: %d of %d echoes answered" % (received, sent)])
+        else:
+            check.passed([fact + " (none expected)"])
         return
-    if answered:
-        if icmp["state"] == "crit":
-            findings.fail("ICMP_UNREACHABLE", [icmp["error"] or "ping: crit"], hint="ping answers, but the RTT or "
-                          "the loss is past the crit threshold", layer="network")
+    if received:
+        warn = expected.get("icmp_warn") or {}
+        crit = expected.get("icmp_crit") or {}
+        loss = _threshold_level(detail.get("loss_pct"), warn, crit, "loss_pct")
+        slow = _threshold_level(detail.get("rtt_avg_ms"), warn, crit, "rtt_ms")
+        if loss or slow:
+            limits = []
+            for key, word, unit in (("loss_pct", "loss", "%"), ("rtt_ms", "rtt avg", " ms")):
+                limits.append("%s warn %s crit %s" % (word, _limit(warn.get(key), unit), _limit(crit.get(key), unit)))
+            facts = [fact, "thresholds: " + ", ".join(limits)]
+            # the worse of the two decides; at the same severity loss is named first
+            if loss == "fail" or (loss and slow != "fail"):
+                check.fail("ICMP_LOSS", facts, severity=loss)
+            else:
+                check.fail("HIGH_LATENCY", facts, severity=slow)
+        else:
+            check.passed([fact])
         return
-    if neighbour_down:
-        return  # the lower layer explains it
+    if down is not None:
+        _explained_by(check, down, fact)
+        return
     errors = _icmp_errors(icmp)
-    other_answer = _answered_somewhere(layers)
     if errors:
         code, facts = "ICMP_UNREACHABLE", [_unreach_fact(errors[0])]
     else:
-        code, facts = "ICMP_FILTERED", ["ping: 0 of %d echoes answered, no ICMP error" % detail.get("sent", 0)]
-    if mode == "reachable" or not other_answer and not (layers.get("tcp") or layers.get("http")):
-        findings.fail(code, facts)
+        code, facts = "ICMP_FILTERED", ["ping: 0 of %d echoes answered, no ICMP error" % sent]
+    if mode == "reachable" or not (layers.get("tcp") or layers.get("http")):
+        check.fail(code, facts)
     else:
-        # a firewall that drops or rejects ICMP is not a fault when the service answers
-        findings.note(code, CODES[code][1] + " (" + facts[0] + ")")
+        # a firewall that drops or rejects ICMP is not a fault when other checks are asked
+        check.note(code, facts, CODES[code][1] + " (" + facts[0] + ")")
 
 
-def _judge_port(result, expected_state, layers, findings, neighbour_down):
+def _icmp_fact(result):
+    """``ICMP type 3 code 13 from 10.0.0.12`` from the outcome (else the detail), or ''."""
+    found = outcome_of(result) or {}
+    detail = result.get("detail") or {}
+    icmp_type = found.get("icmp_type", detail.get("icmp_type"))
+    if icmp_type is None:
+        return ""
+    icmp_code = found.get("icmp_code", detail.get("icmp_code"))
+    family = found.get("icmp_family") or detail.get("family") or "ipv4"
+    return "ICMP %s (type %s code %s) from %s" % (icmp_name(family, icmp_type, icmp_code), icmp_type, icmp_code,
+                                                  found.get("icmp_from") or detail.get("icmp_from") or "?")
+
+
+def _probes_fact(result):
+    found = outcome_of(result) or {}
+    if (found.get("probes") or 0) > 1:
+        return "; %d probes, %d answered" % (found["probes"], found.get("answers") or 0)
+    return ""
+
+
+def _hop_answers_on_wire(layers):
+    detail = (layers.get("neighbour") or {}).get("detail") or {}
+    return bool(detail.get("wire_macs")) and detail.get("seen_on_wire") is not False
+
+
+_LOCAL_FIREWALL_HINT = "the source host's own firewall refused the SYN (an OUTPUT rule)"
+_LOCAL_REJECT_HINT = "the source host's own firewall rejected the SYN with an ICMP error (an OUTPUT REJECT rule)"
+
+
+def _judge_port(check, expected_state, layers, down):
+    result = check.result
     detail = result["detail"]
     state = result["state"]
     label = "tcp %s" % result["target"]
-    if state == expected_state:
+    if tcp_probe.state_meets(state, expected_state):
         if state == "open" and detail.get("expect_matched") is False:
-            findings.fail("WRONG_SERVICE", ["%s: open, but %r not seen (banner %r)"
-                                            % (label, detail.get("expect"), (detail.get("banner") or "")[:60])])
+            check.fail("WRONG_SERVICE", ["%s: open, but %r not seen (banner %r)"
+                                         % (label, detail.get("expect"), (detail.get("banner") or "")[:60])])
         elif state == "open" and detail.get("conversation_error"):
-            findings.fail("WRONG_SERVICE", ["%s: open, conversation failed: %s"
-                                            % (label, detail["conversation_error"])])
+            check.fail("WRONG_SERVICE", ["%s: open, conversation failed: %s" % (label, detail["conversation_error"])])
+        else:
+            facts = ["%s: %s as expected (%s) in %.1f ms" % (label, state, expected_state,
+                                                            result["timings"].get("total_ms", 0.0))]
+            if state == "rejected":
+                facts[0] += "; " + _icmp_fact(result)
+            check.passed(facts)
         return
-    if neighbour_down and state in ("unreachable", "filtered"):
-        return  # the neighbour failure explains it
-    fact = "%s: %s, expected %s (%s)" % (label, state, expected_state, result.get("error") or state)
-    if state == "open":
-        findings.fail("PORT_OPEN", [fact])
+    reason = _reason(result)
+    fact = "%s: %s, expected %s (%s)%s" % (label, state, expected_state, result.get("error") or state,
+                                           _probes_fact(result))
+    if down is not None and state in ("unreachable", "filtered"):
+        _explained_by(check, down, fact)
+    elif state == "open":
+        check.fail("PORT_OPEN", [fact])
     elif state == "closed":
-        findings.fail("PORT_CLOSED", [fact])
+        check.fail("PORT_CLOSED", [fact])
     elif state == "rejected":
-        icmp_type, icmp_code = detail.get("icmp_type"), detail.get("icmp_code")
-        if icmp_type is not None:
-            fact += "; ICMP type %s code %s from %s" % (icmp_type, icmp_code, detail.get("icmp_from")
-                                                       or detail.get("icmp_sender") or detail.get("icmp_source") or "?")
-        findings.fail("PORT_REJECTED", [fact])
+        icmp = _icmp_fact(result)
+        if icmp:  # the ICMP error is the whole story: its name, type, code and sender
+            fact = "%s: rejected, expected %s; %s%s" % (label, expected_state, icmp, _probes_fact(result))
+        check.fail("PORT_REJECTED", [fact],
+                   hint=_LOCAL_REJECT_HINT if reason == "local_firewall" else None)
     elif state == "filtered":
         hint = None
-        if detail.get("errno") in (errno.EPERM, errno.EACCES):
-            hint = "the source host's own firewall refused the SYN (an OUTPUT rule)"
+        if reason == "local_firewall" or (reason is None and _errno(result) in (errno.EPERM, errno.EACCES)):
+            hint = _LOCAL_FIREWALL_HINT
         elif not _answered_somewhere(layers) and not _icmp_answered(layers):
-            hint = ("nothing answered at all while the next hop answers ARP: a firewall drops everything, "
-                    "or the host is down behind a router")
-        findings.fail("PORT_FILTERED", [fact], hint=hint)
+            if _hop_answers_on_wire(layers):
+                hint = ("nothing answered at all while the next hop answers ARP/NDP on the wire: a firewall drops "
+                        "everything, or the host is down behind a router")
+            else:
+                hint = ("nothing answered at all (the next hop was not probed on the wire, its cached MAC proves "
+                        "nothing): a firewall drops everything, or the host is down")
+        check.fail("PORT_FILTERED", [fact], hint=hint)
     elif state == "unreachable":
-        routed = (layers.get("neighbour") or {}).get("state") not in (None, "no_route")
-        if detail.get("errno") == errno.ENETUNREACH and not routed:
-            findings.fail("NO_ROUTE", [fact])
-        elif expected_state in ("filtered", "rejected", "closed"):
-            findings.fail("PORT_UNREACHABLE", [fact])
+        neighbour = layers.get("neighbour") or {}
+        if reason == "no_route" or (reason is None and _errno(result) == errno.ENETUNREACH
+                                    and neighbour.get("state") in (None, "no_route")):
+            check.fail("NO_ROUTE", [fact])
+        elif reason == "no_neighbour":
+            check.fail("GATEWAY_UNREACHABLE" if (neighbour.get("detail") or {}).get("via_gateway")
+                       else "NEIGHBOUR_FAILED", [fact])
         else:
-            # the route exists and the next hop answers ARP: the ICMP unreachable came from a REJECT rule
-            findings.fail("PORT_REJECTED", [fact + "; the next hop answers ARP, so an ICMP unreachable "
-                                                   "(REJECT rule) answered the SYN"])
+            check.fail("PORT_UNREACHABLE", [fact])
     elif state == "dns_error":
-        findings.fail("DNS_FAILED", [fact])
+        check.fail("DNS_FAILED", [fact])
     else:
-        findings.fail("PROBE_ERROR", [fact])
+        check.fail("PROBE_ERROR", [fact])
 
 
-def _icmp_answered(layers):
-    icmp = layers.get("icmp")
-    return bool(icmp) and icmp["detail"].get("received", 0) > 0
+# connect outcome reason -> code (a URL's connection fails the way a port does)
+_HTTP_CONNECT_CODES = {"rst": "PORT_CLOSED", "icmp_unreach": "PORT_REJECTED", "icmp_error": "PORT_REJECTED",
+                       "no_answer": "PORT_FILTERED",
+                       "local_firewall": "PORT_FILTERED", "no_route": "NO_ROUTE", "no_neighbour": "NEIGHBOUR_FAILED",
+                       "dns": "DNS_FAILED"}
+_HTTP_CODES = {"tls_handshake": "TLS_FAILED", "tls_verify": "TLS_FAILED", "tls_name": "WRONG_SERVICE",
+               "http_timeout": "HTTP_TIMEOUT", "not_http": "WRONG_SERVICE", "reset_after_connect": "WRONG_SERVICE",
+               "conversation_failed": "WRONG_SERVICE",
+               "regex_timeout": "PROBE_ERROR", "probe_error": "PROBE_ERROR"}
 
 
-_NAME_MISMATCH = ("hostname mismatch", "ip address mismatch", "doesn't match", "does not match")
-
-
-def _judge_http(result, layers, findings, neighbour_down):
-    if result["ok"]:
-        return
+def _judge_http(check, status_codes, down):
+    result = check.result
     detail = result.get("detail", {})
-    phase = detail.get("phase")
     label = "http %s" % result["target"]
-    fact = "%s: %s" % (label, result.get("error"))
-    if result["state"] == "answered":
-        checks = detail.get("failed_checks") or []
-        marker = [c for c in checks if not c.startswith("status ")]
-        status = "%s: status %s %s" % (label, detail.get("status"), detail.get("reason") or "")
-        if marker:
-            findings.fail("WRONG_SERVICE", [status.strip() + "; " + "; ".join(marker)])
-        else:
-            findings.fail("HTTP_STATUS", [status.strip() + "; " + "; ".join(checks)])
+    if result["ok"]:
+        check.passed(["%s: %s %s" % (label, detail.get("status"), detail.get("reason") or "")
+                      if result["state"] == "answered" else "%s: %s" % (label, result["state"])])
         return
-    if phase == "resolve":
-        findings.fail("DNS_FAILED", [fact])
-    elif phase == "connect":
-        if neighbour_down:
+    fact = "%s: %s%s" % (label, result.get("error"), _probes_fact(result))
+    if result["state"] == "answered":
+        failed = detail.get("failed_checks") or []
+        status_ok = detail.get("status") in (status_codes or [200])
+        status = ("%s: status %s %s" % (label, detail.get("status"), detail.get("reason") or "")).strip()
+        # a marker (header, body) missed besides the status: another service answered
+        if len(failed) > (0 if status_ok else 1):
+            check.fail("WRONG_SERVICE", [status + "; " + "; ".join(failed)])
+        else:
+            check.fail("HTTP_STATUS", [status + "; " + "; ".join(failed)])
+        return
+    reason = _reason(result)
+    phase = (outcome_of(result) or {}).get("phase") or detail.get("phase")
+    if reason is None:
+        reason = _legacy_http_reason(result, phase)
+    if phase in ("resolve", "connect") or reason in _HTTP_CONNECT_CODES:
+        if down is not None and reason in ("no_answer", "no_neighbour", None):
+            _explained_by(check, down, fact)
             return
-        message = (result.get("error") or "").lower()
-        if "refused" in message:
-            findings.fail("PORT_CLOSED", [fact])
-        elif "no answer" in message or "timed out" in message:
-            findings.fail("PORT_FILTERED", [fact])
-        elif "unreachable" in message or "no route" in message:
-            findings.fail("PORT_REJECTED", [fact])
-        else:
-            findings.fail("PROBE_ERROR", [fact])
-    elif phase == "tls":
-        verify = ((detail.get("tls") or {}).get("verify_error") or result.get("error") or "").lower()
-        if any(words in verify for words in _NAME_MISMATCH):
-            tls = detail.get("tls") or {}
-            findings.fail("WRONG_SERVICE", [fact, "certificate subject %s, SAN %s"
-                                            % (tls.get("subject"), ", ".join(tls.get("san") or []) or "-")])
-        else:
-            findings.fail("TLS_FAILED", [fact])
-    elif phase in ("processing",):
-        findings.fail("HTTP_TIMEOUT", [fact])
-    elif phase == "transfer":
-        if "timeout" in (result.get("error") or ""):
-            findings.fail("HTTP_TIMEOUT", [fact])
-        else:
-            findings.fail("WRONG_SERVICE", [fact + " (not an HTTP answer)"])
+        code = _HTTP_CONNECT_CODES.get(reason, "PROBE_ERROR")
+        facts = [fact]
+        if code == "PORT_REJECTED" and _icmp_fact(result):
+            facts = [fact + "; " + _icmp_fact(result)]
+        hint = _LOCAL_FIREWALL_HINT if reason == "local_firewall" else None
+        if code == "PORT_REJECTED" and reason == "local_firewall":
+            hint = _LOCAL_REJECT_HINT
+        check.fail(code, facts, hint=hint)
+    elif reason == "tls_name":
+        tls = detail.get("tls") or {}
+        check.fail("WRONG_SERVICE", [fact, "certificate subject %s, SAN %s"
+                                     % (tls.get("subject"), ", ".join(tls.get("san") or []) or "-")])
+    elif reason in _HTTP_CODES:
+        code = _HTTP_CODES[reason]
+        check.fail(code, [fact + (" (not an HTTP answer)" if reason == "not_http" else "")])
     elif phase == "redirect":
-        findings.fail("HTTP_STATUS", [fact])
+        check.fail("HTTP_STATUS", [fact])
     else:
-        findings.fail("PROBE_ERROR", [fact])
+        check.fail("PROBE_ERROR", [fact])
+
+
+def _legacy_http_reason(result, phase):
+    """The reason of an http result made before outcomes existed (recorded data), from its fields."""
+    detail = result.get("detail") or {}
+    if phase == "processing":
+        return "http_timeout"
+    if phase == "tls":
+        tls = detail.get("tls") or {}
+        return "tls_verify" if tls.get("verify_error") else "tls_handshake"
+    return None
 
 
 def _evidence(layers):
-    """One fact per layer that was checked (what a reader needs to trust the verdict)."""
+    """One fact per check that answered as expected (a reader needs those to trust the verdict)."""
     lines = []
     neighbour = layers.get("neighbour")
     if neighbour is not None:
@@ -622,12 +1006,7 @@ def _evidence(layers):
         if neighbour["state"] == "local":
             lines.append("route: local address")
         elif route.get("dev"):
-            hop = "via gateway %s" % d.get("next_hop") if d.get("via_gateway") else "on-link"
-            wire = ""
-            if d.get("wire_macs") is not None:
-                wire = ", wire: %s" % (", ".join(d["wire_macs"]) or "no ARP answer")
-            lines.append("neighbour: %s dev %s %s %s%s" % (hop, route.get("dev"), d.get("mac") or "no MAC",
-                                                          d.get("kernel_state"), wire))
+            lines.append(_neighbour_fact(d, neighbour["state"]))
     icmp = layers.get("icmp")
     if icmp is not None:
         d = icmp["detail"]
@@ -665,13 +1044,18 @@ def _resolve(host):
 
 
 def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enabled=None,
-                     arp_timeout=DEFAULT_ARP_TIMEOUT, arp_cache_path=ARP_CACHE_STAT, max_workers=256):
+                     arp_timeout=DEFAULT_ARP_TIMEOUT, arp_cache_path=ARP_CACHE_STAT, max_workers=256,
+                     fail_on_warn=False, confirm_budget=tcp_probe.DEFAULT_CONFIRM_BUDGET, path_options=None):
     """Probe every DiagnoseTarget at every layer asked, concurrently; one pair per target.
 
     ``icmp_options``: count, interval, timeout, size, method (icmp.ping_targets' options).
-    ``arp_probe_enabled``: None = when running as root.
+    ``arp_probe_enabled``: None = when running as root. ``fail_on_warn``: a warning check fails its pair.
+    ``confirm_budget``: seconds the re-probes of silent ports and URLs may add (tcp.Confirmer).
+    ``path_options``: None = no path probe; else path.PATH_OPTIONS_SPEC's options: after the verdicts,
+    the flows of failing checks routed via a gateway are traced (healthy pairs send nothing).
     """
     start = time.monotonic()
+    conntrack_before = conntrack_limits() if path_options is not None else None
     icmp_options = dict(icmp_options or {})
     if arp_probe_enabled is None:
         arp_probe_enabled = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -701,15 +1085,16 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
                                                              socket.AF_INET6 if ":" in address else socket.AF_INET,
                                                              target.icmp != "unreachable", target.name)))
 
-    outcome = {"tcp": [], "http": [], "icmp": [], "icmp_error": None}
+    probed = {"tcp": [], "http": [], "icmp": [], "icmp_error": None}
 
     def run_tcp():
         if tcp_items:
-            outcome["tcp"] = tcp_probe.check_targets([t for _, t in tcp_items], max_workers)
+            probed["tcp"] = tcp_probe.check_targets([t for _, t in tcp_items], max_workers,
+                                                    confirm_budget=confirm_budget)
 
     def run_http():
         if http_items:
-            outcome["http"] = http_probe.check_urls([t for _, t in http_items], max_workers)
+            probed["http"] = http_probe.check_urls([t for _, t in http_items], max_workers, confirm_budget)
 
     def run_icmp():
         if not ping_items:
@@ -719,10 +1104,10 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
                 [t for _, t in ping_items], count=icmp_options.get("count", 3),
                 interval=icmp_options.get("interval", 0.2), timeout=icmp_options.get("timeout", 1.0),
                 size=icmp_options.get("size", 56), method=icmp_options.get("method", "auto"), run=run)
-            outcome["icmp"] = results
+            probed["icmp"] = results
         except (icmp_probe.MethodUnavailable, InputError, OSError) as exc:
             # the other layers still give their evidence; the pair says ICMP was not checked
-            outcome["icmp_error"] = str(exc)
+            probed["icmp_error"] = str(exc)
 
     tcp_thread, http_thread, icmp_thread = threads = [threading.Thread(target=job, daemon=True)
                                                       for job in (run_tcp, run_http, run_icmp)]
@@ -748,31 +1133,41 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
     pairs = []
     for index, target in enumerate(targets):
         layers = {"neighbour": None, "icmp": None,
-                  "tcp": [r for (i, _), r in zip(tcp_items, outcome["tcp"]) if i == index],
-                  "http": [r for (i, _), r in zip(http_items, outcome["http"]) if i == index]}
-        for (i, _), result in zip(ping_items, outcome["icmp"]):
+                  "tcp": [r for (i, _), r in zip(tcp_items, probed["tcp"]) if i == index],
+                  "http": [r for (i, _), r in zip(http_items, probed["http"]) if i == index]}
+        for (i, _), result in zip(ping_items, probed["icmp"]):
             if i == index:
                 layers["icmp"] = result
         if hops[index] is not None:
             route, neighbour = hops[index]
             hop = neighbour.get("ip")
             layers["neighbour"] = neighbour_result(addresses[index], route, neighbour, wire.get(hop), table)
-        ok, checked, judged = verdict(layers, target.expected(), resolved[index][1])
-        if outcome["icmp_error"] and target.icmp != "skip":
-            judged["notes"].append({"code": "PROBE_ERROR", "hint": "ICMP not checked: " + outcome["icmp_error"]})
-        total = max([r["timings"].get("total_ms", 0.0) for r in layers["tcp"] + layers["http"]]
-                    + [layers["icmp"]["timings"].get("total_ms", 0.0) if layers["icmp"] else 0.0])
+        ok, checked, judged = verdict(layers, target.expected(), resolved[index][1], fail_on_warn)
+        if probed["icmp_error"] and target.icmp != "skip":
+            judged["notes"].append({"code": "PROBE_ERROR", "hint": "ICMP not checked: " + probed["icmp_error"]})
+        total = max([_own_ms(r) for r in layers["tcp"] + layers["http"]]
+                    + [_own_ms(layers["icmp"]) if layers["icmp"] else 0.0])
         pairs.append({
             "target": target.name, "address": addresses[index], "kind": KIND, "ok": ok, "checked": checked,
             "layers": layers, "verdict": judged, "expected": target.expected(),
             "timings": {"total": round(total, 3)},
         })
+    path_stats = None
+    if path_options is not None:
+        path_stats = path_probe.run_path_probes(pairs, path_options, conntrack_verdict(conntrack_before,
+                                                                                       conntrack_limits()))
     return pairs, {"elapsed_ms": round(ms_since(start), 3), "arp_cache": table,
-                   "icmp_error": outcome["icmp_error"]}
+                   "icmp_error": probed["icmp_error"], "path": path_stats}
+
+
+def _own_ms(result):
+    """A result's own time to its verdict (outcome.verdict_ms), else its total_ms."""
+    own = (outcome_of(result) or {}).get("verdict_ms")
+    return own if own is not None else result["timings"].get("total_ms", 0.0) or 0.0
 
 
 def _wire_probes(hops, enabled, timeout, max_workers):
-    """One ARP probe per distinct on-link IPv4 next hop: {next hop: {"macs", "error"}}."""
+    """One ARP (IPv4) or NDP (IPv6) probe per distinct on-link next hop: {next hop: {"macs", "error"}}."""
     if not enabled:
         return {}
     wanted = {}
@@ -781,14 +1176,17 @@ def _wire_probes(hops, enabled, timeout, max_workers):
             continue
         route, neighbour = hop
         address = neighbour.get("ip")
-        if (address and ":" not in address and route.get("dev") and route.get("dev") != "lo"
+        if (address and route.get("dev") and route.get("dev") != "lo"
                 and neighbour.get("state") not in ("LOCAL", None)):
             wanted[address] = (route["dev"], route.get("src"))
     items = sorted(wanted.items())
 
     def probe(item):
         address, (dev, src) = item
-        macs, error = arp_probe(dev, address, src, timeout)
+        if ":" in address:
+            macs, error = ndp_probe(dev, address, timeout)
+        else:
+            macs, error = arp_probe(dev, address, src, timeout)
         return {"macs": macs, "error": error}
 
     results = run_concurrently(probe, items, lambda item, reason: {"macs": None, "error": reason},
@@ -806,6 +1204,7 @@ def summarize_pairs(pairs):
     return {"total": len(pairs), "ok": passed, "failed": len(pairs) - passed, "by_code": by_code}
 
 
-__all__ = ["CODES", "DiagnoseTarget", "ICMP_MODES", "KIND", "LAYERS", "PORT_EXPECTATIONS", "arp_probe",
+__all__ = ["CODES", "DiagnoseTarget", "ICMP_MODES", "KIND", "LAYERS", "PORT_EXPECTATIONS", "arp_probe", "ndp_probe",
+           "neighbour_solicitation", "parse_neighbour_advert", "solicited_node",
            "arp_request_frame", "checked_layers", "diagnose_targets", "neighbour_result", "parse_arp_cache_stat",
            "parse_arp_reply", "parse_targets", "read_arp_cache_stat", "summarize_pairs", "verdict"]

@@ -29,8 +29,12 @@ from .probe import (
     DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, run_concurrently, target_mappings, validate_host,
     validate_regex, validate_timeout,
 )
+from .outcome import normal_address, outcome
 from .regex import MatcherPool, RegexTimeout
-from .tcp import classify_failure, enable_recverr, read_icmp_error
+from .tcp import (
+    DEFAULT_CONFIRM_BUDGET, Flow, IcmpSeen, classify_connect, confirm_flows, describe, enable_recverr, icmp_facts,
+    is_icmp, read_icmp_error,
+)
 
 KIND = "http"
 METHODS = ("HEAD", "GET")
@@ -77,6 +81,8 @@ HTTP_MODULE_SPEC = dict(
               "description": "The URLs to check, all at once; each may override the options below."}},
     max_workers={"type": "int", "default": DEFAULT_MAX_WORKERS,
                  "description": "How many targets are checked at the same moment at most."},
+    confirm_budget={"type": "float", "default": 10.0,
+                    "description": "Seconds the paced re-probes of silent connects may add to the run (0: none)."},
     **HTTP_REQUEST_SPEC)
 
 
@@ -307,29 +313,42 @@ def _tls_facts(ssock, verified, verify_error=None):
 # --- one request -------------------------------------------------------------------
 
 class PhaseError(Exception):
-    """A check stopped in ``phase``; ``tls`` keeps what was learnt of the certificate, if anything."""
+    """A check stopped in ``phase``, for ``reason`` (a word of outcome.REASONS); ``record`` is the
+    outcome when the caller built it (the connect's, with its ICMP evidence); ``tls`` keeps what
+    was learnt of the certificate, if anything."""
 
-    def __init__(self, phase, message, tls=None):
+    def __init__(self, phase, message, reason, tls=None, record=None, code=None):
         Exception.__init__(self, "%s: %s" % (phase, message))
         self.phase = phase
         self.message = message
         self.tls = tls
+        self.record = record if record is not None else outcome(reason, phase, code)
+
+
+# what a phase that ran out of time means
+_TIMEOUT_REASONS = {"connect": "no_answer", "tls": "tls_handshake", "request": "http_timeout",
+                    "processing": "http_timeout", "transfer": "http_timeout"}
 
 
 def _remaining(deadline, phase, timeout):
     left = deadline - time.monotonic()
     if left <= 0:
-        raise PhaseError(phase, "no answer within the %g s timeout" % timeout)
+        raise PhaseError(phase, "no answer within the %g s timeout" % timeout, _TIMEOUT_REASONS[phase])
     return left
 
 
-def _connect(host, port, timeout, deadline, timings, facts):
-    """Connect to the first address of host that accepts (as curl and create_connection do)."""
+def _connect(host, port, timeout, deadline, timings, facts, seen):
+    """Connect to the first address of host that accepts (as curl and create_connection do).
+
+    The connect's outcome comes from port_check's classifier (errno and the ICMP error queue);
+    an ICMP error is noted in ``seen`` (an IcmpSeen) for the confirmation of silent URLs."""
     start = time.monotonic()
     try:
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise PhaseError("resolve", "name resolution failed: %s" % exc.strerror)
+        record = outcome("dns", "resolve", probes=0)
+        record["errno"] = exc.errno
+        raise PhaseError("resolve", "name resolution failed: %s" % exc.strerror, "dns", record=record)
     timings["resolve_ms"] = ms_since(start)
     start = time.monotonic()
     error = None
@@ -340,20 +359,51 @@ def _connect(host, port, timeout, deadline, timings, facts):
         try:
             _connect_within(sock, sockaddr, _remaining(deadline, "connect", timeout))
         except socket.timeout:
+            icmp = read_icmp_error(sock)  # an error that did not abort the handshake
+            local = _local_address(sock)
             sock.close()
-            error = PhaseError("connect", _timeout_reason(sockaddr[0], family, timeout))
+            timings["connect_ms"] = ms_since(start)
+            if is_icmp(icmp):
+                error = _refused(sockaddr[0], family, icmp["errno"], icmp, local, timeout, timings, seen)
+            else:
+                error = _timed_out(sockaddr[0], family, timeout)
             break  # the deadline is spent
         except PhaseError as exc:
             sock.close()
             error = exc
             break
         except OSError as exc:
-            error = PhaseError("connect", _refusal_reason(sock, exc))
+            local = _local_address(sock)
+            icmp = read_icmp_error(sock)
             sock.close()
+            timings["connect_ms"] = ms_since(start)
+            error = _refused(sockaddr[0], family, exc.errno, icmp, local, timeout, timings, seen)
             continue
         timings["connect_ms"] = ms_since(start)
         return sock
     raise error
+
+
+def _local_address(sock):
+    try:
+        return sock.getsockname()[0]
+    except OSError:
+        return None
+
+
+def _refused(address, family, code, icmp, local, timeout, timings, seen):
+    """The PhaseError of a connect that got an answer other than SYN-ACK, in port_check's words."""
+    state, reason = classify_connect(code, icmp, local)
+    record = outcome(reason, "connect", code, icmp_facts(icmp))
+    if reason in ("icmp_unreach", "icmp_error") and seen is not None:
+        seen.saw(address, family, timings["connect_ms"] / 1000.0, sender=icmp["from"])
+    if state is None:
+        return PhaseError("connect", "connect failed: %s" % (exc_text(code)), reason, record=record)
+    return PhaseError("connect", "%s: %s" % (state, describe(state, record, address, timeout)), reason, record=record)
+
+
+def exc_text(code):
+    return errno.errorcode.get(code, os.strerror(code) if code else "unknown error")
 
 
 def _connect_within(sock, sockaddr, seconds):
@@ -377,44 +427,42 @@ def _connect_within(sock, sockaddr, seconds):
     sock.setblocking(True)
 
 
-def _refusal_reason(sock, exc):
-    """Why a connect failed, in port_check's words (an ICMP reject is not a RST nor a missing route)."""
-    try:
-        local = sock.getsockname()[0]
-    except OSError:
-        local = None
-    icmp = read_icmp_error(sock)
-    if icmp is None:  # an RST or a local error: curl's words
-        return (exc.strerror or str(exc)).lower()
-    state, reason = classify_failure(exc.errno, icmp, local)
-    return "%s: %s" % (state, reason)
-
-
-def _timeout_reason(address, family, timeout, neighbours=None):
+def _timed_out(address, family, timeout, neighbours=None):
     """A handshake timeout: ``unreachable`` when ARP/NDP for the address got no answer, else filtered."""
     table = (neighbours or (lambda: neighbour_table(default_run)))()
-    state = table.get(address.split("%")[0])
+    state = table.get(normal_address(address))
     if state in ("INCOMPLETE", "FAILED"):
-        return "unreachable: no %s answer for %s within %g s (no host has this address)" % (
-            "NDP" if family == socket.AF_INET6 else "ARP", address, timeout)
-    return "filtered: no answer to the TCP handshake within %g s (SYN dropped on the way or by the target)" % timeout
+        record = outcome("no_neighbour", "connect")
+        return PhaseError("connect", "unreachable: " + describe("unreachable", record, address, timeout),
+                          "no_neighbour", record=record)
+    record = outcome("no_answer", "connect")
+    return PhaseError("connect", "filtered: no answer to the TCP handshake within %g s (SYN dropped on the way "
+                                 "or by the target)" % timeout, "no_answer", record=record)
 
 
 class _DeadlineReader(io.RawIOBase):
     """The socket as http.client reads it, with the request's deadline over every read: a server
-    trickling one byte at a time cannot stretch the check past its timeout."""
+    trickling one byte at a time cannot stretch the check past its timeout. ``first`` is the
+    answer's first byte, already read to time it."""
 
-    def __init__(self, sock, deadline, timeout, progress):
+    def __init__(self, sock, deadline, timeout, progress, first=b""):
         io.RawIOBase.__init__(self)
         self._sock = sock
         self._deadline = deadline
         self._timeout = timeout
         self._progress = progress  # bytes read so far, shared with the caller
+        self._first = first
 
     def readable(self):
         return True
 
     def readinto(self, buffer):
+        if self._first:
+            count = len(self._first)
+            buffer[:count] = self._first
+            self._first = b""
+            self._progress[0] += count
+            return count
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise _DeadlinePassed()
@@ -434,11 +482,16 @@ class _DeadlinePassed(Exception):
 class _DeadlineSocket(object):
     """What http.client.HTTPResponse needs of a socket: makefile(), bounded by the deadline."""
 
-    def __init__(self, sock, deadline, timeout, progress):
-        self._reader = _DeadlineReader(sock, deadline, timeout, progress)
+    def __init__(self, sock, deadline, timeout, progress, first=b""):
+        self._reader = _DeadlineReader(sock, deadline, timeout, progress, first)
 
     def makefile(self, mode, *args, **kwargs):
         return io.BufferedReader(self._reader)
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: the certificate is
+# valid but names another host
+_NAME_MISMATCH_CODES = (62, 64)
 
 
 def _handshake(sock, target, host, port, deadline, timings, facts):
@@ -451,15 +504,18 @@ def _handshake(sock, target, host, port, deadline, timings, facts):
     except ssl.SSLCertVerificationError as exc:
         sock.close()
         tls = _unverified_facts(host, facts["address"], port, deadline, exc.verify_message)
-        raise PhaseError("tls", "certificate verification failed: %s" % (exc.verify_message or exc.reason), tls)
+        reason = "tls_name" if exc.verify_code in _NAME_MISMATCH_CODES else "tls_verify"
+        raise PhaseError("tls", "certificate verification failed: %s" % (exc.verify_message or exc.reason), reason,
+                         tls)
     except socket.timeout:
         sock.close()
-        raise PhaseError("tls", "no TLS handshake within %g s" % timeout)
+        raise PhaseError("tls", "no TLS handshake within %g s" % timeout, "tls_handshake")
     except (ssl.SSLError, OSError) as exc:
         sock.close()
-        raise PhaseError("tls", "handshake failed: %s" % (getattr(exc, "reason", None) or exc))
+        raise PhaseError("tls", "handshake failed: %s" % (getattr(exc, "reason", None) or exc), "tls_handshake",
+                         code=getattr(exc, "errno", None) if not isinstance(exc, ssl.SSLError) else None)
     timings["tls_ms"] = ms_since(start)
-    facts["tls"] = _tls_facts(ssock, verified=context.verify_mode == ssl.CERT_REQUIRED)
+    facts["tls_verified"] = context.verify_mode == ssl.CERT_REQUIRED  # the facts are read after the answer
     return ssock
 
 
@@ -477,67 +533,99 @@ def _unverified_facts(host, address, port, deadline, verify_error):
         return {"verified": False, "verify_error": verify_error}
 
 
-def request_once(url, target, deadline, timings, facts, headers):
+def request_once(url, target, deadline, timings, facts, headers, seen=None):
     """One HTTP exchange; fills ``timings`` and ``facts`` as it goes (so that a PhaseError
     leaves what was measured before it), and returns the body read."""
     scheme, host, port, path = parse_url(url, "url")
-    sock = _connect(host, port, target.timeout, deadline, timings, facts)
+    hop_start = time.monotonic()
+    sock = _connect(host, port, target.timeout, deadline, timings, facts, seen)
     try:
         if scheme == "https":
             sock = _handshake(sock, target, host, port, deadline, timings, facts)
-        conn = http.client.HTTPConnection(host, port, timeout=target.timeout)
-        conn.sock = sock
-        start = time.monotonic()
-        try:
-            conn.putrequest(target.method, path, skip_host=True, skip_accept_encoding=True)
-            defaults = {"Host": _host_header(host, port, scheme), "User-Agent": USER_AGENT, "Accept": "*/*"}
-            for name, value in merge_headers(defaults, headers).items():
-                conn.putheader(name, value)
-            conn.endheaders()
-        except OSError as exc:
-            raise PhaseError("request", "sending the request failed: %s" % exc)
-        # processing: until the first byte of the answer can be read
-        pending = getattr(sock, "pending", lambda: 0)()
-        if not pending:
-            readable, _, _ = select.select([sock], [], [], _remaining(deadline, "processing", target.timeout))
-            if not readable:
-                raise PhaseError("processing", "no response within %g s after the request was sent" % target.timeout)
-        timings["processing_ms"] = ms_since(start)
-        first_byte = time.monotonic()
-        progress = [0]
-        part = "headers"
-        try:
-            response = http.client.HTTPResponse(_DeadlineSocket(sock, deadline, target.timeout, progress),
-                                                method=target.method)
-            response.begin()
-            part = "body"
-            body = b""
-            while target.method == "GET" and len(body) < MAX_BODY_BYTES:
-                # read(n) returns what one read gave: loop until the end (or the cap) so that
-                # an answer cut short or trickling is seen as such
-                chunk = response.read(MAX_BODY_BYTES - len(body))
-                if not chunk:
-                    break
-                body += chunk
-            if target.method == "GET" and len(body) < MAX_BODY_BYTES and response.length:
-                # http.client's read(n) does not raise on a short body: the Content-Length says it
-                raise http.client.IncompleteRead(body, response.length)
-        except _DeadlinePassed:
-            raise PhaseError("transfer", "the answer was still arriving when the %g s timeout passed (%s "
-                                         "incomplete after %d bytes in %.1f s)"
-                             % (target.timeout, part, progress[0], time.monotonic() - first_byte))
-        except (http.client.HTTPException, OSError) as exc:
-            raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc))
-        timings["transfer_ms"] = ms_since(first_byte)
-        facts.update({
-            "status": response.status,
-            "reason": response.reason,
-            "http_version": "HTTP/%s" % {9: "0.9", 10: "1.0", 11: "1.1"}.get(response.version, response.version),
-            "headers": _lower_headers(response.getheaders()),
-        })
-        return body
+        return _exchange(sock, target, host, port, scheme, path, deadline, timings, headers, hop_start, facts)
     finally:
+        if "tls_verified" in facts:
+            # decoding the certificate costs about a millisecond: after the answer, not inside its timings
+            verified = facts.pop("tls_verified")
+            try:
+                facts["tls"] = _tls_facts(sock, verified=verified)
+            except (OSError, ValueError):
+                facts["tls"] = {"verified": verified, "verify_error": None}
         sock.close()
+
+
+def _exchange(sock, target, host, port, scheme, path, deadline, timings, headers, hop_start, facts):
+    """Send the request on a connected (TLS) socket, read the answer; returns the body."""
+    conn = http.client.HTTPConnection(host, port, timeout=target.timeout)
+    conn.sock = sock
+    start = time.monotonic()
+    try:
+        conn.putrequest(target.method, path, skip_host=True, skip_accept_encoding=True)
+        defaults = {"Host": _host_header(host, port, scheme), "User-Agent": USER_AGENT, "Accept": "*/*"}
+        for name, value in merge_headers(defaults, headers).items():
+            conn.putheader(name, value)
+        conn.endheaders()
+    except OSError as exc:
+        raise PhaseError("request", "sending the request failed: %s" % exc, "conversation_failed",
+                         code=exc.errno)
+    # processing: until the first byte of the answer is read. Read, not polled: after a TLS 1.3
+    # handshake the socket is readable at once with the server's session tickets, which are
+    # not the answer (curl's time_starttransfer is the first byte of the answer too).
+    first = _first_byte(sock, deadline, target.timeout)
+    timings["processing_ms"] = ms_since(start)
+    timings["ttfb_ms"] = ms_since(hop_start)
+    first_byte = time.monotonic()
+    progress = [0]
+    part = "headers"
+    try:
+        response = http.client.HTTPResponse(_DeadlineSocket(sock, deadline, target.timeout, progress, first),
+                                            method=target.method)
+        response.begin()
+        part = "body"
+        body = b""
+        while target.method == "GET" and len(body) < MAX_BODY_BYTES:
+            # read(n) returns what one read gave: loop until the end (or the cap) so that
+            # an answer cut short or trickling is seen as such
+            chunk = response.read(MAX_BODY_BYTES - len(body))
+            if not chunk:
+                break
+            body += chunk
+        if target.method == "GET" and len(body) < MAX_BODY_BYTES and response.length:
+            # http.client's read(n) does not raise on a short body: the Content-Length says it
+            raise http.client.IncompleteRead(body, response.length)
+    except _DeadlinePassed:
+        raise PhaseError("transfer", "the answer was still arriving when the %g s timeout passed (%s "
+                                     "incomplete after %d bytes in %.1f s)"
+                         % (target.timeout, part, progress[0], time.monotonic() - first_byte), "http_timeout")
+    except http.client.HTTPException as exc:
+        raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc),
+                         "not_http")
+    except OSError as exc:
+        raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc),
+                         "conversation_failed", code=exc.errno)
+    timings["transfer_ms"] = ms_since(first_byte)
+    facts.update({
+        "status": response.status,
+        "reason": response.reason,
+        "http_version": "HTTP/%s" % {9: "0.9", 10: "1.0", 11: "1.1"}.get(response.version, response.version),
+        "headers": _lower_headers(response.getheaders()),
+    })
+    return body
+
+
+def _first_byte(sock, deadline, timeout):
+    """The first byte of the answer (b"" when the server closed first), read within the deadline."""
+    sock.settimeout(_remaining(deadline, "processing", timeout))
+    try:
+        return sock.recv(1)
+    except socket.timeout:
+        raise PhaseError("processing", "no response within %g s after the request was sent" % timeout, "http_timeout")
+    except ssl.SSLError as exc:
+        raise PhaseError("processing", "TLS error while waiting for the answer: %s"
+                         % (getattr(exc, "reason", None) or exc), "conversation_failed")
+    except OSError as exc:
+        raise PhaseError("processing", "the connection failed while waiting for the answer: %s" % exc,
+                         "conversation_failed", code=exc.errno)
 
 
 def _host_header(host, port, scheme):
@@ -589,27 +677,30 @@ def evaluate(target, facts, body=b"", search=None):
     return failed
 
 
-def check_url(target, matchers=None):
+def check_url(target, matchers=None, seen=None):
     """Check one HttpTarget, following redirects as asked; the shared result shape.
 
-    ``matchers`` (a MatcherPool) searches the user's regexes in a killable process.
+    ``matchers`` (a MatcherPool) searches the user's regexes in a killable process; ``seen``
+    (an IcmpSeen) collects the hosts that answered a connect with an ICMP error.
     """
     start = time.monotonic()
     url = target.url
     chain = []
     detail = {"url": target.url, "name": target.name, "method": target.method, "final_url": None,
               "address": None, "status": None, "reason": None, "http_version": None, "headers": {},
-              "redirects": chain, "tls": None, "body_bytes": None, "failed_checks": [], "phase": None}
+              "redirects": chain, "tls": None, "body_bytes": None, "failed_checks": [], "phase": None,
+              "outcome": None}
     headers = dict(target.headers)
     try:
         while True:
             deadline = time.monotonic() + target.timeout
             timings, facts = {}, {"address": None, "tls": None}
             try:
-                body = request_once(url, target, deadline, timings, facts, headers)
+                body = request_once(url, target, deadline, timings, facts, headers, seen)
             except PhaseError as exc:
                 detail.update(facts)
                 detail["phase"] = exc.phase
+                detail["outcome"] = exc.record
                 detail["final_url"] = url
                 detail["tls"] = exc.tls or facts["tls"]
                 raise
@@ -626,15 +717,15 @@ def check_url(target, matchers=None):
                     next_parts = parse_url(next_url, "location")
                 except InputError as exc:
                     detail["phase"] = "redirect"
-                    raise PhaseError("redirect", "cannot follow %s" % exc)
+                    raise PhaseError("redirect", "cannot follow %s" % exc, "http_answer")
                 current = parse_url(url, "url")
                 if target.follow_redirects == "safe" and current[0] == "https" and next_parts[0] == "http":
                     detail["phase"] = "redirect"
                     raise PhaseError("redirect", "refused to follow %s from https to http "
-                                                 "(follow_redirects=safe)" % next_url)
+                                                 "(follow_redirects=safe)" % next_url, "http_answer")
                 if len(chain) > MAX_REDIRECTS:
                     detail["phase"] = "redirect"
-                    raise PhaseError("redirect", "more than %d redirects" % MAX_REDIRECTS)
+                    raise PhaseError("redirect", "more than %d redirects" % MAX_REDIRECTS, "http_answer")
                 if current[:3] != next_parts[:3]:
                     # Credentials stay with the origin they were given for. Any user header may be
                     # one (X-Api-Key, X-Auth-Token...): all of them stay unless the user opts in,
@@ -648,6 +739,8 @@ def check_url(target, matchers=None):
             break
     except PhaseError as exc:
         timings["total_ms"] = ms_since(start)
+        detail["outcome"] = exc.record
+        exc.record["verdict_ms"] = round(timings["total_ms"], 3)
         return probe_result(target.url, KIND, "failed", False, timings, str(exc), detail)
     detail.update(facts)
     detail["final_url"] = url
@@ -661,8 +754,8 @@ def check_url(target, matchers=None):
     finally:
         if owned:
             matchers.close()
-    timings["ttfb_ms"] = sum(timings.get(k, 0.0) for k in ("resolve_ms", "connect_ms", "tls_ms", "processing_ms"))
     timings["total_ms"] = ms_since(start)
+    detail["outcome"] = outcome("http_answer", None, verdict_ms=timings["total_ms"])
     ok = not detail["failed_checks"]
     return probe_result(target.url, KIND, "answered", ok, timings,
                         None if ok else "; ".join(detail["failed_checks"]), detail)
@@ -670,19 +763,55 @@ def check_url(target, matchers=None):
 
 def _unfinished(target, reason):
     return probe_result(target.url, KIND, "error", False, {}, reason,
-                        {"url": target.url, "name": target.name, "phase": None, "failed_checks": []})
+                        {"url": target.url, "name": target.name, "phase": None, "failed_checks": [],
+                         "outcome": outcome("probe_error")})
 
 
-def check_urls(targets, max_workers=DEFAULT_MAX_WORKERS):
-    """Check every HttpTarget concurrently; results come back in the targets' order."""
+def check_urls(targets, max_workers=DEFAULT_MAX_WORKERS, confirm_budget=DEFAULT_CONFIRM_BUDGET):
+    """Check every HttpTarget concurrently; results come back in the targets' order.
+
+    A URL whose connect got no answer, on a host that answered another URL's connect with an
+    ICMP error in this run, is re-probed as port_check does (tcp.Confirmer): its outcome says
+    ``icmp_unreach`` only when an ICMP error for that address and port came back.
+    """
     # one bound per URL: every hop's request, then the regex searches (each at most a timeout)
     deadline = max(t.timeout for t in targets) * (MAX_REDIRECTS + 3) + 5.0
     matchers = MatcherPool(4)
+    seen = IcmpSeen()
     try:
-        return run_concurrently(lambda target: check_url(target, matchers), targets, _unfinished, deadline,
-                                max_workers)
+        results = run_concurrently(lambda target: check_url(target, matchers, seen), targets, _unfinished,
+                                   deadline, max_workers)
     finally:
         matchers.close()
+    _confirm_silent(targets, results, seen, confirm_budget)
+    return results
+
+
+def _confirm_silent(targets, results, seen, budget):
+    silent = []
+    for target, result in zip(targets, results):
+        record = result["detail"].get("outcome") or {}
+        if record.get("reason") == "no_answer" and record.get("phase") == "connect":
+            address = result["detail"]["address"]
+            port = parse_url(result["detail"]["final_url"] or target.url, "url")[2]
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
+            silent.append((result, Flow(address, family, sockaddr, target.timeout)))
+    if not silent:
+        return
+    confirm_flows([flow for _, flow in silent], seen, budget)
+    for result, flow in silent:
+        old = result["detail"]["outcome"]
+        own_ms = old["verdict_ms"] + flow.spent * 1000.0
+        if flow.state in ("rejected", "closed", "unreachable"):
+            record = outcome(flow.reason, "connect", flow.errno, icmp_facts(flow.icmp), probes=flow.probes,
+                             answers=flow.answers, verdict_ms=own_ms)
+            result["error"] = "connect: %s: %s" % (flow.state, describe(flow.state, record, flow.address,
+                                                                        flow.timeout))
+        else:  # silence, or (rarely) a port that opened since: the URL still got no answer in time
+            record = outcome("no_answer", "connect", probes=flow.probes, answers=flow.answers, verdict_ms=own_ms)
+        result["detail"]["outcome"] = record
+        result["timings"]["total_ms"] = round(own_ms, 3)
 
 
 __all__ = ["DEFAULTS", "FOLLOW", "METHODS", "HttpTarget", "InputError", "certificate_facts", "check_url",

@@ -32,6 +32,7 @@ import struct
 import time
 
 from .neighbour import default_run
+from .outcome import ERROR_TYPES, family_word, icmp_name, is_unreachable, normal_address, outcome, same_address
 from .probe import (
     InputError, ms_since, probe_result, reject_unknown_keys, run_concurrently, target_mappings, validate_host,
     validate_timeout,
@@ -50,24 +51,6 @@ IPV6_RECVHOPLIMIT, IPV6_HOPLIMIT_CMSG = 51, 52
 
 ECHO_REQUEST = {socket.AF_INET: 8, socket.AF_INET6: 128}
 ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
-# ICMP errors that quote our echo: type -> name, per family
-ERROR_TYPES = {
-    socket.AF_INET: {3: "destination unreachable", 11: "time exceeded", 12: "parameter problem"},
-    socket.AF_INET6: {1: "destination unreachable", 3: "time exceeded", 4: "parameter problem",
-                      2: "packet too big"},
-}
-UNREACH_CODES = {
-    socket.AF_INET: {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
-                     3: "port unreachable", 4: "fragmentation needed", 5: "source route failed",
-                     6: "destination network unknown", 7: "destination host unknown",
-                     9: "network administratively prohibited", 10: "host administratively prohibited",
-                     13: "communication administratively prohibited"},
-    socket.AF_INET6: {0: "no route to destination", 1: "administratively prohibited",
-                      2: "beyond scope of source address", 3: "address unreachable", 4: "port unreachable",
-                      5: "source address failed policy", 6: "reject route to destination"},
-}
-
-
 # The options a user writes (module_utils/netcheck/spec.py explains the format).
 ICMP_TARGET_SPEC = {
     "host": {"type": "str", "required": True, "description": "Host name, IPv4 or IPv6 address."},
@@ -255,7 +238,39 @@ def build_result(target, record, method, warn, crit, elapsed_ms, route=None, nei
         "route": route, "neighbour": neighbour,
     }
     detail.update(stats)
+    detail["outcome"] = echo_outcome(target, record, route, elapsed_ms)
     return probe_result(target.host, KIND, state, ok, {"total_ms": elapsed_ms}, error, detail)
+
+
+# the unreachable code a host sends itself when its own ARP (IPv4) or NDP (IPv6) got no answer
+_NO_NEIGHBOUR_CODES = {"ipv4": 1, "ipv6": 3}
+
+
+def echo_outcome(target, record, route, elapsed_ms):
+    """Why the echoes got what they got: echo_reply, icmp_error (the first error's type, code and
+    sender; no_neighbour when the source itself said its ARP/NDP got no answer) or no_answer."""
+    sent, received = record.sent, len(record.rtts)
+    answered = received + len({error["seq"] for error in record.errors if error["from"] is not None})
+    if received:
+        return outcome("echo_reply", "echo", probes=sent, answers=min(sent, answered), verdict_ms=elapsed_ms)
+    typed = [error for error in record.errors if error["type"] is not None]
+    if typed:
+        first = typed[0]
+        family = family_word(target.family)
+        own = (route or {}).get("src")
+        reason = "icmp_error"
+        if (own and same_address(first["from"], own) and is_unreachable(family, first["type"])
+                and first["code"] == _NO_NEIGHBOUR_CODES[family]):
+            reason = "no_neighbour"
+        return outcome(reason, "echo", icmp={"type": first["type"], "code": first["code"], "from": first["from"],
+                                             "family": family},
+                       probes=sent, answers=min(sent, answered), verdict_ms=elapsed_ms)
+    if any(error["from"] is not None for error in record.errors):
+        # the system ping's words for an error it did not name with a known type and code
+        return outcome("icmp_error", "echo", probes=sent, answers=min(sent, answered), verdict_ms=elapsed_ms)
+    if record.errors:
+        return outcome("probe_error", "echo", probes=sent, answers=0, verdict_ms=elapsed_ms)
+    return outcome("no_answer", "echo", probes=sent, answers=0, verdict_ms=elapsed_ms)
 
 
 # --- packets ------------------------------------------------------------------
@@ -313,10 +328,6 @@ def quoted_echo(family, icmp):
         return None
     return socket.inet_ntop(socket.AF_INET6, inner[24:40]), struct.unpack("!H", echo[4:6])[0], \
         struct.unpack("!H", echo[6:8])[0]
-
-
-def _strip_scope(address):
-    return address.split("%", 1)[0]
 
 
 # --- socket engine (raw and dgram) ---------------------------------------------------
@@ -401,7 +412,7 @@ def _echo_loop(targets, sockets, raw, count, interval, timeout, size, clock):
     records = [EchoRecord() for _ in targets]
     by_address = {}
     for index, target in enumerate(targets):
-        by_address.setdefault((target.family, _strip_scope(target.address)), []).append(index)
+        by_address.setdefault((target.family, normal_address(target.address)), []).append(index)
     # One echo per distinct address, shared by every target that names it: keyed by the
     # first such target (the group's leader) and credited to all of them.
     sent_at = {}  # (leader index, seq) -> send time; removed once answered or failed
@@ -463,7 +474,7 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
     if not icmp or len(icmp) < 8:
         return
     kind, code = icmp[0], icmp[1]
-    source_address = _strip_scope(source[0])
+    source_address = normal_address(source[0])
     if kind == ECHO_REPLY[family]:
         reply_ident, seq = struct.unpack("!HH", icmp[4:8])
         # raw sockets see every ICMP packet of the host: only our identifier and cookie count.
@@ -487,8 +498,7 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
             for index in indexes:
                 records[index].duplicates += 1
         return
-    name = ERROR_TYPES[family].get(kind)
-    if name is None:
+    if kind not in ERROR_TYPES[family_word(family)]:
         return
     quoted = quoted_echo(family, icmp)
     if quoted is None:
@@ -496,12 +506,10 @@ def _handle_packet(family, packet, ancdata, source, raw, ident, cookie, by_addre
     destination, quoted_ident, seq = quoted
     if raw and quoted_ident != ident:
         return
-    indexes = by_address.get((family, _strip_scope(destination)), [])
+    indexes = by_address.get((family, normal_address(destination)), [])
     if indexes and (indexes[0], seq) in sent_at:
         del sent_at[(indexes[0], seq)]  # answered, with an error: no need to wait for it
-        message = name
-        if name == "destination unreachable":
-            message = UNREACH_CODES[family].get(code, "destination unreachable (code %d)" % code)
+        message = icmp_name(family, kind, code)
         for index in indexes:
             records[index].errors.append({"seq": seq, "from": source_address, "type": kind, "code": code,
                                           "message": message})
@@ -513,6 +521,34 @@ _REPLY = re.compile(r"^\d+ bytes from (?P<src>\S+?(?: \([^)]*\))?):? (?:icmp_)?s
                     r"(?:ttl|hlim)=(?P<ttl>\d+)(?: time=(?P<time>\d+(?:\.\d+)?) ?ms)?(?P<dup> \(DUP!\))?")
 _FROM_ERROR = re.compile(r"^From (?P<src>\S+?)(?: \([^)]*\))?:? (?:icmp_)?seq=(?P<seq>\d+) (?P<msg>.+)$")
 _SUMMARY = re.compile(r"(?P<sent>\d+) packets transmitted, (?P<received>\d+) (?:packets )?received")
+# iputils ping's words for an ICMP error (ping4 and ping6 pr_icmph), lower-cased -> (type, code);
+# the names we report come from outcome's one table, these only read ping's output back into numbers
+_PING_ERROR_WORDS = {
+    "destination net unreachable": (3, 0), "destination host unreachable": (3, 1),
+    "destination protocol unreachable": (3, 2), "destination port unreachable": (3, 3),
+    "source route failed": (3, 5), "destination net unknown": (3, 6), "destination host unknown": (3, 7),
+    "source host isolated": (3, 8), "destination net prohibited": (3, 9), "destination host prohibited": (3, 10),
+    "destination net unreachable for type of service": (3, 11),
+    "destination host unreachable for type of service": (3, 12), "packet filtered": (3, 13),
+    "precedence violation": (3, 14), "precedence cutoff": (3, 15), "time to live exceeded": (11, 0),
+    "frag reassembly time exceeded": (11, 1),
+    "destination unreachable: no route": (1, 0), "destination unreachable: administratively prohibited": (1, 1),
+    "destination unreachable: beyond scope": (1, 2), "destination unreachable: address unreachable": (1, 3),
+    "destination unreachable: port unreachable": (1, 4), "time exceeded: hop limit": (3, 0),
+    "time exceeded: defragmentation failure": (3, 1),
+}
+_PING_ERROR_PREFIXES = (("frag needed and df set", (3, 4)), ("packet too big", (2, 0)))
+
+
+def ping_error_numbers(message):
+    """(type, code) of an iputils error line's words, or (None, None) when they are not known."""
+    message = message.strip().lower()
+    if message in _PING_ERROR_WORDS:
+        return _PING_ERROR_WORDS[message]
+    for prefix, numbers in _PING_ERROR_PREFIXES:
+        if message.startswith(prefix):
+            return numbers
+    return None, None
 
 
 def parse_ping_output(text):
@@ -533,8 +569,9 @@ def parse_ping_output(text):
             continue
         match = _FROM_ERROR.match(line)
         if match:
+            kind, code = ping_error_numbers(match.group("msg"))
             record.errors.append({"seq": int(match.group("seq")), "from": match.group("src").split(" ")[0],
-                                  "type": None, "code": None, "message": match.group("msg").strip().lower()})
+                                  "type": kind, "code": code, "message": match.group("msg").strip().lower()})
             continue
         match = _SUMMARY.search(line)
         if match:
@@ -606,6 +643,7 @@ def dns_error_result(target, method):
         "host": target.host, "address": None, "name": target.name, "family": None,
         "reachable": target.reachable, "method": method, "sent": 0, "received": 0, "loss_pct": 100.0,
         "rtts_ms": [], "ttl": None, "duplicates": 0, "icmp_errors": [], "route": None, "neighbour": None,
+        "outcome": outcome("dns", "resolve", probes=0, verdict_ms=0.0),
     }
     detail.update(rtt_stats([]))
     return probe_result(target.host, KIND, "dns_error", ok, {"total_ms": 0.0},

@@ -7,6 +7,12 @@ socket counts, listen queue overflows, and for given ports the listening process
 own open-file limit, their open descriptors and their accept queue (as ``ss -lnt`` shows it:
 for a LISTEN socket /proc/net/tcp's rx_queue is the accept queue now, tx_queue the backlog).
 
+The conntrack table (``nf_conntrack_count`` against ``nf_conntrack_max``, and the per-CPU
+counters of /proc/net/stat/nf_conntrack: drop, early_drop, insert_failed) says whether new
+flows vanish because the table is full ("nf_conntrack: table full, dropping packet"): such a
+drop looks exactly like a firewall's DROP from the other end. :func:`conntrack_verdict`
+compares two readings (before and after a run).
+
 Every parser takes text, so that it is tested with recorded /proc contents. Stdlib only,
 Python 3.8+ (runs on the managed host).
 """
@@ -270,6 +276,77 @@ def listen_backlogs():
     return backlogs
 
 
+CONNTRACK_DROPS = ("drop", "early_drop", "insert_failed")
+
+
+def parse_conntrack_stat(text):
+    """/proc/net/stat/nf_conntrack (a header, then one line of hex counters per CPU): the counters
+    summed over CPUs, ``entries`` (the same on every line: the table's entries) and ``cpus``."""
+    lines = [line.split() for line in (text or "").splitlines() if line.strip()]
+    if len(lines) < 2:
+        return None
+    header = lines[0]
+    totals = {"cpus": 0}
+    for fields in lines[1:]:
+        if len(fields) != len(header):
+            return None
+        try:
+            values = {name: int(value, 16) for name, value in zip(header, fields)}
+        except ValueError:
+            return None
+        totals["cpus"] += 1
+        for name, value in values.items():
+            if name == "entries":
+                totals["entries"] = value
+            else:
+                totals[name] = totals.get(name, 0) + value
+    return totals
+
+
+def conntrack_limits(proc=PROC):
+    """The conntrack table now: count, max, buckets and the summed per-CPU counters (None: no conntrack).
+
+    nf_conntrack_count is this network namespace's; nf_conntrack_max is the machine's (one limit
+    for every namespace): never lower it on a shared machine to test this.
+    """
+    sys_ = proc + "/sys/net/netfilter/"
+    count = _int(read_text(sys_ + "nf_conntrack_count"))
+    maximum = _int(read_text(sys_ + "nf_conntrack_max"))
+    if count is None and maximum is None:
+        return None
+    stat = parse_conntrack_stat(read_text(proc + "/net/stat/nf_conntrack")) or {}
+    facts = {"count": count, "max": maximum, "buckets": _int(read_text(sys_ + "nf_conntrack_buckets")),
+             "full": bool(count is not None and maximum and count >= maximum)}
+    facts.update({name: stat.get(name) for name in CONNTRACK_DROPS})
+    facts["search_restart"] = stat.get("search_restart")
+    return facts
+
+
+def conntrack_verdict(before, after):
+    """CONNTRACK_FULL when the table is full now or a drop counter rose between the two readings.
+
+    Returns {"code": "CONNTRACK_FULL" | None, "full", "rose": {counter: increase}, "count", "max", "hint"}.
+    """
+    if not after:
+        return {"code": None, "full": None, "rose": {}, "count": None, "max": None, "hint": None}
+    rose = {}
+    for name in CONNTRACK_DROPS:
+        old, new = (before or {}).get(name), after.get(name)
+        if old is not None and new is not None and new > old:
+            rose[name] = new - old
+    full = bool(after.get("full"))
+    code = "CONNTRACK_FULL" if full or rose else None
+    hint = None
+    if code:
+        hint = ("the conntrack table %s (%s of nf_conntrack_max %s%s): new flows are dropped like a firewall's DROP; "
+                "raise net.netfilter.nf_conntrack_max (and nf_conntrack_buckets), shorten conntrack timeouts, or "
+                "exempt the flows from tracking (raw table NOTRACK)"
+                % ("is full" if full else "dropped flows", after.get("count"), after.get("max"),
+                   "; " + ", ".join("%s +%d" % item for item in sorted(rose.items())) if rose else ""))
+    return {"code": code, "full": full, "rose": rose, "count": after.get("count"), "max": after.get("max"),
+            "hint": hint}
+
+
 # --- readers (one host, now) ---------------------------------------------------------
 
 def kernel_limits(proc=PROC):
@@ -385,6 +462,15 @@ def warnings_for(facts):
                 "gc_thresh3"]:
             warnings.append("%s neighbour table: %d entries of gc_thresh3 %d" % (family, table["entries"],
                                                                                  table["gc_thresh3"]))
+    conntrack = facts.get("conntrack") or {}
+    if conntrack.get("count") is not None and conntrack.get("max") and conntrack["count"] >= NEAR * conntrack["max"]:
+        warnings.append("conntrack table: %d entries of nf_conntrack_max %d%s" % (
+            conntrack["count"], conntrack["max"], " (full: new flows are dropped)" if conntrack["full"] else ""))
+    if conntrack.get("drop") or conntrack.get("early_drop"):
+        warnings.append("conntrack dropped flows %d times since boot (drop %d, early_drop %d, insert_failed %d): "
+                        "the table was full; raise net.netfilter.nf_conntrack_max"
+                        % ((conntrack.get("drop") or 0) + (conntrack.get("early_drop") or 0), conntrack.get("drop") or 0,
+                           conntrack.get("early_drop") or 0, conntrack.get("insert_failed") or 0))
     netstat = facts.get("netstat") or {}
     if netstat.get("ListenOverflows"):
         warnings.append("listen queues overflowed %d times (ListenOverflows), %d SYNs dropped (ListenDrops)"
@@ -411,12 +497,13 @@ def gather(ports=(), proc=PROC, run=None):
                      "ipv6": parse_sockstat(read_text(proc + "/net/sockstat6"))},
         "netstat": parse_netstat(read_text(proc + "/net/netstat")),
         "listeners": listeners(set(ports), proc),
+        "conntrack": conntrack_limits(proc),
     }
     facts["warnings"] = warnings_for(facts)
     return facts
 
 
-__all__ = ["gather", "kernel_limits", "listen_backlog_request", "listen_backlogs", "listener_facts", "listeners",
+__all__ = ["CONNTRACK_DROPS", "conntrack_limits", "conntrack_verdict", "gather", "parse_conntrack_stat", "kernel_limits", "listen_backlog_request", "listen_backlogs", "listener_facts", "listeners",
            "neighbour_limits", "parse_arp_cache_stat", "parse_file_nr", "parse_listen_backlogs", "parse_netstat",
            "parse_ntable_json", "parse_port_range", "parse_proc_limits", "parse_proc_net_tcp", "parse_sockstat",
            "process_limits", "read_ntables", "socket_owners", "warnings_for"]

@@ -9,7 +9,6 @@ Where ``ip`` is missing, IPv4 falls back to /proc/net/route and /proc/net/arp.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ import struct
 import subprocess
 import tempfile
 
+from .outcome import normal_address
 from .probe import read_text
 
 # Kernel neighbour states (ip-neighbour(8)); PERMANENT and NOARP also exist.
@@ -171,13 +171,6 @@ def _json_documents(text):
         documents.append(document)
 
 
-def _canonical(address):
-    try:
-        return str(ipaddress.ip_address(address.split("%")[0]))
-    except (AttributeError, ValueError):
-        return address
-
-
 def next_hops(addresses, run=default_run):
     """:func:`next_hop` for many addresses with two commands in all: one ``ip -batch`` of
     ``route get`` and one ``ip neigh show`` (1,000 targets one by one took 8 s).
@@ -202,16 +195,16 @@ def next_hops(addresses, run=default_run):
     for document in _json_documents(out):
         for entry in document if isinstance(document, list) else []:
             if isinstance(entry, dict) and entry.get("dst"):
-                routes[_canonical(entry["dst"])] = entry
+                routes[normal_address(entry["dst"])] = entry
     table, table_error = _ip_json(run, ["ip", "-j", "neigh", "show"])
     neighbours = {}
     for entry in table or []:
         if entry.get("dst"):
-            neighbours[(_canonical(entry["dst"]), entry.get("dev"))] = entry
+            neighbours[(normal_address(entry["dst"]), entry.get("dev"))] = entry
     failure = (err or "").strip().splitlines()
     answers = {}
     for address in unique:
-        entry = routes.get(_canonical(address))
+        entry = routes.get(normal_address(address))
         if entry is None:
             route = {"dev": None, "gateway": None, "src": None, "type": None, "source": "ip route get",
                      "error": failure[0] if failure else "no route"}
@@ -221,7 +214,7 @@ def next_hops(addresses, run=default_run):
         neighbour = _no_neighbour(address, route)
         if neighbour is None:
             hop = route["gateway"] or address
-            found = neighbours.get((_canonical(hop), route["dev"]))
+            found = neighbours.get((normal_address(hop), route["dev"]))
             if table is None:
                 neighbour = {"ip": hop, "state": None, "mac": None, "dev": route["dev"], "source": "ip neigh",
                              "error": table_error}

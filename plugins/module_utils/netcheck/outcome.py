@@ -7,8 +7,8 @@ the EC2 explanation read and write the same fields, never message words:
 ``outcome`` (in a result's ``detail``)::
 
     {"reason":     one word of REASONS (why the state is what it is),
-     "phase":      where the exchange stopped (resolve, connect, tls, request, processing,
-                   transfer, redirect, echo, neighbour) or None,
+     "phase":      where the exchange stopped (resolve, connect, conversation, tls, request,
+                   processing, transfer, redirect, echo, neighbour) or None,
      "errno":      int or None, "errno_name": "ECONNREFUSED" ... or None,
      "icmp_type":  int or None, "icmp_code": int or None, "icmp_from": address or None,
      "icmp_family": "ipv4" | "ipv6" | None,
@@ -37,7 +37,7 @@ REASONS = {
     "reset_after_connect": "the handshake completed, then the server reset the connection",
     "icmp_unreach": "an ICMP destination unreachable answered this flow (type/code/sender in the outcome)",
     "no_answer": "no answer for this flow before the timeout, after every probe",
-    "local_firewall": "the source host's own firewall refused to send (EPERM/EACCES)",
+    "local_firewall": "the source host's own firewall refused to send (EPERM/EACCES) or rejected it with ICMP from its own address",
     "no_route": "the source host has no route to the address",
     "no_neighbour": "nobody answered ARP/NDP for the address (or its gateway) on the source's link",
     "dns": "the name did not resolve",
@@ -53,7 +53,7 @@ REASONS = {
     "regex_timeout": "the expect pattern did not finish within its deadline",
     # ICMP
     "echo_reply": "echo replies came back",
-    "icmp_error": "an ICMP error answered the echo requests",
+    "icmp_error": "an ICMP error other than unreachable (time exceeded, parameter problem) answered this flow, or any ICMP error answered the echo requests",
     # neighbour
     "neighbour_answer": "the next hop answered ARP/NDP",
     "local_address": "the address is the source host's own",
@@ -113,6 +113,32 @@ ICMP_CODES = {
     ("ipv6", 3): {0: "hop limit exceeded in transit", 1: "fragment reassembly time exceeded"},
 }
 
+# The types that quote the packet they answer (the capture attaches them to that flow), and among
+# them the errors that mean "this packet did not arrive" (an echo, a SYN).
+QUOTING_TYPES = {"ipv4": frozenset({3, 4, 5, 11, 12}), "ipv6": frozenset({1, 2, 3, 4})}
+ERROR_TYPES = {"ipv4": frozenset({3, 11, 12}), "ipv6": frozenset({1, 2, 3, 4})}
+
+# The same types and codes as short words (capture summaries: "destination-unreachable/admin-prohibited"):
+# a second column of this table, keyed exactly as ICMP_TYPES and ICMP_CODES (a unit test checks).
+ICMP_TYPE_WORDS = {
+    ("ipv4", 0): "echo-reply", ("ipv4", 3): "destination-unreachable", ("ipv4", 4): "source-quench",
+    ("ipv4", 5): "redirect", ("ipv4", 8): "echo-request", ("ipv4", 11): "time-exceeded",
+    ("ipv4", 12): "parameter-problem",
+    ("ipv6", 1): "destination-unreachable", ("ipv6", 2): "packet-too-big", ("ipv6", 3): "time-exceeded",
+    ("ipv6", 4): "parameter-problem", ("ipv6", 128): "echo-request", ("ipv6", 129): "echo-reply",
+}
+ICMP_CODE_WORDS = {
+    ("ipv4", 3): {0: "net-unreachable", 1: "host-unreachable", 2: "protocol-unreachable", 3: "port-unreachable",
+                  4: "fragmentation-needed", 5: "source-route-failed", 6: "net-unknown", 7: "host-unknown",
+                  8: "source-host-isolated", 9: "net-prohibited", 10: "host-prohibited", 11: "net-tos-unreachable",
+                  12: "host-tos-unreachable", 13: "admin-prohibited", 14: "host-precedence-violation",
+                  15: "precedence-cutoff"},
+    ("ipv4", 11): {0: "ttl-exceeded", 1: "reassembly-time-exceeded"},
+    ("ipv6", 1): {0: "no-route", 1: "admin-prohibited", 2: "beyond-scope", 3: "address-unreachable",
+                  4: "port-unreachable", 5: "failed-policy", 6: "reject-route"},
+    ("ipv6", 3): {0: "hop-limit-exceeded", 1: "reassembly-time-exceeded"},
+}
+
 
 def family_word(family):
     """'ipv4' / 'ipv6' from an AF_* constant, 4/6, or the word itself."""
@@ -131,6 +157,14 @@ def icmp_name(family, icmp_type, icmp_code=None):
     if name is not None:
         return name if icmp_code in (None, 0) else "%s (code %s)" % (name, icmp_code)
     return "ICMP%s type %s code %s" % ("v6" if family == "ipv6" else "", icmp_type, icmp_code)
+
+
+def icmp_word(family, icmp_type, icmp_code):
+    """The short words of a type and code: 'destination-unreachable/admin-prohibited', 'time-exceeded/code-7'."""
+    family = family_word(family)
+    kind = ICMP_TYPE_WORDS.get((family, icmp_type), "type-%s" % icmp_type)
+    code = ICMP_CODE_WORDS.get((family, icmp_type), {}).get(icmp_code, "code-%s" % icmp_code)
+    return "%s/%s" % (kind, code)
 
 
 def is_unreachable(family, icmp_type):
@@ -174,6 +208,6 @@ def is_timeout(exc):
     return isinstance(exc, OSError) and exc.errno in TIMEOUT_ERRNOS
 
 
-__all__ = ["ICMP_CODES", "ICMP_TYPES", "REASONS", "TIME_EXCEEDED_TYPE", "UNREACH_TYPE", "family_word",
-           "icmp_name", "is_fragmentation_needed", "is_timeout", "is_unreachable", "normal_address", "outcome",
+__all__ = ["ERROR_TYPES", "ICMP_CODES", "ICMP_CODE_WORDS", "ICMP_TYPES", "ICMP_TYPE_WORDS", "QUOTING_TYPES", "REASONS", "TIME_EXCEEDED_TYPE", "UNREACH_TYPE", "family_word",
+           "icmp_name", "icmp_word", "is_fragmentation_needed", "is_timeout", "is_unreachable", "normal_address", "outcome",
            "same_address"]

@@ -32,6 +32,8 @@ import ipaddress
 import re
 import struct
 
+from .outcome import QUOTING_TYPES, family_word, icmp_word
+
 LINK_TYPES = {1: "EN10MB", 12: "RAW", 101: "RAW", 113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 276: "LINUX_SLL2"}
 
 # pcap file magics -> (byte order, timestamp fraction divisor)
@@ -48,21 +50,6 @@ _IPV6_EXTENSIONS = (0, 43, 60, 51)  # hop-by-hop, routing, destination options, 
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
-# ICMP errors that quote the packet they answer: (family, type) -> name, and code names
-ICMP_ERROR_TYPES = {
-    (4, 3): "destination-unreachable", (4, 4): "source-quench", (4, 5): "redirect",
-    (4, 11): "time-exceeded", (4, 12): "parameter-problem",
-    (6, 1): "destination-unreachable", (6, 2): "packet-too-big", (6, 3): "time-exceeded",
-    (6, 4): "parameter-problem",
-}
-ICMP_UNREACH_CODES = {
-    4: {0: "net-unreachable", 1: "host-unreachable", 2: "protocol-unreachable", 3: "port-unreachable",
-        4: "fragmentation-needed", 5: "source-route-failed", 6: "net-unknown", 7: "host-unknown",
-        9: "net-prohibited", 10: "host-prohibited", 11: "net-tos-unreachable", 12: "host-tos-unreachable",
-        13: "admin-prohibited", 14: "host-precedence-violation", 15: "precedence-cutoff"},
-    6: {0: "no-route", 1: "admin-prohibited", 2: "beyond-scope", 3: "address-unreachable",
-        4: "port-unreachable", 5: "failed-policy", 6: "reject-route"},
-}
 ECHO_TYPES = {(4, 8): "request", (4, 0): "reply", (6, 128): "request", (6, 129): "reply"}
 
 # the RSTOS0 test of Zeek's conn_state(): originator SYN, then its RST, nothing else in between
@@ -276,7 +263,9 @@ def _tcp_update(flow, direction, ts, transport):
             if flow.syn_ts is None:
                 flow.syn_ts = ts
         if seq in flow.syn_seqs[direction]:
-            _retransmission(flow, direction)
+            # counted, but not a history letter: Zeek's t/T is a retransmitted PAYLOAD, and a
+            # repeated SYN leaves the history at "S" (Zeek's S0 flows read "S")
+            flow.retrans[direction] += 1
         flow.syn_seqs[direction].add(seq)
         if state[me] == INACTIVE:
             if ack:
@@ -440,8 +429,7 @@ class Summary:
             pair[echo] += 1
             pair["last_ts"] = ts
             return True
-        name = ICMP_ERROR_TYPES.get((family, kind))
-        if name is None:
+        if kind not in QUOTING_TYPES[family_word(family)]:
             return False
         quoted = decode_ip(icmp[8:])
         if quoted is None or quoted["proto"] in (PROTO_ICMP, PROTO_ICMPV6):
@@ -453,15 +441,11 @@ class Summary:
                 return False
             sport, dport = ports
         flow, _direction = self._flow(quoted["proto"], quoted["src"], sport, quoted["dst"], dport, ts)
-        if kind == 3 and family == 4 or kind == 1 and family == 6:
-            code_name = ICMP_UNREACH_CODES[family].get(code, "code-%d" % code)
-        else:
-            code_name = "code-%d" % code
         key = (ip["src"], kind, code)
         entry = flow.icmp_errors.get(key)
         if entry is None:
             entry = flow.icmp_errors[key] = {
-                "from": ip["src"], "type": kind, "code": code, "name": "%s/%s" % (name, code_name),
+                "from": ip["src"], "type": kind, "code": code, "name": icmp_word(family, kind, code),
                 "count": 0, "first_ts": ts, "family": family,
             }
         entry["count"] += 1

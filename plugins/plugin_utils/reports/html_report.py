@@ -19,29 +19,32 @@ import os
 
 import jinja2
 
-from .model import (KIND_LAYER, LAYERS, check_facts, checks, group_of, icmp_detail, latency_ms,
-                    run_failed, sources_not_run, total_ms, was_run, write_atomic)
+from .model import (KIND_LAYER, LAYERS, check_facts, check_ok, check_severity, checks, failed_checks, group_of,
+                    icmp_detail, latency_ms, run_failed, sources_not_run, total_ms, warned_checks, was_run,
+                    write_atomic)
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 GROUP_THRESHOLD = 64
 VIEWS = ("all", "icmp", "tcp", "http")
 # most severe first: breaks ties between a group's failing layers
-SEVERITY = ("notrun", "link", "network", "transport", "application", "other", "ok", "none", "nopair")
+SEVERITY = ("notrun", "link", "network", "transport", "application", "other", "warn", "ok", "none", "nopair")
 WORST_SHOWN = 25
 
 
 def _state_all(pair):
     if pair.get("ok"):
-        return "ok"
+        return "warn" if warned_checks(pair) else "ok"
     layer = (pair.get("verdict") or {}).get("first_failing_layer")
     return layer if layer in LAYERS else "other"
 
 
 def _state_kind(pair, kind):
-    results = [c.result for c in checks(pair) if c.kind == kind and was_run(c.result)]
-    if not results:
+    found = [c for c in checks(pair) if c.kind == kind and was_run(c.result)]
+    if not found:
         return "none"
-    return "ok" if all(r.get("ok") for r in results) else KIND_LAYER[kind]
+    if all(check_ok(c) for c in found):
+        return "warn" if any(check_severity(c) == "warn" for c in found) else "ok"
+    return KIND_LAYER[kind]
 
 
 def _shade(value, low, high):
@@ -57,8 +60,12 @@ def _evidence(pair, asymmetric):
     verdict = pair.get("verdict") or {}
     rows = []
     for check in checks(pair):
-        rows.append([check.layer, check.label, check.result.get("state"), bool(check.result.get("ok")),
-                     total_ms(check.result), check_facts(check)])
+        own = check.verdict or {}
+        facts = check_facts(check)
+        if own.get("code") not in (None, "OK") and own.get("evidence"):
+            facts = "; ".join(own["evidence"])
+        rows.append([check.layer, check.label, check.result.get("state"), check_ok(check),
+                     total_ms(check.result), facts, own.get("code"), check_severity(check)])
     return {"s": pair["source"], "t": pair["target"], "a": pair.get("address"), "ok": bool(pair.get("ok")),
             "code": verdict.get("code"), "layer": verdict.get("first_failing_layer"), "hint": verdict.get("hint"),
             "ev": verdict.get("evidence") or [], "notes": verdict.get("notes") or [], "checks": rows,
@@ -70,8 +77,7 @@ def _evidence(pair, asymmetric):
 def _worst_key(pair):
     loss = icmp_detail(pair).get("loss_pct") or 0.0
     latency = latency_ms(pair) or 0.0
-    failed = sum(1 for c in checks(pair) if was_run(c.result) and not c.result.get("ok"))
-    return (-int(not pair.get("ok")), -failed, -loss, -latency)
+    return (-int(not pair.get("ok")), -len(failed_checks(pair)), -loss, -latency)
 
 
 def view_model(run, group_threshold=GROUP_THRESHOLD, title="netcheck report"):
@@ -83,7 +89,7 @@ def view_model(run, group_threshold=GROUP_THRESHOLD, title="netcheck report"):
             target_names.append(pair["target"])
     not_run = {s["name"]: s for s in sources_not_run(run)}
     asym = set()
-    for a, b in run.get("asymmetric") or []:
+    for a, b, *_ in run.get("asymmetric") or []:
         asym.add((a, b))
         asym.add((b, a))
     ranges = {}
@@ -104,8 +110,18 @@ def view_model(run, group_threshold=GROUP_THRESHOLD, title="netcheck report"):
                 cell["ok"][view] = _shade(latency_ms(pair, view), *ranges[view])
         verdict = pair.get("verdict") or {}
         latency = latency_ms(pair)
+        failing = len(failed_checks(pair))
+        warned = warned_checks(pair)
+        code = verdict.get("code") or ("OK" if pair.get("ok") else "?")
+        hop = verdict.get("hop") or {}
+        if hop.get("index") is not None:  # where on the path the flow died (docs/path.md)
+            code += " at hop %s (%s)" % (hop["index"], hop.get("address") or "no answer")
+        if failing > 1:
+            code += " and %d more failing checks" % (failing - 1)
+        elif pair.get("ok") and warned:
+            code = "warning %s" % warned[0].verdict.get("code")
         cell["title"] = "%s \u2192 %s: %s%s%s" % (
-            pair["source"], pair["target"], verdict.get("code") or ("OK" if pair.get("ok") else "?"),
+            pair["source"], pair["target"], code,
             " (%s ms)" % ("%.3g" % latency) if latency is not None else "",
             "; known failure" if pair.get("baseline") == "known" else "")
         by_pair[key] = cell
@@ -142,7 +158,7 @@ def view_model(run, group_threshold=GROUP_THRESHOLD, title="netcheck report"):
     worst_rows = []
     for index, pair in ranked:
         verdict = pair.get("verdict") or {}
-        failed = [c for c in checks(pair) if was_run(c.result) and not c.result.get("ok")]
+        failed = failed_checks(pair)
         worst_rows.append({"i": index, "s": pair["source"], "t": pair["target"],
                            "code": verdict.get("code") or "?", "state": _state_all(pair),
                            "failed": len(failed), "checks": len(checks(pair)),
@@ -159,7 +175,7 @@ def view_model(run, group_threshold=GROUP_THRESHOLD, title="netcheck report"):
             "failed_run": run_failed(run), "not_run": list(not_run.values()),
             "targets": target_names, "rows": rows, "grouped": grouped, "groups": groups,
             "worst": worst_rows, "ranges": ranges, "views": VIEWS,
-            "asymmetric": run.get("asymmetric") or [],
+            "asymmetric": run.get("asymmetric_checks") or [[a, b, None] for a, b, *_ in run.get("asymmetric") or []],
             "data": {"pairs": evidence, "ranges": ranges,
                      "notrun": {name: s.get("error") for name, s in not_run.items()}}}
 
@@ -198,7 +214,7 @@ def _group_state(present):
     failing = [state for state in counts if state in LAYERS or state == "other"]
     if failing:
         return max(failing, key=lambda state: (counts[state], -SEVERITY.index(state)))
-    for state in ("notrun", "ok", "none"):
+    for state in ("notrun", "warn", "ok", "none"):
         if state in counts:
             return state
     return "nopair"

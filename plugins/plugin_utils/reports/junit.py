@@ -4,9 +4,11 @@ Written with ElementTree. Choices made for the CI tools that read it:
 - ``classname`` is ``netcheck.<source>`` with the source's dots turned into underscores, because
   Jenkins and GitLab split a classname at its dots into package/class: ``netcheck.10_0_0_5`` is
   one group per source host, ``netcheck.10.0.0.5`` would be four nested ones.
-- A failure's ``type`` is the pair's verdict code, its ``message`` the hint, and the body starts
-  with the hint again (some GitLab versions show only the body), then the check's own facts and
-  the verdict's evidence.
+- A failure is the check's own: its ``type`` is the check's code (``PORT_CLOSED`` for tcp/5432
+  even when the pair's code is ``PORT_OPEN`` from tcp/22), its ``message`` the check's hint, and
+  the body starts with the hint again (some GitLab versions show only the body), then the
+  check's own facts and evidence, then the pair's verdict as context. A check at warning
+  severity passes with its warning in ``system-out``.
 - A source that could not run is one ``<error>`` testcase; a check that was not run (the
   verdict stopped lower down) is ``<skipped>`` with the reason; a failure listed in the known
   failures baseline is ``<skipped>`` too ("known failure"), so the test report stays green for it.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from .model import check_facts, checks, sources_not_run, total_ms, was_run, write_atomic
+from .model import check_facts, check_ok, checks, sources_not_run, total_ms, was_run, write_atomic
 
 
 def classname(source):
@@ -41,10 +43,16 @@ def _timestamp(value):
     return value[:-1] if value.endswith("Z") else value
 
 
-def _failure_body(pair, lines):
+def _failure_body(pair, lines, check=None):
     verdict = pair.get("verdict") or {}
-    body = [verdict.get("hint") or ""] + lines
-    body += ["evidence: %s" % line for line in verdict.get("evidence") or []]
+    own = (check.verdict if check is not None else None) or {}
+    body = [own.get("hint") or verdict.get("hint") or ""] + lines
+    if own:
+        body += ["evidence: %s" % line for line in own.get("evidence") or []]
+        body.append("pair: %s [%s], %s of its checks failed" % (verdict.get("code"), verdict.get("first_failing_layer"),
+                                                               verdict.get("failed_checks", "?")))
+    else:
+        body += ["evidence: %s" % line for line in verdict.get("evidence") or []]
     body += ["note %s: %s" % (n.get("code"), n.get("hint")) for n in verdict.get("notes") or []]
     if pair.get("explain"):
         body.append("explain: %s" % _short_text(pair["explain"]))
@@ -59,21 +67,25 @@ def _short_text(value):
     return str(value)
 
 
-def _mark_outcome(case, pair, failing, lines):
+def _mark_outcome(case, pair, failing, lines, check=None):
     """Add the case's failure (or known-failure skip) element; return the counter it adds to, or None."""
     verdict = pair.get("verdict") or {}
-    code = verdict.get("code") or "FAILED"
-    hint = verdict.get("hint") or code
+    own = (check.verdict if check is not None else None) or {}
+    code = own.get("code") or verdict.get("code") or "FAILED"
+    hint = own.get("hint") or verdict.get("hint") or code
     if not failing:
-        if pair.get("baseline") == "fixed":
+        if own.get("severity") == "warn":
+            ET.SubElement(case, "system-out").text = "warning %s: %s\n%s" % (
+                code, hint, "\n".join(own.get("evidence") or []))
+        elif pair.get("baseline") == "fixed":
             ET.SubElement(case, "system-out").text = "baseline: this pair was a known failure and now passes (fixed)"
         return None
     if pair.get("baseline") == "known":
         skipped = ET.SubElement(case, "skipped", message="known failure (baseline): %s: %s" % (code, hint))
-        skipped.text = _failure_body(pair, lines)
+        skipped.text = _failure_body(pair, lines, check)
         return "skipped"
     failure = ET.SubElement(case, "failure", message=hint, type=code)
-    failure.text = _failure_body(pair, lines)
+    failure.text = _failure_body(pair, lines, check)
     return "failures"
 
 
@@ -94,9 +106,9 @@ def _pair_cases(suite, pair, counts):
             ET.SubElement(case, "skipped", message=reason)
             _count(counts, "skipped")
             continue
-        failing = not check.result.get("ok")
+        failing = not check_ok(check)
         failing_any = failing_any or failing
-        _count(counts, _mark_outcome(case, pair, failing, ["%s: %s" % (check.label, check_facts(check))]))
+        _count(counts, _mark_outcome(case, pair, failing, ["%s: %s" % (check.label, check_facts(check))], check))
     # A pair that misses its expectation with no failing check (or no check at all) still shows.
     if not pair.get("ok") and not failing_any:
         layer = (pair.get("verdict") or {}).get("first_failing_layer") or "pair"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .model import run_failed, sources_not_run, write_atomic
+from .model import failed_checks, run_failed, sources_not_run, warned_checks, write_atomic
 
 MAX_BYTES = 1024 * 1024 - 4096
 MATRIX_MAX_TARGETS = 40
@@ -22,6 +22,7 @@ NOT_RUN = "\u2B1B"
 NO_PAIR = "\u00B7"
 UNKNOWN = "\u2753"  # failing, but at no known layer (e.g. NOT_CHECKED)
 KNOWN = "\u1D4F"  # superscript k after the symbol
+WARN = "\u26A0"  # an OK pair with a warning (ICMP loss or latency past warn)
 
 
 def _cell(text):
@@ -30,7 +31,7 @@ def _cell(text):
 
 def _symbol(pair):
     if pair.get("ok"):
-        return SYMBOLS[0][1]
+        return WARN if warned_checks(pair) else SYMBOLS[0][1]
     layer = (pair.get("verdict") or {}).get("first_failing_layer")
     failing = dict((key, sym) for key, sym, _ in SYMBOLS[1:])
     return failing.get(layer, UNKNOWN) + (KNOWN if pair.get("baseline") == "known" else "")
@@ -53,8 +54,8 @@ def _matrix(run):
                 row.append(NO_PAIR)
         lines.append("| **%s** | %s |" % (_cell(source["name"]), " | ".join(row)))
     legend = ", ".join("%s %s" % (sym, words) for _, sym, words in SYMBOLS)
-    lines += ["", "%s; %s failed, layer unknown; %s source could not run; %s no check; %s known failure (baseline)."
-              % (legend, UNKNOWN, NOT_RUN, NO_PAIR, KNOWN)]
+    lines += ["", "%s; %s warning (passes); %s failed, layer unknown; %s source could not run; %s no check; "
+                  "%s known failure (baseline)." % (legend, WARN, UNKNOWN, NOT_RUN, NO_PAIR, KNOWN)]
     return lines
 
 
@@ -113,10 +114,24 @@ def render_markdown(run, max_bytes=MAX_BYTES, title="netcheck report"):
             verdict_of = pair.get("verdict") or {}
             evidence = "; ".join(verdict_of.get("evidence") or [])
             hint = verdict_of.get("hint") or ""
+            # every failing check with its own code: one failure never hides another
+            code = verdict_of.get("code")
+            failing_checks = [c for c in failed_checks(pair) if c.verdict]
+            if failing_checks:
+                code = ", ".join("%s %s" % (c.verdict["check"], c.verdict["code"]) for c in failing_checks)
             rows.append("| %s | %s | %s | %s | %s | %s |" % (
-                _cell(pair["source"]), _cell(pair["target"]), _cell(verdict_of.get("code")),
+                _cell(pair["source"]), _cell(pair["target"]), _cell(code),
                 _cell(verdict_of.get("first_failing_layer")), _cell(hint + (" (%s)" % evidence if evidence else "")),
                 _cell(pair.get("baseline") or "new")))
+    warned = [p for p in pairs if p.get("ok") and warned_checks(p)]
+    if warned:
+        rows += ["", "### Warnings (passing, degraded)", "", "| source | target | check | code | evidence |",
+                 "|---|---|---|---|---|"]
+        for pair in warned:
+            for check in warned_checks(pair):
+                rows.append("| %s | %s | %s | %s | %s |" % (
+                    _cell(pair["source"]), _cell(pair["target"]), _cell(check.verdict["check"]),
+                    _cell(check.verdict["code"]), _cell("; ".join(check.verdict.get("evidence") or []))))
     if fixed:
         rows += ["", "### Fixed (in the baseline, now passing: remove them from it)", ""]
         rows += ["- %s -> %s" % (_cell(p["source"]), _cell(p["target"])) for p in fixed]

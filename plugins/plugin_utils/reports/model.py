@@ -19,11 +19,14 @@ LAYER_KIND = {layer: kind for kind, layer in KIND_LAYER.items()}
 # States a probe may report for a check that was not run (the verdict stopped lower down).
 NOT_RUN_STATES = ("skipped", "not_run")
 
-Check = namedtuple("Check", "kind layer label result")
+# ``verdict``: the check's own verdict from net_diagnose (verdict.checks: code, severity, hint,
+# evidence, outcome), or None for a pair recorded before per-check verdicts existed.
+Check = namedtuple("Check", "kind layer label result verdict", defaults=(None,))
 
 
 def checks(pair):
-    """The checks of a pair in layer order: neighbour, icmp, each tcp port, each URL."""
+    """The checks of a pair in layer order: neighbour, icmp, each tcp port, each URL (and
+    ``resolve`` when the name did not resolve), each with its own verdict when the pair has them."""
     layers = pair.get("layers") or {}
     found = []
     for kind in ("neighbour", "icmp"):
@@ -34,7 +37,37 @@ def checks(pair):
         found.append(Check("tcp", "transport", "tcp/%s" % tcp_port(result), result))
     for result in layers.get("http") or []:
         found.append(Check("http", "application", str(result.get("target")), result))
-    return found
+    judged = list((pair.get("verdict") or {}).get("checks") or [])
+    if not judged:
+        return found
+    # pair each probe with its verdict, in order (two checks of one port keep their order)
+    joined = []
+    for check in found:
+        name = check.label if check.kind in ("neighbour", "icmp") or check.kind == "tcp" else "http " + check.label
+        match = next((j for j in judged if j.get("check") == name), None)
+        if match is not None:
+            judged.remove(match)
+        joined.append(check._replace(verdict=match))
+    for extra in [j for j in judged if j.get("check") == "resolve"]:  # the name did not resolve: no probe ran
+        result = {"target": pair.get("target"), "kind": extra.get("check"), "state": extra.get("code"),
+                  "ok": extra.get("ok"), "timings": {}, "error": extra.get("hint"), "detail": {}}
+        joined.insert(0, Check(extra.get("check"), extra.get("layer") or "network", extra.get("check"), result, extra))
+    return joined
+
+
+def check_ok(check):
+    """Whether a check met its expectation: its own verdict says so (a warning is ok unless the
+    run fails on warnings), else its probe result does."""
+    if check.verdict is not None:
+        return bool(check.verdict.get("ok"))
+    return bool(check.result.get("ok"))
+
+
+def check_severity(check):
+    """ok, warn or fail."""
+    if check.verdict is not None:
+        return check.verdict.get("severity") or ("ok" if check.verdict.get("ok") else "fail")
+    return "ok" if check.result.get("ok") else "fail"
 
 
 def tcp_port(result):
@@ -133,7 +166,11 @@ def _max(values):
 
 
 def failed_checks(pair):
-    return [c for c in checks(pair) if was_run(c.result) and not c.result.get("ok")]
+    return [c for c in checks(pair) if was_run(c.result) and not check_ok(c)]
+
+
+def warned_checks(pair):
+    return [c for c in checks(pair) if was_run(c.result) and check_ok(c) and check_severity(c) == "warn"]
 
 
 # --- what fails the run ------------------------------------------------------------------

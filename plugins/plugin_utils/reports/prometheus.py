@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 import time
 
-from .model import checks, run_failed, sources_not_run, total_ms, was_run, write_atomic
+from .model import check_ok, check_severity, checks, run_failed, sources_not_run, total_ms, was_run, write_atomic
 
 # name -> help text; every family is a gauge.
 FAMILIES = (
@@ -25,6 +25,8 @@ FAMILIES = (
     ("probe_http_status_code", "HTTP status code of the response (0 when none came)"),
     ("probe_http_duration_seconds", "Duration of an HTTP request by phase"),
     ("netcheck_pair_verdict", "1 for the pair's verdict code and first failing layer"),
+    ("netcheck_check_verdict", "1 for each check's own verdict code and severity (ok, warn, fail)"),
+    ("netcheck_pair_failed_checks", "How many checks of the pair failed"),
     ("netcheck_pair_known_failure", "1 when the pair's failure is listed in the known failures baseline"),
     ("netcheck_source_up", "1 when the source host could run its checks"),
     ("netcheck_run_pairs", "Pairs in the run, by outcome (ok, failed, known)"),
@@ -72,6 +74,7 @@ def samples(run):
         add("netcheck_pair_verdict", base + [("code", verdict.get("code") or "UNKNOWN"),
                                              ("first_failing_layer", verdict.get("first_failing_layer") or "unknown")], 1)
         add("netcheck_pair_known_failure", base, pair.get("baseline") == "known")
+        add("netcheck_pair_failed_checks", base, verdict.get("failed_checks"))
         for check in checks(pair):
             if not was_run(check.result):
                 continue
@@ -80,7 +83,10 @@ def samples(run):
                 labels.append(("port", check.label.split("/", 1)[1]))
             elif check.kind == "http":
                 labels.append(("url", check.label))
-            add("probe_success", labels, bool(check.result.get("ok")))
+            add("probe_success", labels, check_ok(check))
+            if check.verdict is not None:
+                add("netcheck_check_verdict", labels + [("code", check.verdict.get("code") or "UNKNOWN"),
+                                                        ("severity", check_severity(check))], 1)
             add("probe_duration_seconds", labels, _seconds(total_ms(check.result)))
             detail = check.result.get("detail") or {}
             if check.kind == "icmp":

@@ -3,24 +3,25 @@
 Used by the unit tests, ``bench/report_bench.py`` and ``scripts/screenshot_report.py``: they
 need realistic runs (faults at every layer, a source that could not run, asymmetric pairs)
 without a lab. Deterministic for a given seed. Addresses are documentation-only (nothing is sent).
+
+The probe results are crafted; the verdict of every pair (its code, hint, evidence and one
+verdict per check) is made by the real ``diagnose.verdict`` from them, so a sample only ever
+shows codes, hints and cells the verdict emits.
 """
 
 from __future__ import annotations
 
 import random
 
-# code -> (first failing layer, hint, what it does to the pair's probe results)
-FAULTS = {
-    "NEIGHBOUR_FAILED": ("link", "no ARP/NDP answer from the target or its gateway: the host is down, "
-                                 "on another segment, or the address is wrong"),
-    "NO_ROUTE": ("network", "the source has no route to the target's address"),
-    "DNS_FAILED": ("network", "the target's name does not resolve on the source"),
-    "ICMP_LOSS": ("network", "the target answers pings but loses many of them: a congested or flapping link"),
-    "PORT_FILTERED": ("transport", "the port is filtered: a firewall (security group, NACL or host "
-                                   "iptables) drops the SYN without answering"),
-    "PORT_CLOSED": ("transport", "nothing listens on the port (the target answered with a RST)"),
-    "HTTP_STATUS": ("application", "the server answered with a status the check does not accept"),
-}
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnose import (
+    CODES, DEFAULT_ICMP_CRIT, DEFAULT_ICMP_WARN, verdict,
+)
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.outcome import outcome
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils import run as run_model
+
+# the faults a sample can make: code -> (first failing layer, hint), both from diagnose.CODES
+FAULTS = {code: CODES[code] for code in ("NEIGHBOUR_FAILED", "NO_ROUTE", "DNS_FAILED", "ICMP_LOSS", "HIGH_LATENCY",
+                                         "PORT_FILTERED", "PORT_CLOSED", "PORT_OPEN", "HTTP_STATUS")}
 
 TCP_PORTS = (22, 8080)
 
@@ -38,9 +39,12 @@ def _mac(rng):
 def _healthy_layers(name, address, rng, base_ms):
     rtts = [round(base_ms * rng.uniform(0.8, 1.3), 3) for _ in range(3)]
     avg = round(sum(rtts) / len(rtts), 3)
-    neighbour = _probe(address, "neighbour", "reachable", True, {"total_ms": 0.4}, None,
-                       {"route": {"dev": "eth0", "gateway": None, "src": None},
-                        "mac": _mac(rng), "state": "REACHABLE"})
+    mac = _mac(rng)
+    neighbour = _probe(address, "neighbour", "reachable", True, {}, None,
+                       {"address": address, "route": {"dev": "eth0", "gateway": None, "src": None},
+                        "next_hop": address, "via_gateway": False, "dev": "eth0", "mac": mac,
+                        "kernel_state": "REACHABLE", "wire_macs": [mac], "wire_error": None, "seen_on_wire": True,
+                        "table_entries": None, "table_fulls_delta": None})
     icmp = _probe(address, "icmp", "ok", True, {"total_ms": 402.0 + avg}, None,
                   {"host": address, "address": address, "name": name, "family": "ipv4",
                    "reachable": True, "method": "raw", "sent": 3, "received": 3, "loss_pct": 0.0,
@@ -54,92 +58,112 @@ def _healthy_layers(name, address, rng, base_ms):
                           {"resolve_ms": 0.01, "connect_ms": connect, "total_ms": connect + 0.02}, None,
                           {"host": address, "port": port, "name": name, "expected_state": "open",
                            "address": address, "family": "ipv4", "errno": None, "errno_name": None,
-                           "banner": "SSH-2.0-OpenSSH_9.2p1" if port == 22 else None}))
+                           "banner": "SSH-2.0-OpenSSH_9.2p1" if port == 22 else None, "expect": None,
+                           "expect_matched": None, "conversation_error": None,
+                           "outcome": outcome("syn_ack", phase="connect", verdict_ms=connect)}))
     url = "http://%s:8080/" % address
     connect = base_ms * 1.2
     http = [_probe(url, "http", "answered", True,
                    {"resolve_ms": 0.01, "connect_ms": connect, "processing_ms": base_ms * 2,
                     "transfer_ms": 0.05, "ttfb_ms": connect + base_ms * 2, "total_ms": connect + base_ms * 2 + 0.06},
                    None, {"url": url, "name": name, "status": 200, "reason": "OK", "http_version": "HTTP/1.1",
-                          "failed_checks": []})]
+                          "failed_checks": [], "phase": None, "outcome": outcome("http_answer")})]
     return {"neighbour": neighbour, "icmp": icmp, "tcp": tcp, "http": http}
 
 
 def _break(layers, code, address):
-    """Turn healthy layer results into what ``code`` looks like; returns the evidence lines."""
+    """Turn healthy layer results into what ``code`` looks like (the verdict then judges them);
+    returns (layers, resolve error or None)."""
     icmp, tcp, http = layers["icmp"], layers["tcp"], layers["http"]
-    if code == "NEIGHBOUR_FAILED" or code == "NO_ROUTE":
+    if code in ("NEIGHBOUR_FAILED", "NO_ROUTE"):
         if code == "NEIGHBOUR_FAILED":
-            layers["neighbour"].update(state="unreachable", ok=False, error="no ARP reply for %s" % address)
-            layers["neighbour"]["detail"].update(mac=None, state="FAILED")
-            reason = "No route to host"
+            layers["neighbour"].update(state="unreachable", ok=False, error="neighbour state FAILED")
+            layers["neighbour"]["detail"].update(mac=None, kernel_state="FAILED", wire_macs=[], seen_on_wire=False)
+            reason, errno, name = "no_neighbour", 113, "EHOSTUNREACH"
         else:
-            layers["neighbour"].update(state="no_route", ok=False, error="no route to %s" % address)
-            layers["neighbour"]["detail"].update(mac=None, state=None, route=None)
-            reason = "Network is unreachable"
+            layers["neighbour"].update(state="no_route", ok=False, error="RTNETLINK answers: Network is unreachable")
+            layers["neighbour"]["detail"].update(mac=None, kernel_state=None, route={"dev": None, "error":
+                                                 "RTNETLINK answers: Network is unreachable"}, wire_macs=None,
+                                                 seen_on_wire=None)
+            reason, errno, name = "no_route", 101, "ENETUNREACH"
         icmp.update(state="unreachable", ok=False, error="no echo reply to 3 echo requests")
         icmp["detail"].update(received=0, loss_pct=100.0, rtts_ms=[], rtt_min_ms=None, rtt_avg_ms=None,
                               rtt_max_ms=None, rtt_stddev_ms=None, ttl=None)
         for result in tcp:
-            result.update(state="unreachable", ok=False, error=reason)
-            result["detail"].update(errno=113, errno_name="EHOSTUNREACH")
+            result.update(state="unreachable", ok=False, error="%s (%s)" % (name, reason.replace("_", " ")))
+            result["detail"].update(errno=errno, errno_name=name, outcome=outcome(reason, phase="connect", errno=errno))
         for result in http:
-            result.update(state="error", ok=False, error="connect: [Errno 113] %s" % reason)
-            result["detail"].update(status=None, reason=None)
-        return ["neighbour: %s" % layers["neighbour"]["error"], "icmp: 0/3 replies",
-                "tcp/22: %s" % reason]
+            result.update(state="failed", ok=False, error="connect: %s" % name)
+            result["detail"].update(status=None, reason=None, phase="connect",
+                                    outcome=outcome(reason, phase="connect", errno=errno))
+        return layers, None
     if code == "DNS_FAILED":
-        for result in [layers["neighbour"], icmp] + tcp + http:
-            result.update(state="dns_error", ok=False, error="Name or service not known")
-        return ["the name did not resolve: Name or service not known"]
-    if code == "ICMP_LOSS":
-        icmp.update(state="crit", ok=False, error="crit: avg RTT %.3f ms, loss 66.67%%" % icmp["detail"]["rtt_avg_ms"])
-        icmp["detail"].update(received=1, loss_pct=66.67, rtts_ms=icmp["detail"]["rtts_ms"][:1])
-        return ["icmp: 1/3 replies (66.67% loss)"]
+        return {"neighbour": None, "icmp": None, "tcp": [], "http": []}, "name resolution failed: Name or service not known"
+    if code in ("ICMP_LOSS", "HIGH_LATENCY"):
+        if code == "ICMP_LOSS":
+            icmp["detail"].update(received=1, loss_pct=66.67, rtts_ms=icmp["detail"]["rtts_ms"][:1])
+        else:
+            slow = [round(r + 600.0, 3) for r in icmp["detail"]["rtts_ms"]]
+            icmp["detail"].update(rtts_ms=slow, rtt_min_ms=min(slow), rtt_max_ms=max(slow),
+                                  rtt_avg_ms=round(sum(slow) / len(slow), 3))
+        return layers, None
     if code in ("PORT_FILTERED", "PORT_CLOSED"):
         bad = tcp[-1]
         if code == "PORT_FILTERED":
-            bad.update(state="filtered", ok=False, error="no answer within 3.0 s")
+            bad.update(state="filtered", ok=False, error="no answer within 3 s")
             bad["timings"].update(connect_ms=3000.0, total_ms=3000.02)
+            bad["detail"]["outcome"] = outcome("no_answer", phase="connect", probes=1, verdict_ms=3000.0)
+            http_reason = "no_answer"
         else:
-            bad.update(state="closed", ok=False, error="Connection refused")
-            bad["detail"].update(errno=111, errno_name="ECONNREFUSED")
+            bad.update(state="closed", ok=False, error="connection refused (the host answered with RST)")
+            bad["detail"].update(errno=111, errno_name="ECONNREFUSED",
+                                 outcome=outcome("rst", phase="connect", errno=111))
+            http_reason = "rst"
         for result in http:
-            result.update(state="error", ok=False, error="connect: %s" % bad["error"])
-            result["detail"].update(status=None, reason=None)
-        return ["icmp: 3/3 replies", "tcp/22: open", "tcp/%d: %s (%s)" % (bad["detail"]["port"], bad["state"], bad["error"])]
+            result.update(state="failed", ok=False, error="connect: %s" % bad["error"])
+            result["detail"].update(status=None, reason=None, phase="connect",
+                                    outcome=outcome(http_reason, phase="connect"))
+        return layers, None
+    if code == "PORT_OPEN":
+        # port 22 must be filtered and is open (_expected), and the service port is closed too:
+        # two failing checks of one pair, neither hiding the other
+        return _break(layers, "PORT_CLOSED", address)
     if code == "HTTP_STATUS":
         result = http[0]
         result.update(ok=False, error="status 500 not in [200]")
         result["detail"].update(status=500, reason="Internal Server Error", failed_checks=["status 500 not in [200]"])
-        return ["tcp/8080: open", "GET %s answered 500 Internal Server Error" % result["target"]]
+        return layers, None
     raise ValueError("unknown fault code %r" % code)
+
+
+def _expected(layers, fault):
+    ports = {str(r["detail"]["port"]): "open" for r in layers["tcp"]}
+    if fault == "PORT_OPEN":
+        ports["22"] = "filtered"
+    return {"icmp": "auto", "ports": ports, "urls": [r["target"] for r in layers["http"]],
+            "status_codes": {r["target"]: [200] for r in layers["http"]},
+            "icmp_warn": dict(DEFAULT_ICMP_WARN), "icmp_crit": dict(DEFAULT_ICMP_CRIT)}
 
 
 def _pair(source, target, address, rng, fault=None):
     base_ms = rng.uniform(0.05, 2.5)
     layers = _healthy_layers(target, address, rng, base_ms)
-    verdict = {"first_failing_layer": "none", "code": "OK", "hint": "every layer answered as expected",
-               "evidence": [], "notes": []}
+    resolve_error = None
+    expected = _expected(layers, fault)
     if fault:
-        layer, hint = FAULTS[fault]
-        evidence = _break(layers, fault, address)
-        verdict = {"first_failing_layer": layer, "code": fault, "hint": hint, "evidence": evidence, "notes": []}
-    results = [layers["neighbour"], layers["icmp"]] + layers["tcp"] + layers["http"]
-    total = round(sum(r["timings"].get("total_ms", 0.0) for r in results) / 3.0, 3)
+        layers, resolve_error = _break(layers, fault, address)
+    ok, checked, judged = verdict(layers, expected, resolve_error)
+    results = [r for r in [layers["neighbour"], layers["icmp"]] + layers["tcp"] + layers["http"] if r]
+    total = round(max([r["timings"].get("total_ms", 0.0) for r in results] or [0.0]), 3)
     return {"source": source, "target": target, "address": None if fault == "DNS_FAILED" else address,
-            "kind": "diagnose", "ok": fault is None,
-            "checked": ["link", "network", "transport", "application"],
-            "layers": layers, "verdict": verdict, "timings": {"total": total},
-            "expected": {"icmp": {"reachable": True}, "tcp": [{"port": p, "state": "open"} for p in TCP_PORTS],
-                         "http": [{"status_codes": [200]}]},
-            "explain": None, "capture": None, "baseline": None}
+            "kind": "diagnose", "ok": ok, "checked": checked,
+            "layers": layers, "verdict": judged, "timings": {"total": total},
+            "expected": expected, "explain": None, "capture": None, "baseline": None}
 
 
 def asymmetric_pairs(pairs):
-    """[A, B] for every A that reaches B while B does not reach A (each unordered pair once)."""
-    outcome = {(p["source"], p["target"]): p["ok"] for p in pairs}
-    return [[a, b] for (a, b), ok in sorted(outcome.items()) if ok and outcome.get((b, a)) is False]
+    """[A, B] for every A that reaches B while B does not reach A on the same check."""
+    return run_model.asymmetric_pairs(pairs)
 
 
 def totals_of(pairs, sources):
@@ -192,6 +216,7 @@ def sample_run(names=None, n_sources=4, faults=None, unreachable=(), groups=None
             "targets": [{"name": name, "address": addresses[name]} for name in names],
             "pairs": pairs,
             "asymmetric": asymmetric_pairs(pairs),
+            "asymmetric_checks": run_model.asymmetric_checks(pairs),
             "totals": totals_of(pairs, sources)}
 
 

@@ -1,0 +1,1 @@
+../plugins/modules/path_probe.py
