@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/module_rss.py [--targets 10000] [--reps 2] [--invent
 In-process: a child Python runs the module's main() as AnsiballZ would (the arguments as JSON
 bytes, the answer on stdout, here into a file) against 127.0.0.1 ports 20000-24999, and reports
 its peak RSS (VmHWM), CPU seconds and the threads it started. Nothing is patched in
-ansible-core: a patched result hook would turn off the module's streamed answer.
+ansible-core: the module prints its answer with exit_json as on a host.
 
 With --inventory (a lab from `python -m lab up 1`): the same task over SSH through
 `bench/rss_python`, which adds the module process's peak RSS to the answer; the targets are

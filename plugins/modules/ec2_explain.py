@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation of netcheck.netcheck.ec2_explain. The work is done on the controller by the action
 plugin of the same name (plugins/action/ec2_explain.py), as ansible-core does for its action-only
 modules: this file holds only the documentation."""
@@ -36,7 +38,7 @@ description:
     plugins/plugin_utils/ec2_explain.py); this module asks about one flow by hand.
 version_added: "0.5.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   source:
     description: Private IP address of the source instance's network interface (IPv4 or IPv6).
@@ -77,16 +79,10 @@ options:
     description: The AWS profile to use. Default AWS_PROFILE or boto3's credential chain.
     type: str
 attributes:
-  action:
-    support: full
-    details: Runs on the controller as an action plugin; no module is sent to the host.
   check_mode:
-    support: full
     details: It only reads the EC2 configuration, in check mode too.
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
+extends_documentation_fragment:
+  - netcheck.netcheck.attributes.controller
 notes:
   - Needs boto3 on the controller (requirements.txt) and AWS credentials allowed the Describe
     calls above; an unknown region, missing credentials or a denied call fail the task with a

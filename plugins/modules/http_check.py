@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: curl -I for many URLs at once from the managed host, with phase timings and TLS facts."""
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ description:
     the field, and nothing is sent.
 version_added: "0.3.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   urls:
     description: The URLs to check, all at once. Each item may override the module-level options below.
@@ -127,14 +129,9 @@ options:
     type: str
 attributes:
   check_mode:
-    support: full
     details: The module only sends HEAD or GET requests; it runs in check mode too.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes
   - netcheck.netcheck.probe
   - netcheck.netcheck.probe.validate_certs
 notes:
@@ -289,18 +286,14 @@ elapsed_ms:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.http import HTTP_MODULE_SPEC, HTTP_REQUEST_SPEC, check_urls, parse_targets
-from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
+from ..module_utils.netcheck.module import NetcheckModule
+from ..module_utils.netcheck.probe import InputError, outcome
 from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=argument_spec(HTTP_MODULE_SPEC),
-        supports_check_mode=True,
-    )
+    module = NetcheckModule(argument_spec(HTTP_MODULE_SPEC))
     params = module.params
     start = time.monotonic()
     if params["max_workers"] < 1:
@@ -311,9 +304,7 @@ def main():
         module.fail_json(msg=str(exc), **outcome([], start))
 
     result = outcome(check_urls(targets, params["max_workers"]), start)
-    if result["summary"]["failed"]:
-        module.fail_json(msg=failure_message(result["results"], result["summary"]), **result)
-    module.exit_json(msg="%d URLs as expected" % result["summary"]["total"], **result)
+    module.finish(result, "%d URLs as expected" % result["summary"]["total"])
 
 
 if __name__ == "__main__":

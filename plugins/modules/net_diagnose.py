@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: where does it break? A verdict by layer for every target, in one run."""
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ description:
     (inventory groups) into I(targets) on the controller; those two options never reach the host.
 version_added: "0.4.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   targets:
     description: The targets, all checked at once.
@@ -225,13 +227,10 @@ options:
     type: int
     default: 256
 attributes:
-  check_mode:
-    support: full
-    description: The module changes nothing; it runs in check mode too.
-  diff_mode:
-    support: none
   platform:
     platforms: linux
+extends_documentation_fragment:
+  - netcheck.netcheck.attributes
 notes:
   - Only the Python standard library is needed on the managed host (Python 3.8 or later).
   - The verdict codes, their layers and hints, and the faults that make them are listed in C(docs/verdict.md).
@@ -365,11 +364,11 @@ elapsed_ms:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.diagnose import DIAGNOSE_MODULE_SPEC, diagnose_targets, parse_targets, summarize_pairs
 from ..module_utils.netcheck.icmp import validate_options as icmp_options
 from ..module_utils.netcheck.limits import gather as gather_limits
-from ..module_utils.netcheck.probe import InputError, ms_since, new_module
+from ..module_utils.netcheck.module import NetcheckModule
+from ..module_utils.netcheck.probe import InputError, ms_since
 from ..module_utils.netcheck.spec import argument_spec
 
 def _without_nones(values):
@@ -385,7 +384,7 @@ def _failure_message(pairs, summary, shown=10):
 
 
 def main():
-    module = new_module(AnsibleModule, argument_spec=argument_spec(DIAGNOSE_MODULE_SPEC), supports_check_mode=True)
+    module = NetcheckModule(argument_spec(DIAGNOSE_MODULE_SPEC))
     start = time.monotonic()
     params = module.params
     empty = dict(results=[], summary=summarize_pairs([]), limits=None, arp_cache=None, changed=False)
@@ -407,10 +406,10 @@ def main():
     except InputError as exc:
         module.fail_json(msg=str(exc), elapsed_ms=round(ms_since(start), 3), **empty)
 
-    pairs, meta = diagnose_targets(parsed, icmp_options=_without_nones(params["icmp"]), run=module.run_command,
+    pairs, meta = diagnose_targets(parsed, icmp_options=_without_nones(params["icmp"]), run=module.run,
                                    arp_probe_enabled=params["arp_probe"], arp_timeout=params["arp_timeout"],
                                    max_workers=params["max_workers"])
-    limits = gather_limits(params["limit_ports"], run=module.run_command) if params["limits"] else None
+    limits = gather_limits(params["limit_ports"], run=module.run) if params["limits"] else None
     summary = summarize_pairs(pairs)
     result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], changed=False,
                   elapsed_ms=round(ms_since(start), 3))

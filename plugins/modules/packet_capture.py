@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: bounded tcpdump captures on the managed host, summarised per flow."""
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ description:
   - Input is validated before anything starts; the message names the field.
 version_added: "0.4.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   state:
     description:
@@ -109,15 +111,13 @@ options:
     default: 0
 attributes:
   check_mode:
-    support: full
     details: Validates everything and compiles the filter (C(tcpdump -d)); starts, stops and removes nothing.
   diff_mode:
     support: none
   platform:
-    platforms: posix
     details: Linux, with C(tcpdump) and C(iproute2). Capturing needs root (C(become=true)).
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes.changes
 notes:
   - Capturing needs root; the pcap is then handed to the SSH user (C(SUDO_UID)) so that fetching it
     needs no C(become).
@@ -324,21 +324,15 @@ msg:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.capture import (
     CAPTURE_SPEC, Capture, CaptureError,
     build_filter, captures, check_filter, first_host, local_addresses, new_capture, reap_orphans, remove,
     report, resolve_owner, route_interface, run_attached, running_view, start_detached, stop,
     validate_bounds, validate_file_name, validate_id, validate_interface, validate_snaplen,
 )
-from ..module_utils.netcheck.probe import InputError, new_module
+from ..module_utils.netcheck.module import NetcheckModule
+from ..module_utils.netcheck.probe import InputError
 from ..module_utils.netcheck.spec import argument_spec
-
-
-def runner_of(module):
-    def run(argv):
-        return module.run_command(argv)
-    return run
 
 
 def validate_start(p, run):
@@ -372,15 +366,10 @@ def finished_message(view):
 
 
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=argument_spec(CAPTURE_SPEC),
-        required_if=[("state", "stopped", ("id",))],
-        supports_check_mode=True,
-    )
+    module = NetcheckModule(argument_spec(CAPTURE_SPEC), required_if=[("state", "stopped", ("id",))])
     p = module.params
     state = p["state"]
-    run = runner_of(module)
+    run = module.run
     try:
         if p["id"] is not None:
             validate_id(p["id"])

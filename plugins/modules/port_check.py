@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: concurrent telnet-style TCP port checks from the managed host."""
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ description:
   - The module changes nothing on the host, so it runs in check mode too.
 version_added: "0.1.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   targets:
     description:
@@ -85,14 +87,9 @@ options:
     default: 4096
 attributes:
   check_mode:
-    support: full
     details: The module only reads; it probes in check mode as well.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes
 notes:
   - A C(filtered) verdict takes the whole timeout; C(closed), C(rejected) and C(unreachable) come as
     soon as the kernel knows. On the local subnet, a timeout whose ARP (IPv4) or NDP (IPv6) request
@@ -233,18 +230,14 @@ elapsed_ms:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
+from ..module_utils.netcheck.module import NetcheckModule
+from ..module_utils.netcheck.probe import InputError, outcome
 from ..module_utils.netcheck.spec import argument_spec
 from ..module_utils.netcheck.tcp import TCP_MODULE_SPEC, check_targets, parse_targets
 
 
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=argument_spec(TCP_MODULE_SPEC),
-        supports_check_mode=True,
-    )
+    module = NetcheckModule(argument_spec(TCP_MODULE_SPEC))
     start = time.monotonic()
     if module.params["max_workers"] < 1:
         module.fail_json(msg="max_workers: %s must be at least 1" % module.params["max_workers"],
@@ -258,9 +251,7 @@ def main():
     # Nothing needs the parsed targets any more: their memory is reused by exit_json's copy of
     # the results (remove_values), the largest allocation of a 10,000-target run.
     del targets
-    if result["summary"]["failed"]:
-        module.fail_json(msg=failure_message(result["results"], result["summary"]), **result)
-    module.exit_json(msg="%d targets as expected" % result["summary"]["total"], **result)
+    module.finish(result, "%d targets as expected" % result["summary"]["total"])
 
 
 if __name__ == "__main__":

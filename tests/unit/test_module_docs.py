@@ -45,12 +45,14 @@ class _Exit(Exception):
 
 
 def run_main(port_check, monkeypatch, params):
-    """Run port_check.main() with a stand-in AnsibleModule; return (failed, kwargs, constructor kwargs)."""
+    """Run port_check.main() with a stand-in NetcheckModule; return (failed, kwargs, constructor kwargs)."""
     seen = {}
 
     class StandIn(object):
-        def __init__(self, **kwargs):
-            seen.update(kwargs)
+        finish = NetcheckModule.finish
+
+        def __init__(self, spec, **kwargs):
+            seen.update(kwargs, argument_spec=spec)
             self.params = params
 
         def exit_json(self, **kwargs):
@@ -59,7 +61,7 @@ def run_main(port_check, monkeypatch, params):
         def fail_json(self, **kwargs):
             raise _Exit(True, kwargs)
 
-    monkeypatch.setattr(port_check, "AnsibleModule", StandIn)
+    monkeypatch.setattr(port_check, "NetcheckModule", StandIn)
     with pytest.raises(_Exit) as caught:
         port_check.main()
     return caught.value.failed, caught.value.kwargs, seen

@@ -54,12 +54,12 @@ class _Exit(Exception):
 
 def _run_main(module, monkeypatch, params):
     class StandIn(object):
-        def __init__(self, **kwargs):
+        def __init__(self, spec, **kwargs):
             self.params = params
 
-        def run_command(self, argv):
+        def run(self, argv):
             import subprocess
-            proc = subprocess.run(argv, capture_output=True, text=True)
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
             return proc.returncode, proc.stdout, proc.stderr
 
         def exit_json(self, **kwargs):
@@ -68,7 +68,7 @@ def _run_main(module, monkeypatch, params):
         def fail_json(self, **kwargs):
             raise _Exit(True, kwargs)
 
-    monkeypatch.setattr(module, "AnsibleModule", StandIn)
+    monkeypatch.setattr(module, "NetcheckModule", StandIn)
     with pytest.raises(_Exit) as caught:
         module.main()
     return caught.value
