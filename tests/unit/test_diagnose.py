@@ -6,9 +6,9 @@ import errno
 
 import pytest
 
-from netcheck import diagnose
-from netcheck.diagnose import CODES, checked_layers, verdict
-from netcheck.probe import InputError, probe_result
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import diagnose
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnose import CODES, checked_layers, verdict
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError, probe_result
 
 
 def neighbour(state="reachable", mac="aa:aa:aa:aa:aa:01", wire=None, via_gateway=False, dev="eth0", fulls=None):

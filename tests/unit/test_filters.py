@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from netcheck.probe import probe_result
-from netcheck.tcp import parse_targets
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import probe_result
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.tcp import parse_targets
 
 _COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"
 

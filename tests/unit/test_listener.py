@@ -13,9 +13,9 @@ import time
 import pytest
 from loopback import needs_ipv6
 
-from netcheck import listener
-from netcheck.listener import LISTENER_MARKER, ListenerError, pid_file_path, start, status, stop
-from netcheck.probe import InputError
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import listener
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.listener import LISTENER_MARKER, ListenerError, pid_file_path, start, status, stop
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError
 
 LOOPBACK = "127.0.0.1"
 

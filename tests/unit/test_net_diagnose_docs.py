@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from collection_loader import load_module
-from netcheck.diagnose import DIAGNOSE_MODULE_SPEC
-from netcheck.limits import LIMITS_SPEC
-from netcheck.spec import argument_spec
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnose import DIAGNOSE_MODULE_SPEC
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.limits import LIMITS_SPEC
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import argument_spec
 
 SPECS = {"net_diagnose": DIAGNOSE_MODULE_SPEC, "conn_limits": LIMITS_SPEC}
 

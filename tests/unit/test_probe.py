@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from netcheck.probe import (
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import (
     RESULT_KEYS, InputError, failure_message, format_hostport, ms_since, probe_result,
     run_concurrently, summarize, validate_host, validate_port, validate_regex, validate_timeout,
 )

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netcheck import diagnose, public_ip, tcp
-from netcheck.probe import RESULT_KEYS
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import diagnose, public_ip, tcp
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import RESULT_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = (REPO / "docs" / "results.md").read_text(encoding="utf-8")

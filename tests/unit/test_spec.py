@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from netcheck.probe import InputError
-from netcheck.spec import argument_spec, check_keys, doc_options, select, validate_spec
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import argument_spec, check_keys, doc_options, select, validate_spec
 
 TARGET = {
     "host": {"type": "str", "required": True, "description": "Host name or address."},

@@ -20,9 +20,9 @@ from loopback import needs_ipv6, serving
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from netcheck import tcp
-from netcheck.probe import RESULT_KEYS, InputError, validate_host
-from netcheck.tcp import (
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import tcp
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import RESULT_KEYS, InputError, validate_host
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.tcp import (
     DEFAULT_TIMEOUT, MAX_READ_BYTES, TcpTarget, check_target, check_targets, parse_targets,
 )
 
@@ -731,7 +731,7 @@ def test_more_targets_than_the_soft_file_limit_all_finish():
 
 
 def test_neighbour_table_reads_both_families_from_ip_neigh():
-    from netcheck.neighbour import neighbour_table
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.neighbour import neighbour_table
     out = ('[{"dst":"10.77.0.99","dev":"eth0","state":["FAILED"]},'
            '{"dst":"fd6e::99","dev":"eth0","state":["INCOMPLETE"]},'
            '{"dst":"10.77.0.12","dev":"eth0","lladdr":"6a:b6:c8:2c:c2:da","state":["REACHABLE"]}]')

@@ -33,7 +33,12 @@ class NetcheckModule(AnsibleModule):
         loose = AnsibleModule(argument_spec=loose_spec, **_without_constraints(kwargs))
         error = shape_error(argument_spec, loose.params)
         if error:
-            loose.fail_json(msg=error, changed=False)
+            # The message names a field and a type, never a value, so nothing in it is masked (an
+            # index such as targets[1] would be, when some option's value is 1); the options'
+            # values are not echoed either.
+            withheld = {name: "(not echoed)" for name, value in loose.params.items() if value is not None}
+            loose.no_log_values.clear()
+            loose.fail_json(msg=error, changed=False, invocation={"module_args": withheld})
         try:
             super(NetcheckModule, self).__init__(argument_spec=argument_spec, **kwargs)
         except (TypeError, ValueError, OverflowError) as exc:
