@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write each role's meta/argument_specs.yml from the probes' specs (plugins/plugin_utils/specs.py).
 
     .venv/bin/python scripts/gen_argument_specs.py          # write the files

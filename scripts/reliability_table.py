@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Regenerate docs/reliability.md from a real run of the fault suite and the module fuzz.
 
     sudo .venv/bin/python scripts/reliability_table.py            # runs both, rewrites the page

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run ``ansible-test`` (sanity, units) on this repository.
 
 ansible-test wants the collection at a path ending in ``ansible_collections/netcheck/netcheck`` and

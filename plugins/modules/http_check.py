@@ -58,7 +58,6 @@ options:
       headers:
         description: Headers added to the module-level I(headers) for this URL (values never logged).
         type: dict
-        no_log: true
       expect_headers:
         description: Added to the module-level I(expect_headers) for this URL.
         type: dict
@@ -95,7 +94,6 @@ options:
     description: Headers sent with every request (C(Host), C(Authorization)...); their values are never logged.
     type: dict
     default: {}
-    no_log: true
   expect_headers:
     description:
       - Response headers to check, name (any case) to a Python regular expression searched in the
@@ -141,7 +139,7 @@ notes:
 seealso:
   - module: ansible.builtin.uri
     description: Full HTTP client; this module checks many URLs at once and times each phase.
-  - module: port_check
+  - module: netcheck.netcheck.port_check
     description: TCP checks from the managed host.
 """
 

@@ -112,7 +112,7 @@ notes:
   - On Linux an unanswered ARP is given up after about 3 seconds; an unassigned address on the
     local subnet shows neighbour state C(INCOMPLETE) before that, C(FAILED) after.
 seealso:
-  - module: port_check
+  - module: netcheck.netcheck.port_check
     description: TCP checks from the managed host.
 """
 

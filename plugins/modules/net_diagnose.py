@@ -104,7 +104,6 @@ options:
           headers:
             description: Headers sent (values never logged).
             type: dict
-            no_log: true
           expect_headers:
             description: Header name to a regular expression its value must match (a marker of the service); a miss is C(WRONG_SERVICE).
             type: dict
@@ -176,7 +175,6 @@ options:
         description: Headers sent with every request (values never logged).
         type: dict
         default: {}
-        no_log: true
       expect_headers:
         description: Header name to regex for every URL.
         type: dict

@@ -147,14 +147,3 @@ reports:
   type: dict
   sample: {"json": "reports/20261126T100715Z/report.json"}
 """
-
-from ..module_utils.netcheck.module import NetcheckModule
-
-
-def main():
-    module = NetcheckModule({})
-    module.fail_json(msg="netcheck_report runs on the controller as an action plugin; it is not run on hosts")
-
-
-if __name__ == "__main__":
-    main()

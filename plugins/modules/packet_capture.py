@@ -128,7 +128,7 @@ notes:
 seealso:
   - module: ansible.builtin.fetch
     description: Copies the pcap to the controller (see capture.yml).
-  - module: port_check
+  - module: netcheck.netcheck.port_check
     description: The TCP check whose packets a capture usually explains.
 """
 

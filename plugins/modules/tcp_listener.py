@@ -13,7 +13,7 @@ short_description: Start a temporary TCP listener on the managed host, for a bou
 description:
   - Starts a small TCP server on I(bind):I(port) of the managed host that answers every connection,
     so that a port forward, a NAT rule or a firewall opening can be proven (for instance with
-    M(port_check) from another host) before the real service exists.
+    M(netcheck.netcheck.port_check) from another host) before the real service exists.
   - In C(reply) mode it sends a fixed text (I(reply)) and closes the connection; in C(echo) mode it
     sends back whatever it receives. Every connection is served in its own thread.
   - The listener stops by itself after I(duration) seconds, so a forgotten test leaves nothing
@@ -91,7 +91,7 @@ notes:
   - The listener itself is reached from the network, so the managed host's firewall must let the
     port in for the test to mean anything; that is usually what is being tested.
 seealso:
-  - module: port_check
+  - module: netcheck.netcheck.port_check
     description: Checks from another host that the listener answers (I(send) / I(expect) against its reply).
   - module: ansible.builtin.wait_for
     description: Waits for a port on the managed host; this module makes something listen there.

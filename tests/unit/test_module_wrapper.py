@@ -71,3 +71,18 @@ def test_finish_exits_with_the_message_when_every_target_is_as_expected(capsys):
         module = NetcheckModule(SPEC)
         answer = _answer(capsys, lambda: module.finish(outcome(results, 0.0), "all as expected"))
     assert "failed" not in answer and answer["msg"] == "all as expected" and answer["changed"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"targets": 7}, "targets: expected a list of mappings, got int"),
+    ({"targets": [{"host": "h", "port": float("inf")}]}, "targets[0].port: not a finite number"),
+    ({"targets": [True]}, "targets[0]: expected a mapping, got bool"),
+    ({"targets": [{"host": "h"}], "timeout": float("inf")}, None),  # a float option takes inf: no refusal
+])
+def test_each_shape_ansible_core_trips_on_is_named(capsys, args, message):
+    with patch_module_args(args):
+        if message is None:
+            assert NetcheckModule(SPEC).params["timeout"] == float("inf")
+            return
+        answer = _answer(capsys, lambda: NetcheckModule(SPEC))
+    assert answer["failed"] is True and answer["msg"] == message

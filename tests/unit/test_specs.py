@@ -108,7 +108,7 @@ def _facts(option, nested):
     facts = {key: option.get(key) for key in ("type", "default", "elements")}
     facts["type"] = facts["type"] or "str"
     facts["required"] = bool(option.get("required"))
-    facts["no_log"] = bool(option.get("no_log"))
+    # no_log is not a DOCUMENTATION key (validate-modules refuses it): the spec alone carries it
     facts["choices"] = list(option["choices"]) if option.get("choices") else None
     if option.get(nested):
         facts["options"] = sorted(option[nested])

@@ -8,7 +8,8 @@ its spec, validate, probe or manage, finish. Only ansible-core's public module A
 
 - Input whose shape ansible-core cannot validate itself (a number where a mapping belongs, an
   infinite float for an int) fails the task naming the field, without echoing any value, instead
-  of a traceback (``probe.shape_error``).
+  of a traceback (``probe.shape_error``). Valid input costs nothing more: the shape is read only
+  when ansible-core refused the input (and validate-modules sees the module's real argument_spec).
 - ``supports_check_mode`` is on: every netcheck module either changes nothing or supports check mode.
 - ``run`` is ``run_command`` with an argv list (never a shell), as the probes take it.
 - ``finish`` ends a probing module: it fails when a target missed its expectation, else exits.
@@ -26,12 +27,30 @@ class NetcheckModule(AnsibleModule):
 
     def __init__(self, argument_spec, supports_check_mode=True, **kwargs):
         kwargs["supports_check_mode"] = supports_check_mode
-        # The shape is read first through a loose module (every option raw and no_log, so that a
-        # failure echoes nothing): ansible-core itself raises a bare TypeError or OverflowError,
-        # naming no field, for some shapes it cannot validate.
-        loose_spec = {name: {"type": "raw", "no_log": True} for name in argument_spec}
-        loose = AnsibleModule(argument_spec=loose_spec, **_without_constraints(kwargs))
-        error = shape_error(argument_spec, loose.params)
+        self._netcheck_spec, self._netcheck_kwargs, self._netcheck_building = argument_spec, kwargs, True
+        try:
+            super(NetcheckModule, self).__init__(argument_spec=argument_spec, **kwargs)
+        except (TypeError, ValueError, OverflowError) as exc:
+            # ansible-core raises a bare TypeError or OverflowError, naming no field, for some
+            # shapes it cannot validate (a number where a mapping belongs, an infinite float)
+            self._refuse("the options could not be read: %s: %s" % (type(exc).__name__, exc))
+        self._netcheck_building = False
+
+    def fail_json(self, msg, **kwargs):
+        if getattr(self, "_netcheck_building", False):
+            # ansible-core's own validation refused the input: when a shape is the cause, name its
+            # field (it names none for a string it cannot read as a mapping)
+            self._netcheck_building = False
+            self._refuse(None)
+        super(NetcheckModule, self).fail_json(msg, **kwargs)
+
+    def _refuse(self, otherwise):
+        """Fail naming the first option whose shape is wrong, read through a loose module (every
+        option raw and no_log, so that nothing is echoed); else fail with ``otherwise`` (masked)
+        or, when that is None, return to ansible-core's own failure."""
+        loose_spec = {name: {"type": "raw", "no_log": True} for name in self._netcheck_spec}
+        loose = AnsibleModule(argument_spec=loose_spec, **_without_constraints(self._netcheck_kwargs))
+        error = shape_error(self._netcheck_spec, loose.params)
         if error:
             # The message names a field and a type, never a value, so nothing in it is masked (an
             # index such as targets[1] would be, when some option's value is 1); the options'
@@ -39,10 +58,8 @@ class NetcheckModule(AnsibleModule):
             withheld = {name: "(not echoed)" for name, value in loose.params.items() if value is not None}
             loose.no_log_values.clear()
             loose.fail_json(msg=error, changed=False, invocation={"module_args": withheld})
-        try:
-            super(NetcheckModule, self).__init__(argument_spec=argument_spec, **kwargs)
-        except (TypeError, ValueError, OverflowError) as exc:
-            loose.fail_json(msg="the options could not be read: %s: %s" % (type(exc).__name__, exc), changed=False)
+        if otherwise is not None:
+            loose.fail_json(msg=otherwise, changed=False)
 
     def run(self, argv, data=None):
         """``run_command`` with an argv list: ``(rc, stdout, stderr)``; ``data`` goes to stdin."""
