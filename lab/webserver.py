@@ -72,7 +72,6 @@ class LabHandler(QuietHandler):
         self._answer(False)
 
 
-
 class LabServer(NoDnsHTTPServer):
     tls_context = None
     auth = None
@@ -83,8 +82,6 @@ class LabServer(NoDnsHTTPServer):
             # no handshake here, in the accept loop: the handler's thread does it on its first read
             conn = self.tls_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, address
-
-
 
 
 def serve_silently(bind, port):

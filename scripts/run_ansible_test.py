@@ -97,7 +97,7 @@ def prepare_pip_bootstrap(python):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("command", help="ansible-test command: sanity, units, ...")
     parser.add_argument("--prepare", action="store_true",
                         help="first make ansible-test's pip bootstrap work without its CI file server")

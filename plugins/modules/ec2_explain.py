@@ -122,14 +122,16 @@ msg:
   description: One line - the code, the message, and the fix when there is one.
   returned: success
   type: str
-  sample: "ENI_SG_RULES_MISMATCH: the security groups of target eni-2 (sg-2 (db)) allow no ingress tcp/5432 from 10.0.1.10; fix: add ingress tcp/5432 from sg-1 to sg-2"
+  sample: "ENI_SG_RULES_MISMATCH: the security groups of target eni-2 (sg-2 (db)) allow no ingress tcp/5432 from 10.0.1.10; fix: add ingress tcp/5432
+      from sg-1 to sg-2"
 explain:
   description: The explanation of the flow.
   returned: success
   type: dict
   contains:
     status:
-      description: C(blocked) (a component denies it), C(allowed) (every component allows it) or C(unknown) (not all could be evaluated, or an address is no EC2 interface).
+      description: C(blocked) (a component denies it), C(allowed) (every component allows it) or C(unknown) (not all could be evaluated, or an
+          address is no EC2 interface).
       type: str
       sample: blocked
     code:
@@ -160,7 +162,8 @@ explain:
       type: list
       elements: dict
     checked:
-      description: Every hop evaluated in path order, each with step, component, verdict (allow, deny, unknown) and detail (the matching rule, entry segments or route).
+      description: Every hop evaluated in path order, each with step, component, verdict (allow, deny, unknown) and detail (the matching rule, entry
+          segments or route).
       type: list
       elements: dict
     unknown:

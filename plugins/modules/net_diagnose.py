@@ -295,7 +295,8 @@ results:
     layers:
       description:
         - Every layer's result in the shared shape (target, kind, state, ok, timings, error, detail).
-        - C(neighbour) (kind C(neighbour); state C(reachable), C(local), C(unreachable) or C(no_route); detail route, next_hop, via_gateway, dev, mac, kernel_state,
+        - C(neighbour) (kind C(neighbour); state C(reachable), C(local), C(unreachable) or C(no_route); detail route, next_hop, via_gateway, dev,
+            mac, kernel_state,
           wire_macs, wire_error, seen_on_wire, table_entries, table_fulls_delta) and C(icmp) are null when not
           checked; C(tcp) and C(http) are lists (one per port, one per URL) as M(netcheck.netcheck.port_check)
           and M(netcheck.netcheck.http_check) return them.
@@ -368,6 +369,7 @@ from ..module_utils.netcheck.limits import gather as gather_limits
 from ..module_utils.netcheck.module import NetcheckModule
 from ..module_utils.netcheck.probe import InputError, ms_since
 from ..module_utils.netcheck.spec import argument_spec
+
 
 def _without_nones(values):
     return {key: value for key, value in (values or {}).items() if value is not None}

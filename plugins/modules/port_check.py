@@ -190,10 +190,14 @@ results:
         expect: {description: "The I(expect) pattern, or null.", type: str}
         expect_matched: {description: Whether I(expect) matched; null when there was nothing to expect., type: bool}
         conversation_error: {description: Why sending or reading failed after the connection was made; null when it did not., type: str}
-        icmp_type: {description: "The ICMP type of the error that failed the handshake (3 for IPv4, 1 for IPv6: destination unreachable); null when none came.", type: int}
-        icmp_code: {description: "Its code (IPv4 3 port unreachable, 10 host prohibited, 13 admin prohibited; IPv6 1 admin prohibited, 4 port unreachable); null when none came.", type: int}
-        icmp_from: {description: "Who sent it (the target, a router, or this host itself for ARP/NDP failures and its own firewall); null when none came.", type: str}
-        icmp_inferred: {description: "True when a timed-out target is reported rejected because the same host rejected sibling ports with ICMP in this run (ICMP rate limiting).", type: bool}
+        icmp_type: {description: "The ICMP type of the error that failed the handshake (3 for IPv4, 1 for IPv6: destination unreachable); null when
+            none came.", type: int}
+        icmp_code: {description: "Its code (IPv4 3 port unreachable, 10 host prohibited, 13 admin prohibited; IPv6 1 admin prohibited, 4 port
+            unreachable); null when none came.", type: int}
+        icmp_from: {description: "Who sent it (the target, a router, or this host itself for ARP/NDP failures and its own firewall); null when none
+            came.", type: str}
+        icmp_inferred: {description: "True when a timed-out target is reported rejected because the same host rejected sibling ports with ICMP in
+            this run (ICMP rate limiting).", type: bool}
         neighbour_state: {description: "The kernel's ARP/NDP state (INCOMPLETE or FAILED) behind an unreachable verdict at the timeout, else null.", type: str}
         regex_timed_out: {description: "True when searching I(expect) passed the deadline (a backtracking pattern), else false.", type: bool}
       sample:

@@ -194,7 +194,8 @@ forwards:
   returned: unless confirming
   type: list
   elements: dict
-  sample: [{"proto": "tcp", "from_port": 80, "to_port": 8080, "to_addr": null, "in_interface": null, "source": null, "local": true, "family": "ipv4", "masquerade": false}]
+  sample: [{"proto": "tcp", "from_port": 80, "to_port": 8080, "to_addr": null, "in_interface": null, "source": null, "local": true, "family": "ipv4",
+      "masquerade": false}]
 backend:
   description: Per family, the backend used and why.
   returned: unless confirming

@@ -203,8 +203,8 @@ def message(outcome, state, check_mode):
         verb = "%sstarted" % would
     if check_mode and outcome["changed"]:
         return "listener on %s %s (mode %s)" % (where, verb, outcome["mode"])
-    return "listener on %s %s (pid %s, mode %s) until %s" % (where, verb, outcome["pid"], outcome["mode"],
-                                                           outcome["expires_at"])
+    return "listener on %s %s (pid %s, mode %s) until %s" % (
+        where, verb, outcome["pid"], outcome["mode"], outcome["expires_at"])
 
 
 def main():

@@ -245,9 +245,9 @@ def render_failures(run):
             continue
         verdict = pair["verdict"]
         known = pair.get("baseline") == "known"
-        lines.append("%s %s -> %s (%s): %s [%s] %s" % ("KNOWN" if known else "FAIL", pair["source"], pair["target"],
-                                                        pair.get("address") or "-", verdict["code"],
-                                                        verdict["first_failing_layer"], verdict["hint"]))
+        lines.append("%s %s -> %s (%s): %s [%s] %s" % (
+            "KNOWN" if known else "FAIL", pair["source"], pair["target"], pair.get("address") or "-",
+            verdict["code"], verdict["first_failing_layer"], verdict["hint"]))
         shown = verdict["evidence"][:4]
         for fact in shown:
             lines.append("     %s" % fact)

@@ -46,7 +46,7 @@ def rewrite(text):
                 raise SystemExit("line %d: nested import, rewrite by hand: %s" % (node.lineno, line.strip()))
             indent = line[:len(line) - len(line.lstrip())]
             new = "%sfrom %s import %s%s\n" % (indent, PACKAGE, leaf,
-                                                " as %s" % alias.asname if alias.asname and alias.asname != leaf else "")
+                                               " as %s" % alias.asname if alias.asname and alias.asname != leaf else "")
             if alias.asname is None:
                 raise SystemExit("line %d: 'import netcheck.%s' binds 'netcheck': rewrite by hand" % (node.lineno, leaf))
         else:
@@ -58,7 +58,7 @@ def rewrite(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
     parser.add_argument("paths", nargs="*", default=[str(REPO / "tests")])
     args = parser.parse_args(argv)

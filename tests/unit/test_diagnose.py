@@ -95,7 +95,7 @@ def test_icmp_admin_prohibited_is_icmp_unreachable_with_type_and_code():
 
 def test_no_arp_answer_on_link_is_neighbour_failed_at_the_link_layer():
     ok, checked, result = judge(layers(neighbour("failed", mac=None), icmp(received=0), [tcp(state="unreachable",
-                                                                                              err=errno.EHOSTUNREACH)]),
+                                                                                             err=errno.EHOSTUNREACH)]),
                                 expected(ports={"22": "open"}))
     assert not ok and result["code"] == "NEIGHBOUR_FAILED" and result["first_failing_layer"] == "link"
     assert "link" in checked
@@ -183,7 +183,7 @@ def test_the_source_firewall_gets_its_own_hint():
 
 def test_a_banner_that_does_not_match_is_wrong_service():
     _, checked, result = judge(layers(neighbour(), icmp(), [tcp(state="open", expect_matched=False,
-                                                                 expect="^SSH-", banner="HTTP/1.0 400")]),
+                                                                expect="^SSH-", banner="HTTP/1.0 400")]),
                                expected(ports={"22": "open"}))
     assert result["code"] == "WRONG_SERVICE" and "application" in checked
 

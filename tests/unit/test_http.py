@@ -198,9 +198,8 @@ def start_server():
     _stop(servers)
 
 
-
-
 # --- parse_url -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("url, expected", [
     ("http://example.com", ("http", "example.com", 80, "/")),

@@ -1062,7 +1062,6 @@ def test_system_ping_with_a_small_payload_still_counts_the_replies():
     assert results[0]["detail"]["received"] == 2
 
 
-
 def test_a_send_failure_is_named_without_a_sender_of_none():
     from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.icmp import EchoRecord, PingTarget, build_result
     record = EchoRecord()

@@ -12,7 +12,7 @@ def test_playbooks_and_roles_pass_ansible_lint_production_profile():
     lint = Path(sys.executable).parent / "ansible-lint"
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), NO_COLOR="1")
     proc = subprocess.run([str(lint), "--offline", "check.yml", "forward.yml", "playbooks", "roles"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert "Profile 'production' was required, and it passed" in output

@@ -20,9 +20,6 @@ from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe i
 LOOPBACK = "127.0.0.1"
 
 
-
-
-
 def wait_for(condition, timeout=5.0):
     """Poll ``condition`` until true or ``timeout`` seconds pass; returns its last value."""
     deadline = time.monotonic() + timeout

@@ -380,7 +380,6 @@ def test_run_concurrently_never_exceeds_max_workers():
     assert peak[0] == 3
 
 
-
 def test_run_concurrently_gives_queued_items_their_own_rounds_before_the_deadline():
     # 10 items of 0.3 s through one worker: 3 s in all, though one item's bound is 0.5 s;
     # every item waits its turn and gets its real result (the old deadline cut 6 of them)

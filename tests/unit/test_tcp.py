@@ -29,10 +29,8 @@ from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.tcp imp
 OPTION_NAMES = list(TcpTarget.__slots__)
 
 
-
-
-
 # --- a tiny threaded server on 127.0.0.1 ----------------------------------------------
+
 
 class _ThreadingServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
@@ -294,7 +292,7 @@ def no_sockets():
 @PROPERTY
 @given(raw_targets=RAW_TARGETS, default_timeout=DEFAULT_TIMEOUTS)
 def test_parse_targets_only_ever_returns_targets_or_raises_input_error_and_opens_no_socket(raw_targets,
-                                                                                          default_timeout):
+                                                                                           default_timeout):
     assume(not _hits_known_family_bug(raw_targets))
     with no_sockets() as attempts:
         try:

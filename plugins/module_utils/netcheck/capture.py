@@ -274,7 +274,7 @@ def first_host(spec):
             if isinstance(value, list):
                 value = value[0] if value else None
             if value is not None:
-                return str(value).split("/")[0] if key == "net" else str(value)
+                return str(value).split("/", 1)[0] if key == "net" else str(value)
         for key in ("and", "or"):
             for item in spec.get(key) or []:
                 found = first_host(item)
@@ -828,4 +828,3 @@ def running_view(capture):
         "expires_at": datetime.datetime.fromtimestamp(record.get("expires") or record["created"],
                                                       datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-

@@ -526,8 +526,8 @@ def _judge_port(result, expected_state, layers, findings, neighbour_down):
     elif state == "rejected":
         icmp_type, icmp_code = detail.get("icmp_type"), detail.get("icmp_code")
         if icmp_type is not None:
-            fact += "; ICMP type %s code %s from %s" % (icmp_type, icmp_code, detail.get("icmp_from")
-                                                       or detail.get("icmp_sender") or detail.get("icmp_source") or "?")
+            fact += "; ICMP type %s code %s from %s" % (
+                icmp_type, icmp_code, detail.get("icmp_from") or detail.get("icmp_sender") or detail.get("icmp_source") or "?")
         findings.fail("PORT_REJECTED", [fact])
     elif state == "filtered":
         hint = None
@@ -626,8 +626,8 @@ def _evidence(layers):
             wire = ""
             if d.get("wire_macs") is not None:
                 wire = ", wire: %s" % (", ".join(d["wire_macs"]) or "no ARP answer")
-            lines.append("neighbour: %s dev %s %s %s%s" % (hop, route.get("dev"), d.get("mac") or "no MAC",
-                                                          d.get("kernel_state"), wire))
+            lines.append("neighbour: %s dev %s %s %s%s" % (
+                hop, route.get("dev"), d.get("mac") or "no MAC", d.get("kernel_state"), wire))
     icmp = layers.get("icmp")
     if icmp is not None:
         d = icmp["detail"]
@@ -697,9 +697,9 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
         for http_target in target.http_targets:
             http_items.append((index, http_target))
         if target.icmp != "skip":
-            ping_items.append((index, icmp_probe.PingTarget(target.host, address,
-                                                             socket.AF_INET6 if ":" in address else socket.AF_INET,
-                                                             target.icmp != "unreachable", target.name)))
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            ping_items.append((index, icmp_probe.PingTarget(target.host, address, family, target.icmp != "unreachable",
+                                                            target.name)))
 
     outcome = {"tcp": [], "http": [], "icmp": [], "icmp_error": None}
 

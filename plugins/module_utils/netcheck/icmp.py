@@ -92,6 +92,7 @@ ICMP_MODULE_SPEC = {
     "neighbour": {"type": "bool", "default": True, "description": "Read the route and neighbour entry of every target."},
 }
 
+
 class MethodUnavailable(RuntimeError):
     """The forced (or every) ICMP method cannot be used on this host; says why."""
 
