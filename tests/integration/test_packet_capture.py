@@ -163,7 +163,9 @@ def tshark_flows(pcap):
         counts = flows.setdefault(key, Counter())
         counts["pkts"] += 1
         counts["ip_bytes"] += int(length)
-        flag = lambda value: value in ("1", "True")  # noqa: E731 - tshark prints 1 or True
+
+        def flag(value):
+            return value in ("1", "True")  # tshark prints 1 or True
         counts["syn"] += flag(syn) and not flag(ack)
         counts["syn_ack"] += flag(syn) and flag(ack)
         counts["rst"] += flag(rst)
@@ -448,7 +450,7 @@ def two_point_capture(ansible, src, dst, port, make_fault, src_duration=60):
     try:
         outcome = connect(src, dst.ip, port, timeout=1.5)
         if src_duration < 60:
-            assert wait_for(lambda: (ROOT / ids[src.name] / "result.json").exists(), src_duration + 10)
+            assert wait_for((ROOT / ids[src.name] / "result.json").exists, src_duration + 10)
     finally:
         if undo:
             undo()

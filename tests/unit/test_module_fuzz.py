@@ -44,10 +44,10 @@ def no_dns(monkeypatch):
 
 def _is_literal(host):
     try:
-        socket.inet_pton(socket.AF_INET6 if ":" in str(host) else socket.AF_INET, str(host).split("%")[0])
+        socket.inet_pton(socket.AF_INET6 if ":" in str(host) else socket.AF_INET, str(host).split("%", 1)[0])
     except (OSError, ValueError):
         return False
-    return str(host).startswith("127.") or str(host).split("%")[0] == "::1"
+    return str(host).startswith("127.") or str(host).split("%", 1)[0] == "::1"
 
 
 def run_module(name, args, capsys):

@@ -355,7 +355,7 @@ def test_ansible_run_command_without_ip_falls_back_to_proc(monkeypatch, tmp_path
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no ip here
     with testing.patch_module_args({}):
         module = basic.AnsibleModule(argument_spec={})
-        route, entry = next_hop("8.8.8.8", run=lambda argv: module.run_command(argv))
+        route, entry = next_hop("8.8.8.8", run=module.run_command)
     assert route["source"] == "/proc/net/route"
     assert entry["ip"] == "192.0.2.1" and entry["source"] == "/proc/net/arp"
 

@@ -139,7 +139,7 @@ def test_validate_port_rejects_bools_strings_and_other_types(value):
 def test_validate_timeout_returns_positive_seconds_as_float(value, expected):
     result = validate_timeout(value, "t")
     assert result == expected
-    assert type(result) is float
+    assert isinstance(result, float)
 
 
 @pytest.mark.parametrize("value", [0, 0.0, -1, -0.5, float("nan"), float("inf"), float("-inf")])

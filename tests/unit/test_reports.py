@@ -424,7 +424,7 @@ def test_html_data_cannot_close_its_script_element(four):
 
 def test_html_latency_shade_darkens_with_latency():
     run = sample.sample_run(n_sources=3)
-    pairs = sorted(run["pairs"], key=lambda p: model.latency_ms(p))
+    pairs = sorted(run["pairs"], key=model.latency_ms)
     model_view = reports.html_report.view_model(run)
     shades = {}
     for row in model_view["rows"]:

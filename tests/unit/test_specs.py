@@ -155,8 +155,7 @@ def _nested_paths(spec, prefix=""):
     for name, option in spec.items():
         if option.get("options"):
             yield prefix + name, option
-            for found in _nested_paths(option["options"], prefix + name + "."):
-                yield found
+            yield from _nested_paths(option["options"], prefix + name + ".")
 
 
 @pytest.mark.parametrize("name", DOCUMENTED)
