@@ -22,7 +22,7 @@ description:
     open descriptors now.
   - C(limit_warnings) says in plain words which limit is reached or nearly reached (90%).
   - Reading another process's descriptors needs root (or the same user).
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
   - netcheck maintainers (@netcheck)
 options:

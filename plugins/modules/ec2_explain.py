@@ -36,7 +36,7 @@ description:
     Firewall are not evaluated; a path through them gives status C(unknown) and says so.
   - check.yml fills the C(explain) of filtered pairs itself (C(explain_run) in
     plugins/plugin_utils/ec2_explain.py); this module asks about one flow by hand.
-version_added: "0.5.0"
+version_added: "0.3.0"
 author:
   - netcheck maintainers (@netcheck)
 options:

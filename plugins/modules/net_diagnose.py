@@ -26,7 +26,7 @@ description:
     Bad input fails naming the field (for example C(targets[1].ports[0].port)) before anything is sent.
   - When called from a playbook, the collection's action plugin may expand I(mesh) and I(group_targets)
     (inventory groups) into I(targets) on the controller; those two options never reach the host.
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
   - netcheck maintainers (@netcheck)
 options:

@@ -21,7 +21,7 @@ description:
   - Fails when any pair missed its expectation or any source could not run (unreachable over SSH, or its
     module failed before probing), unless I(fail_on_mismatch) is false. This is the exit-code contract of
     C(docs/verdict.md).
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
   - netcheck maintainers (@netcheck)
 options:

@@ -33,7 +33,7 @@ description:
     RTT and where it was measured, retransmissions and the ICMP errors that answer the flow; ICMP echo
     requests and replies per pair. See C(docs/capture.md).
   - Input is validated before anything starts; the message names the field.
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
   - netcheck maintainers (@netcheck)
 options:

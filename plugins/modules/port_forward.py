@@ -32,7 +32,7 @@ description:
     chain); a rule someone else adds meanwhile stays.
   - Waits are bounded; for the xtables lock (legacy backend) and for another run on the same host at
     most I(lock_timeout) seconds each, and the error names the process holding the lock.
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
   - netcheck maintainers (@netcheck)
 options:

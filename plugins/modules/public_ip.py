@@ -32,7 +32,7 @@ description:
     to another host (C(169.254.169.254) included) is not followed and that source gives no address.
     C(endpoint) and each result's C(detail.final_url) show the URL that answered.
   - The module changes nothing on the host, so it runs in check mode too.
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
   - netcheck maintainers (@netcheck)
 options:
