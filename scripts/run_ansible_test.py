@@ -11,7 +11,7 @@ where pyenv is installed (their ``bin`` directories are put on PATH, where ansib
 ``pythonX.Y``). Missing versions are skipped by ansible-test with a warning.
 
     .venv/bin/python scripts/run_ansible_test.py sanity            # every sanity test
-    .venv/bin/python scripts/run_ansible_test.py units             # tests/unit
+    .venv/bin/python scripts/run_ansible_test.py units             # tests/unit, on the venv's Python
     .venv-core221/bin/python scripts/run_ansible_test.py sanity    # the same on ansible-core 2.21
 
 Extra arguments go to ansible-test. Needs no network once the sanity virtual environments exist
@@ -120,6 +120,9 @@ def main(argv=None):
         print("run_ansible_test.py: %s %s in %s (Python %s present)" % (
             ansible_test, args.command, root, " ".join(present_pythons(path))), flush=True)
         command = [str(ansible_test), args.command, "--color", "no"] + rest
+        if args.command == "units" and "--python" not in rest:
+            # the unit tests need this venv's packages: run them on its Python only
+            command += ["--python", "%d.%d" % sys.version_info[:2]]
         return subprocess.run(command, cwd=root, env=env, check=False).returncode
     finally:
         if args.keep:
