@@ -5,7 +5,6 @@ or missing credentials. No AWS call: endpoint_url is the local moto server."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,14 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EXAMPLE = REPO / "inventory" / "aws_ec2.yml.example"
 AMI = "ami-12c6146b"  # one of the images moto knows
-
-
-def _filters():
-    spec = importlib.util.spec_from_file_location("netcheck_filter_plugin_ec2",
-                                                  REPO / "plugins" / "filter" / "netcheck.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_inventory(directory, endpoint_url, **overrides):
@@ -131,15 +122,15 @@ def test_group_targets_of_check_yml_get_private_addresses_of_a_tag_group(ec2, tm
     hostvars = inventory["_meta"]["hostvars"]
     groups = {name: value.get("hosts", []) for name, value in inventory.items() if name != "_meta"}
     specs = hostvars["web1"]["netcheck_tcp_group_targets"]  # from the example group_vars/role_web.yml
-    targets = _filters().expand_group_targets(specs, groups, hostvars, source="web1")
-    by_name = {}
-    for target in targets:
-        by_name.setdefault(target["name"], []).append((target["host"], target["port"]))
-    assert by_name["db1"] == [("10.20.2.21", 5432), ("10.20.2.21", 22)]
+    # expanded as check.yml's net_diagnose action expands them for the source web1
+    from ansible_collections.netcheck.netcheck.plugins.action.net_diagnose import build_targets, module_targets
+    found, explicit, _ = build_targets("web1", groups, hostvars, group_targets={"tcp": specs})
+    by_name = {target["name"]: sorted((target["host"], port["port"]) for port in target["ports"])
+               for target in module_targets(found, explicit, ["tcp"])}
+    assert by_name["db1"] == [("10.20.2.21", 22), ("10.20.2.21", 5432)]
     assert by_name["web2"] == [("10.20.1.12", 8080)]
     assert "web1" not in by_name  # a host skips itself
     # and the explainer knows the inventory is EC2, and its region, from the same hostvars
-    sys.path.insert(0, str(REPO / "collections"))
     from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain import inventory_options
     assert inventory_options(hostvars, endpoint_url=moto_server) == {"region": REGION, "endpoint_url": moto_server}
 

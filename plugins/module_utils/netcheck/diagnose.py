@@ -92,7 +92,7 @@ _LAYER_RANK = {"link": 0, "network": 1, "transport": 2, "application": 3, "none"
 class DiagnoseTarget(object):
     """One validated target: what to probe and what is expected of it."""
 
-    __slots__ = ("name", "host", "icmp", "ports", "urls", "neighbour", "tcp_targets", "http_targets")
+    __slots__ = ("name", "host", "icmp", "ports", "urls", "neighbour", "http_targets")
 
     def __init__(self, name, host, icmp, ports, urls, neighbour):
         self.name = name
@@ -101,7 +101,6 @@ class DiagnoseTarget(object):
         self.ports = ports  # [{"port", "expected", "timeout", "send", "expect", "name"}]
         self.urls = urls    # raw http.py url dicts, validated
         self.neighbour = neighbour
-        self.tcp_targets = []
         self.http_targets = []
 
     def expected(self):

@@ -134,16 +134,6 @@ def validate_options(count, interval, timeout, size):
     return count, interval, timeout, size
 
 
-def resolve(host, field, family=socket.AF_UNSPEC):
-    """(address, family) of a host; InputError naming the field when it does not resolve."""
-    try:
-        infos = socket.getaddrinfo(host, None, family, socket.SOCK_RAW, 0)
-    except socket.gaierror as exc:
-        raise InputError("%s: %r does not resolve (%s)" % (field, host, exc.strerror))
-    af, _, _, _, sockaddr = infos[0]
-    return sockaddr[0], af
-
-
 def parse_targets(raw_targets, field="targets"):
     """Validate every target, then resolve them (concurrently, each name once) before anything is
     sent. A name that does not resolve is that target's ``dns_error``, not the run's failure."""
