@@ -185,11 +185,10 @@ def test_a_typo_in_a_role_variable_fails_before_any_task_naming_it(installed, la
 
 def test_a_playbook_using_net_diagnose_by_fqcn_runs_from_the_installed_collection(installed, lab, src, dst):
     playbook = installed[1] / "diagnose.yml"
-    playbook.write_text(json.dumps([{"hosts": src.name, "gather_facts": False, "tasks": [{
-        "name": "Where does it break?",
-        "netcheck.netcheck.net_diagnose": {"targets": [{"host": dst.ip, "name": dst.name, "ports": [{"port": 22}],
-                                                         "icmp": "auto"}]},
-        "register": "diagnosis"}]}]))
+    target = {"host": dst.ip, "name": dst.name, "ports": [{"port": 22}], "icmp": "auto"}
+    task = {"name": "Where does it break?", "netcheck.netcheck.net_diagnose": {"targets": [target]},
+            "register": "diagnosis"}
+    playbook.write_text(json.dumps([{"hosts": src.name, "gather_facts": False, "tasks": [task]}]))
     proc, tasks = _run(installed, [str(installed[2] / "ansible-playbook"), "-i", str(lab.config.inventory_path),
                                    str(playbook)])
     result = tasks[-1]["hosts"][src.name]
