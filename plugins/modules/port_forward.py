@@ -105,8 +105,9 @@ options:
     default: false
   rollback_timeout:
     description:
-      - Seconds after which the nat table as it was before this change is restored, unless a later task
-        confirms with I(confirm) (0 disables). Use a fresh connection to confirm (the C(reset_connection) meta task),
+      - Seconds after which this run's change is taken back (the rules it added are deleted, the rules it
+        removed are added back; rules others added meanwhile stay), unless a later task confirms with
+        I(confirm) (0 disables). Use a fresh connection to confirm (the C(reset_connection) meta task),
         so that the confirmation proves that the controller can still reach the host.
     type: int
     default: 0
