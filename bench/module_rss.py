@@ -94,7 +94,9 @@ def in_process(count, first_port=FIRST_PORT, ports=PORTS):
     return {"peak_mib": round(facts["peak_kib"] / 1024.0, 1), "cpu_s": round(facts["cpu_s"], 2),
             "threads_started": facts["threads_started"],
             "results": len(result["results"]), "states": result["summary"]["states"],
-            "module_args_targets": len(result["invocation"]["module_args"]["targets"])}
+            # ansible-core 2.21 leaves the invocation out of a module's answer; 2.19 echoes every target
+            "module_args_targets": len(result["invocation"]["module_args"]["targets"]) if "invocation" in result
+            else None}
 
 
 def over_ssh(count, inventory):

@@ -31,7 +31,7 @@ PEAK_LIMIT_MIB = 78
 def test_port_check_on_10000_loopback_targets_peak_is_bounded(closed_port):
     facts = module_rss.in_process(TARGETS, first_port=closed_port, ports=1)
     assert facts["results"] == TARGETS and facts["states"] == {"closed": TARGETS}
-    assert facts["module_args_targets"] == TARGETS
+    assert facts["module_args_targets"] in (TARGETS, None)  # None: ansible-core 2.21 echoes no invocation
     assert facts["threads_started"] == 0, "literal targets are probed by the module's own thread"
     assert facts["peak_mib"] < PEAK_LIMIT_MIB, "peak RSS %.1f MiB" % facts["peak_mib"]
 
