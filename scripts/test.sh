@@ -11,11 +11,15 @@ if [ "$#" -gt 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
 failed=()
-for venv in .venv .venv-core221; do
-    [ -x "$venv/bin/python" ] || continue
-    "$venv/bin/python" scripts/run_ansible_test.py sanity || failed+=("sanity ($venv)")
-    "$venv/bin/python" scripts/run_ansible_test.py units || failed+=("units ($venv)")
-done
+# sanity's compile and import run on every Python 3.8-3.13 present with 2.19; with 2.21 on its own
+# Python (the other tests of sanity run once per ansible-core either way)
+.venv/bin/python scripts/run_ansible_test.py sanity || failed+=("sanity (2.19)")
+.venv/bin/python scripts/run_ansible_test.py units || failed+=("units (2.19)")
+if [ -x .venv-core221/bin/python ]; then
+    py221=$(.venv-core221/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    .venv-core221/bin/python scripts/run_ansible_test.py sanity --python "$py221" || failed+=("sanity (2.21)")
+    .venv-core221/bin/python scripts/run_ansible_test.py units || failed+=("units (2.21)")
+fi
 .venv/bin/python -m pytest tests/integration || failed+=("integration")
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "test.sh: failed: ${failed[*]}" >&2
