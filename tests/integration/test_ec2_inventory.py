@@ -124,7 +124,7 @@ def test_group_targets_of_check_yml_get_private_addresses_of_a_tag_group(ec2, tm
     specs = hostvars["web1"]["netcheck_tcp_group_targets"]  # from the example group_vars/role_web.yml
     # expanded as check.yml's net_diagnose action expands them for the source web1
     from ansible_collections.netcheck.netcheck.plugins.action.net_diagnose import build_targets, module_targets
-    found, explicit, _ = build_targets("web1", groups, hostvars, group_targets={"tcp": specs})
+    found, explicit = build_targets("web1", groups, hostvars, group_targets={"tcp": specs})[:2]
     by_name = {target["name"]: sorted((target["host"], port["port"]) for port in target["ports"])
                for target in module_targets(found, explicit, ["tcp"])}
     assert by_name["db1"] == [("10.20.2.21", 22), ("10.20.2.21", 5432)]
