@@ -5,7 +5,8 @@ Run (as root): .venv/bin/python bench/knobs.py [--hosts 8] [--reps 3] [--only ba
 
 On one lab of --hosts hosts, each experiment overrides one setting (environment variables,
 the same for every way) of the repository's ansible.cfg and times --reps cold runs (in rounds:
-every experiment once per round, so load drifts touch them alike) of: check.yml over the full mesh (as bench/mesh.py), the floor (`-m ping`) and bench/ten_tasks.yml
+every experiment once per round, so load drifts touch them alike) of: check.yml over the full mesh
+(as bench/mesh.py), the floor (`-m ping`) and bench/ten_tasks.yml
 (ten ping tasks: per-task cost = (ten - floor) / 9). The baseline also times fact gathering
 (`-m setup`) and measures the module payloads Ansible ships (AnsiballZ files kept with
 pipelining off). Writes bench/results/<date>-knobs.json and prints a table.
@@ -184,8 +185,8 @@ def main():
             continue
         change = "%+.0f%%" % (100.0 * (row["ours"]["median_s"] / base["ours"]["median_s"] - 1)) if base else "-"
         print("%s | %.2f | %s | %.2f | %.2f | %s | %.1f" % (row["experiment"], row["ours"]["median_s"], change,
-                                                           row["ours"]["cpu_s_per_host"], row["floor"]["median_s"],
-                                                           row.get("per_task_s", "-"), row["load"][0]))
+                                                            row["ours"]["cpu_s_per_host"], row["floor"]["median_s"],
+                                                            row.get("per_task_s", "-"), row["load"][0]))
     if base and "facts_s_over_floor" in base:
         print("fact gathering (-m setup) over the floor: %.2f s for %d hosts" % (base["facts_s_over_floor"], args.hosts))
     if sizes:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Size and time of every report for a 32-host run (1,024 pairs) and a 100-host run.
 
     .venv/bin/python bench/report_bench.py [--hosts 32] [--big 100] [--browser]

@@ -43,7 +43,7 @@ def main(argv=None):
         if args.command == "up":
             changes = lab.up(args.count)
             print("lab %s: %d hosts up, %s" % (lab.config.name, args.count,
-                                              "%d changes" % len(changes) if changes else "unchanged"))
+                                               "%d changes" % len(changes) if changes else "unchanged"))
             for change in changes:
                 print("  changed: %s" % change)
             print("inventory: %s" % lab.config.inventory_path)

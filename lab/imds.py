@@ -97,7 +97,6 @@ class ImdsHandler(QuietHandler):
     do_HEAD = do_GET  # noqa: N815
 
 
-
 class ImdsServer(NoDnsHTTPServer):
     clock = staticmethod(time.monotonic)  # tests replace it to expire tokens without waiting
 
@@ -123,8 +122,6 @@ class ImdsServer(NoDnsHTTPServer):
             # compare_digest: the stand-in should not teach timing leaks by example
             return any(hmac.compare_digest(token, known) and expiry > now
                        for known, expiry in self._tokens.items())
-
-
 
 
 def make_server(bind, port, local_ipv4, instance_id, public_ipv4=None, token=None):

@@ -398,7 +398,7 @@ class Lab:
     @staticmethod
     def _link_exists(name, netns=None):
         argv = ["ip"] + (["-n", netns] if netns else []) + ["link", "show", "dev", name]
-        return subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        return subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0
 
     @staticmethod
     def _addresses(dev, netns=None):

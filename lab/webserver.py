@@ -86,7 +86,6 @@ class LabHandler(QuietHandler):
         self._answer(False)
 
 
-
 class LabServer(NoDnsHTTPServer):
     tls_context = None
     auth = None
@@ -97,8 +96,6 @@ class LabServer(NoDnsHTTPServer):
             # no handshake here, in the accept loop: the handler's thread does it on its first read
             conn = self.tls_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, address
-
-
 
 
 def serve_silently(bind, port):

@@ -49,13 +49,11 @@ class EchoHandler(QuietHandler):
     do_HEAD = do_GET  # noqa: N815
 
 
-
 class EchoServer(NoDnsHTTPServer):
 
     def __init__(self, address):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, EchoHandler)
-
 
     @property
     def url(self):

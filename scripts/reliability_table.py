@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Regenerate docs/reliability.md from a real run of the fault suite and the module fuzz.
 
     sudo .venv/bin/python scripts/reliability_table.py            # runs both, rewrites the page
@@ -72,7 +71,7 @@ def run_suites(slot):
     python = sys.executable
     for suite in ("tests/integration/test_faults.py", "tests/unit/test_module_fuzz.py"):
         proc = subprocess.run([python, "-m", "pytest", suite, "-q", "-p", "no:cacheprovider"], cwd=REPO, env=env,
-                              timeout=1800)
+                              timeout=1800, check=False)
         if proc.returncode != 0:
             raise SystemExit("%s failed: the tables would not be true (rows kept in %s)" % (suite, tmp))
     return faults, fuzz

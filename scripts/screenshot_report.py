@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Render a synthetic 12-host run's report.html and screenshot it in headless Chromium.
 
     .venv/bin/python scripts/screenshot_report.py [--out docs/img/report.png] [--fragment 'click=web2,db1']

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-COLLECTIONS = REPO / "collections"
+# the clone's collections/ link, or (under ansible-test) the tree the repository sits in
+COLLECTIONS = REPO.parents[2] if REPO.parent.parent.name == "ansible_collections" else REPO / "collections"
 PACKAGE = "ansible_collections.netcheck.netcheck.plugins.modules"
 
 

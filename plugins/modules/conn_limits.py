@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: the connection limits of the managed host (sysctl fs.file-max, ulimit -aH, ss -lnt)."""
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ description:
     open descriptors now.
   - C(limit_warnings) says in plain words which limit is reached or nearly reached (90%).
   - Reading another process's descriptors needs root (or the same user).
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   ports:
     description: Listening TCP ports to look at (their process, descriptors and accept queue).
@@ -32,13 +34,10 @@ options:
     elements: int
     default: []
 attributes:
-  check_mode:
-    support: full
-    description: The module only reads; it runs in check mode too.
-  diff_mode:
-    support: none
   platform:
     platforms: linux
+extends_documentation_fragment:
+  - netcheck.netcheck.attributes
 notes:
   - M(netcheck.netcheck.net_diagnose) returns the same facts with I(limits=true).
 seealso:
@@ -143,18 +142,17 @@ limit_warnings:
   sample: ["port 8080: accept queue full (2 waiting, backlog 1): the service does not accept fast enough"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.limits import LIMITS_SPEC, gather
-from ..module_utils.netcheck.probe import new_module
+from ..module_utils.netcheck.module import NetcheckModule
 from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
-    module = new_module(AnsibleModule, argument_spec=argument_spec(LIMITS_SPEC), supports_check_mode=True)
+    module = NetcheckModule(argument_spec(LIMITS_SPEC))
     for index, port in enumerate(module.params["ports"]):
         if not 1 <= port <= 65535:
             module.fail_json(msg="ports[%d]: %s is not a port (1-65535)" % (index, port))
-    facts = gather(module.params["ports"], run=module.run_command)
+    facts = gather(module.params["ports"], run=module.run)
     # "warnings" is a reserved key of module results (Ansible prints and removes it)
     facts["limit_warnings"] = facts.pop("warnings")
     module.exit_json(changed=False, **facts)

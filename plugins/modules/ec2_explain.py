@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation of netcheck.netcheck.ec2_explain. The work is done on the controller by the action
 plugin of the same name (plugins/action/ec2_explain.py), as ansible-core does for its action-only
 modules: this file holds only the documentation."""
@@ -40,9 +42,9 @@ description:
     through the sender's security groups and network ACL, and lists what blocks it under C(mtu)."
   - check.yml fills the C(explain) of filtered pairs itself (C(explain_run) in
     plugins/plugin_utils/ec2_explain.py); this module asks about one flow by hand.
-version_added: "0.5.0"
+version_added: "0.3.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   source:
     description: Private IP address of the source instance's network interface (IPv4 or IPv6).
@@ -94,16 +96,10 @@ options:
     description: The AWS profile to use. Default AWS_PROFILE or boto3's credential chain.
     type: str
 attributes:
-  action:
-    support: full
-    details: Runs on the controller as an action plugin; no module is sent to the host.
   check_mode:
-    support: full
     details: It only reads the EC2 configuration, in check mode too.
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
+extends_documentation_fragment:
+  - netcheck.netcheck.attributes.controller
 notes:
   - Needs boto3 on the controller (requirements.txt) and AWS credentials allowed the Describe
     calls above; an unknown region, missing credentials or a denied call fail the task with a
@@ -143,14 +139,16 @@ msg:
   description: One line - the code, the message, and the fix when there is one.
   returned: success
   type: str
-  sample: "ENI_SG_RULES_MISMATCH: the security groups of target eni-2 (sg-2 (db)) allow no ingress tcp/5432 from 10.0.1.10; fix: add ingress tcp/5432 from sg-1 to sg-2"
+  sample: "ENI_SG_RULES_MISMATCH: the security groups of target eni-2 (sg-2 (db)) allow no ingress tcp/5432 from 10.0.1.10; fix: add ingress tcp/5432
+      from sg-1 to sg-2"
 explain:
   description: The explanation of the flow.
   returned: success
   type: dict
   contains:
     status:
-      description: C(blocked) (a component denies it), C(allowed) (every component allows it) or C(unknown) (not all could be evaluated, or an address is no EC2 interface).
+      description: C(blocked) (a component denies it), C(allowed) (every component allows it) or C(unknown) (not all could be evaluated, or an
+          address is no EC2 interface).
       type: str
       sample: blocked
     code:
@@ -181,7 +179,8 @@ explain:
       type: list
       elements: dict
     checked:
-      description: Every hop evaluated in path order, each with step, component, verdict (allow, deny, unknown) and detail (the matching rule, entry segments or route).
+      description: Every hop evaluated in path order, each with step, component, verdict (allow, deny, unknown) and detail (the matching rule, entry
+          segments or route).
       type: list
       elements: dict
     unknown:

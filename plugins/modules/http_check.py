@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: curl -I for many URLs at once from the managed host, with phase timings and TLS facts."""
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ description:
     the field, and nothing is sent.
 version_added: "0.3.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   urls:
     description: The URLs to check, all at once. Each item may override the module-level options below.
@@ -56,7 +58,6 @@ options:
       headers:
         description: Headers added to the module-level I(headers) for this URL (values never logged).
         type: dict
-        no_log: true
       expect_headers:
         description: Added to the module-level I(expect_headers) for this URL.
         type: dict
@@ -93,7 +94,6 @@ options:
     description: Headers sent with every request (C(Host), C(Authorization)...); their values are never logged.
     type: dict
     default: {}
-    no_log: true
   expect_headers:
     description:
       - Response headers to check, name (any case) to a Python regular expression searched in the
@@ -137,14 +137,9 @@ options:
     default: 10
 attributes:
   check_mode:
-    support: full
     details: The module only sends HEAD or GET requests; it runs in check mode too.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes
   - netcheck.netcheck.probe
   - netcheck.netcheck.probe.validate_certs
 notes:
@@ -157,7 +152,7 @@ notes:
 seealso:
   - module: ansible.builtin.uri
     description: Full HTTP client; this module checks many URLs at once and times each phase.
-  - module: port_check
+  - module: netcheck.netcheck.port_check
     description: TCP checks from the managed host.
 """
 
@@ -314,18 +309,14 @@ elapsed_ms:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.http import HTTP_MODULE_SPEC, HTTP_REQUEST_SPEC, check_urls, parse_targets
-from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
+from ..module_utils.netcheck.module import NetcheckModule
+from ..module_utils.netcheck.probe import InputError, outcome
 from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=argument_spec(HTTP_MODULE_SPEC),
-        supports_check_mode=True,
-    )
+    module = NetcheckModule(argument_spec(HTTP_MODULE_SPEC))
     params = module.params
     start = time.monotonic()
     if params["confirm_budget"] < 0:
@@ -339,9 +330,7 @@ def main():
         module.fail_json(msg=str(exc), **outcome([], start))
 
     result = outcome(check_urls(targets, params["max_workers"], params["confirm_budget"]), start)
-    if result["summary"]["failed"]:
-        module.fail_json(msg=failure_message(result["results"], result["summary"]), **result)
-    module.exit_json(msg="%d URLs as expected" % result["summary"]["total"], **result)
+    module.finish(result, "%d URLs as expected" % result["summary"]["total"])
 
 
 if __name__ == "__main__":

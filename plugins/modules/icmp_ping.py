@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: fping-style ICMP echo to many targets from the managed host, with the neighbour view."""
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ description:
     target's C(dns_error); the other targets are still pinged.
 version_added: "0.2.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   targets:
     description: The hosts to ping, all at once in one invocation.
@@ -101,21 +103,16 @@ options:
     default: true
 attributes:
   check_mode:
-    support: full
     details: The module only sends echo requests and reads kernel tables; it runs in check mode too.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes
 notes:
   - A run lasts at most C((count - 1) * interval + timeout) seconds, less when every echo was answered.
   - C(rtt_stddev_ms) is the population standard deviation (what iputils ping prints as mdev).
   - On Linux an unanswered ARP is given up after about 3 seconds; an unassigned address on the
     local subnet shows neighbour state C(INCOMPLETE) before that, C(FAILED) after.
 seealso:
-  - module: port_check
+  - module: netcheck.netcheck.port_check
     description: TCP checks from the managed host.
 """
 
@@ -274,22 +271,18 @@ elapsed_ms:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.icmp import (
     ICMP_MODULE_SPEC, InputError, MethodUnavailable, parse_targets, ping_targets, validate_options,
     validate_thresholds,
 )
 from ..module_utils.netcheck.neighbour import next_hops
-from ..module_utils.netcheck.probe import failure_message, new_module, outcome
+from ..module_utils.netcheck.module import NetcheckModule
+from ..module_utils.netcheck.probe import outcome
 from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=argument_spec(ICMP_MODULE_SPEC),
-        supports_check_mode=True,
-    )
+    module = NetcheckModule(argument_spec(ICMP_MODULE_SPEC))
     params = module.params
     start = time.monotonic()
     empty = dict(method=None, method_notes=[])
@@ -302,20 +295,15 @@ def main():
     except InputError as exc:
         module.fail_json(msg=str(exc), **outcome([], start, **empty))
 
-    def run(argv):
-        return module.run_command(argv)
-
-    lookup = (lambda addresses: next_hops(addresses, run)) if params["neighbour"] else None
+    lookup = (lambda addresses: next_hops(addresses, module.run)) if params["neighbour"] else None
     try:
         results, method, notes = ping_targets(targets, count, interval, timeout, size, params["method"], warn, crit,
-                                              run=run, which=lambda name: module.get_bin_path(name),
+                                              run=module.run, which=module.get_bin_path,
                                               neighbours=lookup)
     except MethodUnavailable as exc:
         module.fail_json(msg=str(exc), **outcome([], start, **empty))
     result = outcome(results, start, method=method, method_notes=notes)
-    if result["summary"]["failed"]:
-        module.fail_json(msg=failure_message(results, result["summary"]), **result)
-    module.exit_json(msg="%d targets as expected (method %s)" % (result["summary"]["total"], method), **result)
+    module.finish(result, "%d targets as expected (method %s)" % (result["summary"]["total"], method))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: where does it break? A verdict by layer for every target, in one run."""
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ description:
     Bad input fails naming the field (for example C(targets[1].ports[0].port)) before anything is sent.
   - When called from a playbook, the collection's action plugin may expand I(mesh) and I(group_targets)
     (inventory groups) into I(targets) on the controller; those two options never reach the host.
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   targets:
     description: The targets, all checked at once.
@@ -106,7 +108,6 @@ options:
           headers:
             description: Headers sent (values never logged).
             type: dict
-            no_log: true
           expect_headers:
             description: Header name to a regular expression its value must match (a marker of the service); a miss is C(WRONG_SERVICE).
             type: dict
@@ -223,7 +224,6 @@ options:
         description: Headers sent with every request (values never logged).
         type: dict
         default: {}
-        no_log: true
       expect_headers:
         description: Header name to regex for every URL.
         type: dict
@@ -325,13 +325,10 @@ options:
         type: int
         default: 32
 attributes:
-  check_mode:
-    support: full
-    description: The module changes nothing; it runs in check mode too.
-  diff_mode:
-    support: none
   platform:
     platforms: linux
+extends_documentation_fragment:
+  - netcheck.netcheck.attributes
 notes:
   - Only the Python standard library is needed on the managed host (Python 3.8 or later).
   - The verdict codes, their layers and hints, and the faults that make them are listed in C(docs/verdict.md).
@@ -398,7 +395,8 @@ results:
     layers:
       description:
         - Every layer's result in the shared shape (target, kind, state, ok, timings, error, detail).
-        - C(neighbour) (kind C(neighbour); state C(reachable), C(local), C(unreachable) or C(no_route); detail route, next_hop, via_gateway, dev, mac, kernel_state,
+        - C(neighbour) (kind C(neighbour); state C(reachable), C(local), C(unreachable) or C(no_route); detail route, next_hop, via_gateway, dev,
+            mac, kernel_state,
           wire_macs, wire_error, seen_on_wire, table_entries, table_fulls_delta) and C(icmp) are null when not
           checked; C(tcp) and C(http) are lists (one per port, one per URL) as M(netcheck.netcheck.port_check)
           and M(netcheck.netcheck.http_check) return them.
@@ -504,12 +502,13 @@ elapsed_ms:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ..module_utils.netcheck.diagnose import DIAGNOSE_MODULE_SPEC, diagnose_targets, parse_targets, summarize_pairs
 from ..module_utils.netcheck.icmp import validate_options as icmp_options
 from ..module_utils.netcheck.limits import gather as gather_limits
-from ..module_utils.netcheck.probe import InputError, ms_since, new_module
+from ..module_utils.netcheck.module import NetcheckModule
+from ..module_utils.netcheck.probe import InputError, ms_since
 from ..module_utils.netcheck.spec import argument_spec
+
 
 def _without_nones(values):
     return {key: value for key, value in (values or {}).items() if value is not None}
@@ -526,7 +525,7 @@ def _failure_message(pairs, summary, shown=10):
 
 
 def main():
-    module = new_module(AnsibleModule, argument_spec=argument_spec(DIAGNOSE_MODULE_SPEC), supports_check_mode=True)
+    module = NetcheckModule(argument_spec(DIAGNOSE_MODULE_SPEC))
     start = time.monotonic()
     params = module.params
     empty = dict(results=[], summary=summarize_pairs([]), limits=None, arp_cache=None, path=None, changed=False)
@@ -553,11 +552,11 @@ def main():
         module.fail_json(msg=str(exc), elapsed_ms=round(ms_since(start), 3), **empty)
 
     ping_options = {k: v for k, v in _without_nones(params["icmp"]).items() if k not in ("warn", "crit")}
-    pairs, meta = diagnose_targets(parsed, icmp_options=ping_options, run=module.run_command,
+    pairs, meta = diagnose_targets(parsed, icmp_options=ping_options, run=module.run,
                                    arp_probe_enabled=params["arp_probe"], arp_timeout=params["arp_timeout"],
                                    max_workers=params["max_workers"], fail_on_warn=params["fail_on_warn"],
                                    confirm_budget=params["confirm_budget"], path_options=params["path"] or {})
-    limits = gather_limits(params["limit_ports"], run=module.run_command) if params["limits"] else None
+    limits = gather_limits(params["limit_ports"], run=module.run) if params["limits"] else None
     summary = summarize_pairs(pairs)
     result = dict(results=pairs, summary=summary, limits=limits, arp_cache=meta["arp_cache"], path=meta["path"],
                   changed=False, elapsed_ms=round(ms_since(start), 3))

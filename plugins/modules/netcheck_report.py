@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation of the netcheck_report action (the work is done on the controller by
 plugins/action/netcheck_report.py; this file only lets ansible-doc show it)."""
 
@@ -19,9 +21,9 @@ description:
   - Fails when any pair missed its expectation or any source could not run (unreachable over SSH, or its
     module failed before probing), unless I(fail_on_mismatch) is false. This is the exit-code contract of
     C(docs/verdict.md).
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   sources:
     description: The inventory names of the source hosts (a host without a result is a source that could not run).
@@ -93,12 +95,9 @@ options:
     type: str
 attributes:
   check_mode:
-    support: full
-    description: Reads registered results and writes reports only.
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
+    details: Reads registered results and writes reports only.
+extends_documentation_fragment:
+  - netcheck.netcheck.attributes.controller
 notes:
   - The reports (report.json, junit.xml, summary.md, report.html, netcheck.prom) are written by
     C(plugins/plugin_utils/reports.write_all); docs/reports.md describes them.
@@ -148,14 +147,3 @@ reports:
   type: dict
   sample: {"json": "reports/20261126T100715Z/report.json"}
 """
-
-from ansible.module_utils.basic import AnsibleModule
-
-
-def main():
-    module = AnsibleModule(argument_spec=dict(), supports_check_mode=True)
-    module.fail_json(msg="netcheck_report runs on the controller as an action plugin; it is not run on hosts")
-
-
-if __name__ == "__main__":
-    main()

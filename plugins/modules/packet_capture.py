@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: bounded tcpdump captures on the managed host, summarised per flow."""
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ description:
     RTT and where it was measured, retransmissions and the ICMP errors that answer the flow; ICMP echo
     requests and replies per pair. See C(docs/capture.md).
   - Input is validated before anything starts; the message names the field.
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   state:
     description:
@@ -109,15 +111,13 @@ options:
     default: 0
 attributes:
   check_mode:
-    support: full
     details: Validates everything and compiles the filter (C(tcpdump -d)); starts, stops and removes nothing.
   diff_mode:
     support: none
   platform:
-    platforms: posix
     details: Linux, with C(tcpdump) and C(iproute2). Capturing needs root (C(become=true)).
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes.changes
 notes:
   - Capturing needs root; the pcap is then handed to the SSH user (C(SUDO_UID)) so that fetching it
     needs no C(become).
@@ -128,7 +128,7 @@ notes:
 seealso:
   - module: ansible.builtin.fetch
     description: Copies the pcap to the controller (see capture.yml).
-  - module: port_check
+  - module: netcheck.netcheck.port_check
     description: The TCP check whose packets a capture usually explains.
 """
 
@@ -322,127 +322,23 @@ msg:
   sample: "capture 20261126T101500-3fa2c1d9 on eth0 ended by duration: 14 packets, 1904 bytes"
 """
 
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.capture import (
-    CAPTURE_SPEC, Capture, CaptureError,
-    build_filter, captures, check_filter, first_host, local_addresses, new_capture, reap_orphans, remove,
-    report, resolve_owner, route_interface, run_attached, running_view, start_detached, stop,
-    validate_bounds, validate_file_name, validate_id, validate_interface, validate_snaplen,
-)
-from ..module_utils.netcheck.probe import InputError, new_module
+from ..module_utils.netcheck.capture import CAPTURE_SPEC, CaptureError, manage
+from ..module_utils.netcheck.module import NetcheckModule
+from ..module_utils.netcheck.probe import InputError
 from ..module_utils.netcheck.spec import argument_spec
 
 
-def runner_of(module):
-    def run(argv):
-        return module.run_command(argv)
-    return run
-
-
-def validate_start(p, run):
-    """Everything a new capture needs, checked before anything starts (the filter compiled too)."""
-    bounds = validate_bounds(p["duration"], p["max_packets"], p["max_bytes"])
-    snaplen = validate_snaplen(p["snaplen"])
-    if p["id"] is not None:
-        validate_id(p["id"])
-    bpf = build_filter(p["filter"])
-    interface = p["interface"]
-    if interface is None:
-        if p["targets"]:
-            interface = route_interface(p["targets"][0], run, "targets[0]")
-        elif first_host(p["filter"]):
-            interface = route_interface(first_host(p["filter"]), run, "filter")
-        else:
-            raise InputError("interface: required when neither targets nor a host or net in the filter "
-                             "says which interface routes there")
-    interface = validate_interface(interface)
-    file_name = validate_file_name(p["file_name"] if p["file_name"] is not None else interface + ".pcap")
-    uid, gid = resolve_owner(p["owner"])
-    check_filter(interface, snaplen, bpf, run)
-    return {"id": p["id"], "interface": interface, "bpf": bpf, "snaplen": snaplen, "bounds": bounds,
-            "file_name": file_name, "owner_uid": uid, "owner_gid": gid}
-
-
-def finished_message(view):
-    pcap = view["pcap"]
-    return "capture %s on %s ended by %s: %d packets, %s bytes" % (
-        view["id"], view["interface"], view["ended_by"], pcap.get("packets") or 0, pcap.get("size") or 0)
-
-
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=argument_spec(CAPTURE_SPEC),
-        required_if=[("state", "stopped", ("id",))],
-        supports_check_mode=True,
-    )
-    p = module.params
-    state = p["state"]
-    run = runner_of(module)
+    module = NetcheckModule(argument_spec(CAPTURE_SPEC), required_if=[("state", "stopped", ("id",))])
     try:
-        if p["id"] is not None:
-            validate_id(p["id"])
-        if p["max_age"] < 0:
-            raise InputError("max_age: %d must be 0 or more seconds" % p["max_age"])
-        if state in ("captured", "started"):
-            params = validate_start(p, run)
-    except InputError as exc:
-        module.fail_json(msg=str(exc))
-
-    try:
-        reaped = [] if module.check_mode else reap_orphans()
-        if state in ("captured", "started"):
-            if module.check_mode:
-                module.exit_json(changed=True, running=False, id=params["id"], interface=params["interface"],
-                                 filter=params["bpf"], snaplen=params["snaplen"], bounds=params["bounds"],
-                                 reaped=reaped, msg="would capture on %s (%s)" % (
-                                     params["interface"], params["bpf"] or "everything"))
-            capture = new_capture(params)
-            if state == "started":
-                start_detached(capture)
-                view = running_view(capture)
-                module.exit_json(changed=True, running=True, reaped=reaped, msg="capture %s started on %s until %s"
-                                 % (capture.id, view["interface"], view["expires_at"]), **view)
-            run_attached(capture)
-            view = report(capture, p["summary"], local_addresses(run))
-            if view["ended_by"] == "error":
-                module.fail_json(changed=True, running=False, reaped=reaped,
-                                 msg="capture %s failed: %s" % (capture.id, view["error"]), **view)
-            module.exit_json(changed=True, running=False, reaped=reaped, msg=finished_message(view), **view)
-
-        if state == "stopped":
-            capture = Capture(p["id"])
-            if not capture.exists():
-                module.fail_json(msg="id: no capture %r on this host" % p["id"])
-            if module.check_mode:
-                running = capture.running()
-                module.exit_json(changed=running, running=running, id=capture.id, reaped=reaped,
-                                 msg="capture %s %s" % (capture.id, "would be stopped" if running else "is not running"))
-            was_running = stop(capture)
-            view = report(capture, p["summary"], local_addresses(run))
-            module.exit_json(changed=was_running, running=False, reaped=reaped, msg=finished_message(view), **view)
-
-        # absent
-        if p["id"] is not None:
-            chosen = [c for c in [Capture(p["id"])] if c.exists()]
-        else:
-            now = time.time()
-            chosen = [c for c in captures() if not c.running()
-                      and now - (c.record() or {}).get("created", now) >= p["max_age"]]
-        if not module.check_mode:
-            for capture in chosen:
-                remove(capture)
-        ids = [c.id for c in chosen]
-        extra = {"id": p["id"]} if p["id"] is not None else {}
-        module.exit_json(changed=bool(ids), running=False, removed=ids, reaped=reaped, **extra,
-                         msg="%s %d capture(s)%s" % ("would remove" if module.check_mode else "removed", len(ids),
-                                                     (": " + ", ".join(ids)) if ids else ""))
+        result, failed = manage(module.params, module.run, module.check_mode)
     except InputError as exc:
         module.fail_json(msg=str(exc))
     except (CaptureError, OSError) as exc:
         module.fail_json(msg="packet_capture: %s" % exc)
+    if failed:
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: where on the path a flow dies (hop by hop), and the path MTU, from the managed host."""
 
 from __future__ import annotations
@@ -77,12 +79,11 @@ options:
     default: 2
 attributes:
   check_mode:
-    support: full
-    description: The module only sends probes; it runs in check mode too.
-  diff_mode:
-    support: none
+    details: The module only sends probes; it runs in check mode too.
   platform:
     platforms: linux
+extends_documentation_fragment:
+  - netcheck.netcheck.attributes
 notes:
   - A router answers the TTL that expires on it before its FORWARD chain filters the packet, so a router
     whose filter drops the flow still answers its own hop - C(DROPPED_AFTER_HOP) names it, and the drop is
@@ -168,14 +169,14 @@ paths:
       sample: null
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ..module_utils.netcheck.module import NetcheckModule
 from ..module_utils.netcheck.path import PATH_SPEC, parse_path_targets, probe_paths
-from ..module_utils.netcheck.probe import InputError, new_module
+from ..module_utils.netcheck.probe import InputError
 from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
-    module = new_module(AnsibleModule, argument_spec=argument_spec(PATH_SPEC), supports_check_mode=True)
+    module = NetcheckModule(argument_spec(PATH_SPEC))
     params = module.params
     try:
         targets = parse_path_targets(params["targets"], params["max_hops"], params["timeout"], params["attempts"])

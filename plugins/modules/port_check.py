@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: concurrent telnet-style TCP port checks from the managed host."""
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ description:
   - The module changes nothing on the host, so it runs in check mode too.
 version_added: "0.1.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   targets:
     description:
@@ -103,14 +105,9 @@ options:
     default: 10
 attributes:
   check_mode:
-    support: full
     details: The module only reads; it probes in check mode as well.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes
 notes:
   - A C(filtered) verdict takes the whole timeout; C(closed), C(rejected) and C(unreachable) come as
     soon as the kernel knows. On the local subnet, a timeout whose ARP (IPv4) or NDP (IPv6) request
@@ -210,9 +207,12 @@ results:
         expect: {description: "The I(expect) pattern, or null.", type: str}
         expect_matched: {description: Whether I(expect) matched; null when there was nothing to expect., type: bool}
         conversation_error: {description: Why sending or reading failed after the connection was made; null when it did not., type: str}
-        icmp_type: {description: "The ICMP type of the error that failed the handshake (3 for IPv4, 1 for IPv6: destination unreachable); null when none came.", type: int}
-        icmp_code: {description: "Its code (IPv4 3 port unreachable, 1 host unreachable, 10 host prohibited, 13 admin prohibited; IPv6 1 admin prohibited, 4 port unreachable); null when none came.", type: int}
-        icmp_from: {description: "Who sent it (the target, a router, or this host itself for ARP/NDP failures and its own firewall); null when none came.", type: str}
+        icmp_type: {description: "The ICMP type of the error that failed the handshake (3 for IPv4, 1 for IPv6: destination unreachable); null when
+            none came.", type: int}
+        icmp_code: {description: "Its code (IPv4 3 port unreachable, 1 host unreachable, 10 host prohibited, 13 admin prohibited; IPv6 1 admin
+            prohibited, 4 port unreachable); null when none came.", type: int}
+        icmp_from: {description: "Who sent it (the target, a router, or this host itself for ARP/NDP failures and its own firewall); null when none
+            came.", type: str}
         outcome:
           description: >-
             Why the state is what it is, as data (docs/results.md): C(reason) (one word of a closed
@@ -265,18 +265,14 @@ elapsed_ms:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-from ..module_utils.netcheck.probe import InputError, failure_message, new_module, outcome
+from ..module_utils.netcheck.module import NetcheckModule
+from ..module_utils.netcheck.probe import InputError, outcome
 from ..module_utils.netcheck.spec import argument_spec
 from ..module_utils.netcheck.tcp import TCP_MODULE_SPEC, check_targets, parse_targets
 
 
 def main():
-    module = new_module(
-        AnsibleModule,
-        argument_spec=argument_spec(TCP_MODULE_SPEC),
-        supports_check_mode=True,
-    )
+    module = NetcheckModule(argument_spec(TCP_MODULE_SPEC))
     start = time.monotonic()
     if module.params["confirm_budget"] < 0:
         module.fail_json(msg="confirm_budget: %s must be 0 or more seconds" % module.params["confirm_budget"],
@@ -294,9 +290,7 @@ def main():
     # Nothing needs the parsed targets any more: their memory is reused by exit_json's copy of
     # the results (remove_values), the largest allocation of a 10,000-target run.
     del targets
-    if result["summary"]["failed"]:
-        module.fail_json(msg=failure_message(result["results"], result["summary"]), **result)
-    module.exit_json(msg="%d targets as expected" % result["summary"]["total"], **result)
+    module.finish(result, "%d targets as expected" % result["summary"]["total"])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: iptables NAT port forwarding (REDIRECT / DNAT), idempotent, tagged, with rollback."""
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ description:
     chain); a rule someone else adds meanwhile stays.
   - Waits are bounded; for the xtables lock (legacy backend) and for another run on the same host at
     most I(lock_timeout) seconds each, and the error names the process holding the lock.
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   forwards:
     description: The forwards to make present or absent. Required unless I(state=listed) or I(confirm).
@@ -103,8 +105,9 @@ options:
     default: false
   rollback_timeout:
     description:
-      - Seconds after which the nat table as it was before this change is restored, unless a later task
-        confirms with I(confirm) (0 disables). Use a fresh connection to confirm (the C(reset_connection) meta task),
+      - Seconds after which this run's change is taken back (the rules it added are deleted, the rules it
+        removed are added back; rules others added meanwhile stay), unless a later task confirms with
+        I(confirm) (0 disables). Use a fresh connection to confirm (the C(reset_connection) meta task),
         so that the confirmation proves that the controller can still reach the host.
     type: int
     default: 0
@@ -128,15 +131,11 @@ options:
     default: /run/netcheck
 attributes:
   check_mode:
-    support: full
     details: Says what it would add and remove (and shows the diff); changes nothing.
   diff_mode:
-    support: full
     details: The nat table (iptables-save) before and after.
-  platform:
-    platforms: linux
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes.changes
 notes:
   - Needs root (iptables). Rules are not persistent across reboots unless I(persist=true).
   - When I(persist) fails after the rules were applied (for instance I(persist_path) is a directory), the
@@ -196,7 +195,8 @@ forwards:
   returned: unless confirming
   type: list
   elements: dict
-  sample: [{"proto": "tcp", "from_port": 80, "to_port": 8080, "to_addr": null, "in_interface": null, "source": null, "local": true, "family": "ipv4", "masquerade": false}]
+  sample: [{"proto": "tcp", "from_port": 80, "to_port": 8080, "to_addr": null, "in_interface": null, "source": null, "local": true, "family": "ipv4",
+      "masquerade": false}]
 backend:
   description: Per family, the backend used and why.
   returned: unless confirming
@@ -247,7 +247,7 @@ confirmed:
 import subprocess
 import sys
 
-from ansible.module_utils.basic import AnsibleModule
+from ..module_utils.netcheck.module import NetcheckModule
 from ..module_utils.netcheck.netfilter import PORT_FORWARD_SPEC, Host, InputError, NetfilterError, manage
 from ..module_utils.netcheck.spec import argument_spec
 
@@ -259,8 +259,8 @@ def spawn(argv):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(PORT_FORWARD_SPEC), supports_check_mode=True)
-    host = Host(run=lambda argv, data=None: module.run_command(argv, data=data, binary_data=data is not None),
+    module = NetcheckModule(argument_spec(PORT_FORWARD_SPEC))
+    host = Host(run=module.run,
                 which=module.get_bin_path, spawn=spawn, python=sys.executable)
     try:
         result, diff, warnings = manage(module.params, host, module.check_mode)
@@ -270,7 +270,7 @@ def main():
         module.fail_json(msg=str(exc), **getattr(exc, "result", {}))
     for warning in warnings:
         module.warn(warning)
-    if diff is not None and module._diff:
+    if diff is not None and module.diff_requested:
         result["diff"] = diff
     module.exit_json(**result)
 

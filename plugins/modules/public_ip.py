@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: the managed host's public IP address (curl wgetip.com), EC2 metadata first."""
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ description:
     to another host (C(169.254.169.254) included) is not followed and that source gives no address.
     C(endpoint) and each result's C(detail.final_url) show the URL that answered.
   - The module changes nothing on the host, so it runs in check mode too.
-version_added: "0.4.0"
+version_added: "0.3.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   imds:
     description:
@@ -66,14 +68,9 @@ options:
     default: 3
 attributes:
   check_mode:
-    support: full
     details: The module only reads; it asks the same sources in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes
   - netcheck.netcheck.probe.validate_certs
 notes:
   - The address is the one the source sees. Behind NAT that is the NAT gateway's address, and EC2's
@@ -219,7 +216,7 @@ elapsed_ms:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ..module_utils.netcheck.module import NetcheckModule
 from ..module_utils.netcheck.probe import InputError, outcome
 from ..module_utils.netcheck.public_ip import (
     PUBLIC_IP_SPEC, failure_message, find_public_ip, summary_facts, validate,
@@ -228,8 +225,7 @@ from ..module_utils.netcheck.spec import argument_spec
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(PUBLIC_IP_SPEC), required_if=[("imds", False, ("url",))],
-                           supports_check_mode=True)
+    module = NetcheckModule(argument_spec(PUBLIC_IP_SPEC), required_if=[("imds", False, ("url",))])
     start = time.monotonic()
     try:
         validate(module.params)

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: a temporary TCP listener on the managed host (sudo socket -s PORT), stopped by time or on demand."""
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ short_description: Start a temporary TCP listener on the managed host, for a bou
 description:
   - Starts a small TCP server on I(bind):I(port) of the managed host that answers every connection,
     so that a port forward, a NAT rule or a firewall opening can be proven (for instance with
-    M(port_check) from another host) before the real service exists.
+    M(netcheck.netcheck.port_check) from another host) before the real service exists.
   - In C(reply) mode it sends a fixed text (I(reply)) and closes the connection; in C(echo) mode it
     sends back whatever it receives. Every connection is served in its own thread.
   - The listener stops by itself after I(duration) seconds, so a forgotten test leaves nothing
@@ -27,7 +29,7 @@ description:
   - Input is validated before anything is started or stopped; the message names the field.
 version_added: "0.1.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   port:
     description: TCP port to listen on, 1 to 65535.
@@ -72,17 +74,15 @@ options:
     default: /run/netcheck-listeners
 attributes:
   check_mode:
-    support: full
     details: Reports what it would start, restart or stop and changes nothing (a port held by another
       process fails the task in check mode too).
   diff_mode:
-    support: full
     details: Shows the listener's state and parameters before and after.
   platform:
     platforms: posix
     details: Linux (reads C(/proc) to recognise its own listener).
 extends_documentation_fragment:
-  - action_common_attributes
+  - netcheck.netcheck.attributes.changes
 notes:
   - Listening on a port below 1024 needs root (C(become=true)), and so does the default I(state_dir)
     under C(/run); without root, point I(state_dir) at a directory the user may write.
@@ -91,7 +91,7 @@ notes:
   - The listener itself is reached from the network, so the managed host's firewall must let the
     port in for the test to mean anything; that is usually what is being tested.
 seealso:
-  - module: port_check
+  - module: netcheck.netcheck.port_check
     description: Checks from another host that the listener answers (I(send) / I(expect) against its reply).
   - module: ansible.builtin.wait_for
     description: Waits for a port on the managed host; this module makes something listen there.
@@ -173,7 +173,7 @@ msg:
   sample: "listener on 0.0.0.0:8080 started (pid 48211, mode reply) until 2025-06-01T12:10:00+00:00"
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ..module_utils.netcheck.module import NetcheckModule
 from ..module_utils.netcheck.listener import LISTENER_SPEC, ListenerError, manage
 from ..module_utils.netcheck.probe import InputError, format_hostport
 from ..module_utils.netcheck.spec import argument_spec
@@ -203,12 +203,12 @@ def message(outcome, state, check_mode):
         verb = "%sstarted" % would
     if check_mode and outcome["changed"]:
         return "listener on %s %s (mode %s)" % (where, verb, outcome["mode"])
-    return "listener on %s %s (pid %s, mode %s) until %s" % (where, verb, outcome["pid"], outcome["mode"],
-                                                           outcome["expires_at"])
+    return "listener on %s %s (pid %s, mode %s) until %s" % (
+        where, verb, outcome["pid"], outcome["mode"], outcome["expires_at"])
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(LISTENER_SPEC), supports_check_mode=True)
+    module = NetcheckModule(argument_spec(LISTENER_SPEC))
     state = module.params["state"]
     try:
         listener, before, outcome = manage(module.params, module.check_mode)
@@ -217,7 +217,7 @@ def main():
 
     result = {key: outcome[key] for key in RETURNED}
     result.update(changed=outcome["changed"], msg=message(outcome, state, module.check_mode))
-    if module._diff:
+    if module.diff_requested:
         after = {"state": "stopped"}
         if state == "started":
             after = {"state": "started", "mode": listener["mode"], "duration": listener["duration"],

@@ -388,9 +388,9 @@ def render_failures(run):
         known = pair.get("baseline") == "known"
         failing = failing_checks(pair)
         count = " (%d checks failed)" % len(failing) if len(failing) > 1 else ""
-        lines.append("%s %s -> %s (%s): %s [%s] %s%s" % ("KNOWN" if known else "FAIL", pair["source"], pair["target"],
-                                                          pair.get("address") or "-", verdict["code"],
-                                                          verdict["first_failing_layer"], verdict["hint"], count))
+        lines.append("%s %s -> %s (%s): %s [%s] %s%s" % (
+            "KNOWN" if known else "FAIL", pair["source"], pair["target"], pair.get("address") or "-",
+            verdict["code"], verdict["first_failing_layer"], verdict["hint"], count))
         if failing:
             # every failing check with its own code and facts: one never hides another
             shown = [fact for check in failing for fact in check.get("evidence") or []]

@@ -16,7 +16,7 @@ from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnos
     DIAGNOSE_MODULE_SPEC, DIAGNOSE_PORT_SPEC, DIAGNOSE_TARGET_SPEC,
 )
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.http import HTTP_REQUEST_SPEC, HTTP_URL_SPEC
-from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.icmp import ICMP_MODULE_SPEC, ICMP_TARGET_SPEC
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.icmp import ICMP_TARGET_SPEC
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.netfilter import (
     FORWARD_SPEC, PORT_FORWARD_SPEC,
 )

@@ -100,7 +100,7 @@ class Ansible:
 
     def _run(self, argv, extra_env=None, timeout=300):
         proc = subprocess.run(argv, cwd=REPO, env=self._env(extra_env), capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, check=False)
         try:
             # with -v the run logs first; the callback's document is the last thing printed
             document = json.loads(proc.stdout[proc.stdout.rindex('{"tasks": '):])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils"))
 
-from netcheck import path  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import path  # noqa: E402
 
 
 def main(argv):

@@ -25,7 +25,7 @@ def test_quick_benchmark_prints_every_column_and_the_three_ways_agree(tmp_path):
     env.setdefault("NETCHECK_BENCH_LAB_SUBNET6", "fd6e:6574:6368:%x::/64" % (0x100 + _SLOT))
     out, png = tmp_path / "quick.json", tmp_path / "mesh.png"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "mesh.py"), "--quick", "--out", str(out),
-                           "--plot", str(png)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                           "--plot", str(png)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     report = json.loads(out.read_text())

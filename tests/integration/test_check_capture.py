@@ -21,7 +21,7 @@ def check(lab, report_dir, *extra):
     return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(lab.config.inventory_path), "check.yml",
                            "-e", "netcheck_tcp_timeout=1", "-e", "netcheck_http_timeout=2",
                            "-e", "netcheck_report_dir=%s" % report_dir, *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def run_dir_of(report_dir):
@@ -33,7 +33,7 @@ def tcpdumps(hosts):
     """{namespace: [pid]} of the tcpdump processes running in the lab hosts' namespaces."""
     found = {}
     for host in hosts:
-        pids = subprocess.run(["ip", "netns", "pids", host.namespace], capture_output=True, text=True).stdout.split()
+        pids = subprocess.run(["ip", "netns", "pids", host.namespace], capture_output=True, text=True, check=False).stdout.split()
         for pid in pids:
             try:
                 comm = Path("/proc/%s/comm" % pid).read_text().strip()

@@ -1,13 +1,18 @@
-"""The collection as a user installs it: `ansible-galaxy collection build` of the clone, installed into a
-temporary collections path, used by FQCN from a directory that knows nothing of the clone
-(ANSIBLE_COLLECTIONS_PATH points only at the install; the clone's collections/ link is not used)."""
+"""The collection as a user installs it, on every ansible-core the project tests (2.19 from the suite's
+venv; 2.21 from .venv-core221 where scripts/install.sh could make it, with Python 3.12+):
+`ansible-galaxy collection build` of the clone, the tarball's content (the collection, never a user's
+inventory, the lab, reports or a venv), installed into an empty collections path from a directory
+outside the clone (twice, the second time with --force), used by FQCN from a directory that knows
+nothing of the clone (ANSIBLE_COLLECTIONS_PATH points only at the install)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -15,30 +20,97 @@ import pytest
 from harness import REPO
 
 BIN = Path(sys.executable).parent
-MODULES = sorted(path.stem for path in (REPO / "library").glob("*.py"))
+CORE_221 = REPO / ".venv-core221" / "bin"
+MODULES = sorted(path.stem for path in (REPO / "plugins" / "modules").glob("*.py"))
+CORES = [
+    pytest.param(BIN, id="ansible-core-2.19"),
+    pytest.param(CORE_221, id="ansible-core-2.21", marks=pytest.mark.skipif(
+        not (CORE_221 / "ansible-playbook").exists(),
+        reason="no .venv-core221: ansible-core 2.21 needs Python 3.12+, which scripts/install.sh finds only with pyenv")),
+]
+# Files a user or the lab leaves in the clone, planted for the build: none may reach the tarball.
+PLANTED = ["inventory/production", "inventory/prod.aws_ec2.yml", "inventory/group_vars/web.yml",
+           "reports/19700101T000000Z/report.json", "bench/results/planted.json", "captures.pcap"]
+# What the tarball may hold at its top level, and under inventory/ only the examples.
+TOP_LEVEL = {"MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.rst", "execution-environment.yml", "check.yml",
+             "forward.yml", "capture.yml", "changelogs", "docs", "inventory", "meta", "playbooks", "plugins", "roles"}
+
+
+@pytest.fixture(scope="module", params=CORES)
+def core(request):
+    """The bin directory of the ansible-core under test."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """(collections path, working directory with its own ansible.cfg) of a fresh install."""
-    root = tmp_path_factory.mktemp("collection")
-    build = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", str(REPO), "--output-path",
-                            str(root / "dist")], cwd=str(root), capture_output=True, text=True, timeout=120)
+def built(core, tmp_path_factory):
+    """The tarball, built from the clone by this ansible-core with user and lab files planted in it."""
+    root = tmp_path_factory.mktemp("build")
+    planted = [REPO / name for name in PLANTED if not (REPO / name).exists()]
+    made_dirs = [REPO / "inventory" / "group_vars"] if not (REPO / "inventory" / "group_vars").exists() else []
+    try:
+        for path in planted:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("planted by tests/integration/test_collection.py\n")
+        build = subprocess.run([str(core / "ansible-galaxy"), "collection", "build", str(REPO), "--output-path",
+                                str(root)], cwd=str(root), capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        for path in planted:
+            path.unlink()
+        for directory in made_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+        if (REPO / "reports" / "19700101T000000Z").exists():
+            shutil.rmtree(REPO / "reports" / "19700101T000000Z")
     assert build.returncode == 0, build.stdout + build.stderr
-    (tarball,) = (root / "dist").glob("netcheck-netcheck-*.tar.gz")
-    install = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", str(tarball), "--offline",
-                              "-p", str(root / "collections")], cwd=str(root), capture_output=True, text=True,
-                             timeout=120)
-    assert install.returncode == 0, install.stdout + install.stderr
+    (tarball,) = root.glob("netcheck-netcheck-*.tar.gz")
+    return tarball
+
+
+@pytest.fixture(scope="module")
+def installed(core, built, tmp_path_factory):
+    """(collections path, working directory with its own ansible.cfg, bin) of a fresh install."""
+    root = tmp_path_factory.mktemp("collection")
+    for extra in ([], ["--force"]):  # the second install replaces the first: no crash, same result
+        install = subprocess.run([str(core / "ansible-galaxy"), "collection", "install", str(built), "--offline",
+                                  "-p", str(root / "collections")] + extra, cwd=str(root), capture_output=True,
+                                 text=True, timeout=120, check=False)
+        assert install.returncode == 0, install.stdout + install.stderr
+        assert "was installed successfully" in install.stdout, install.stdout
     work = root / "work"
     work.mkdir()
     (work / "ansible.cfg").write_text("[defaults]\nhost_key_checking = True\ninterpreter_python = auto_silent\n"
                                       "gathering = explicit\n")
-    return root / "collections", work
+    return root / "collections", work, core
+
+
+def test_the_tarball_holds_the_collection_and_nothing_a_user_or_the_lab_left_in_the_clone(built):
+    with tarfile.open(str(built)) as tar:
+        names = [member.name for member in tar.getmembers() if not member.isdir()]
+    assert {name.split("/")[0] for name in names} <= TOP_LEVEL, sorted({name.split("/")[0] for name in names})
+    inventory = sorted(name for name in names if name.startswith("inventory/"))
+    assert inventory and all(name.endswith(".example") or name.startswith("inventory/examples/")
+                             for name in inventory), inventory
+    assert not [name for name in names if name.endswith((".pcap", ".pyc")) or "/." in "/" + name]
+    for planted in PLANTED:
+        assert planted not in names
+    assert "plugins/modules/net_diagnose.py" in names and "plugins/module_utils/netcheck/module.py" in names
+    assert "meta/runtime.yml" in names and "CHANGELOG.rst" in names
+
+
+def test_the_readme_install_from_the_clone_with_p_and_force_does_not_crash(built, core, tmp_path):
+    # README: run from the clone, whose ansible.cfg points collections_path at its own link
+    for attempt in (1, 2):  # the second install replaces the first
+        install = subprocess.run([str(core / "ansible-galaxy"), "collection", "install", str(built), "--offline",
+                                  "--force", "-p", str(tmp_path)], cwd=str(REPO), capture_output=True, text=True,
+                                 timeout=120, check=False)
+        assert install.returncode == 0, "install %d: %s" % (attempt, install.stdout + install.stderr)
+    manifest = json.loads((tmp_path / "ansible_collections" / "netcheck" / "netcheck" / "MANIFEST.json").read_text())
+    assert manifest["collection_info"]["name"] == "netcheck"
+    assert not (tmp_path / "ansible_collections" / "netcheck" / "netcheck").is_symlink()
 
 
 def _env(installed):
-    collections, work = installed
+    collections, work = installed[:2]
     env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
     env.update({
         "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
@@ -54,7 +126,7 @@ def _env(installed):
 
 def _run(installed, argv, timeout=300):
     proc = subprocess.run(argv, cwd=str(installed[1]), env=_env(installed), capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     try:
         document = json.loads(proc.stdout[proc.stdout.rindex('{"tasks": '):])
     except ValueError:
@@ -63,9 +135,9 @@ def _run(installed, argv, timeout=300):
 
 
 def test_ansible_doc_renders_every_module_from_the_installed_collection(installed):
-    proc = subprocess.run([str(BIN / "ansible-doc"), "--json", "-t", "module"]
+    proc = subprocess.run([str(installed[2] / "ansible-doc"), "--json", "-t", "module"]
                           + ["netcheck.netcheck.%s" % name for name in MODULES],
-                          cwd=str(installed[1]), env=_env(installed), capture_output=True, text=True, timeout=120)
+                          cwd=str(installed[1]), env=_env(installed), capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     docs = json.loads(proc.stdout)
     assert sorted(docs) == ["netcheck.netcheck.%s" % name for name in MODULES]
@@ -76,7 +148,7 @@ def test_ansible_doc_renders_every_module_from_the_installed_collection(installe
 
 def test_port_check_by_fqcn_runs_from_the_installed_collection(installed, lab, src, dst):
     args = {"targets": [{"host": dst.ip, "port": 22, "name": dst.name}]}
-    proc, tasks = _run(installed, [str(BIN / "ansible"), src.name, "-i", str(lab.config.inventory_path), "-m",
+    proc, tasks = _run(installed, [str(installed[2] / "ansible"), src.name, "-i", str(lab.config.inventory_path), "-m",
                                    "netcheck.netcheck.port_check", "-a", json.dumps(args)])
     result = tasks[-1]["hosts"][src.name]
     assert proc.returncode == 0, result.get("msg")
@@ -88,7 +160,7 @@ def _role_play(installed, inventory, host, role_vars):
     playbook = installed[1] / "play.yml"
     playbook.write_text(json.dumps([{"hosts": host, "gather_facts": False,
                                      "roles": [{"role": "netcheck.netcheck.netcheck", "vars": role_vars}]}]))
-    return _run(installed, [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)])
+    return _run(installed, [str(installed[2] / "ansible-playbook"), "-i", str(inventory), str(playbook)])
 
 
 def test_the_netcheck_role_runs_from_the_installed_collection(installed, lab, src, dst):
@@ -109,3 +181,18 @@ def test_a_typo_in_a_role_variable_fails_before_any_task_naming_it(installed, la
     (validation,) = [t for t in tasks if t["hosts"].get(src.name, {}).get("failed")]
     assert "netcheck_tcp_group_targets.expected_sate" in validation["hosts"][src.name]["msg"]
     assert not any("Diagnose every target" in t["task"] for t in tasks)
+
+
+def test_a_playbook_using_net_diagnose_by_fqcn_runs_from_the_installed_collection(installed, lab, src, dst):
+    playbook = installed[1] / "diagnose.yml"
+    target = {"host": dst.ip, "name": dst.name, "ports": [{"port": 22}], "icmp": "auto"}
+    task = {"name": "Where does it break?", "netcheck.netcheck.net_diagnose": {"targets": [target]},
+            "register": "diagnosis"}
+    playbook.write_text(json.dumps([{"hosts": src.name, "gather_facts": False, "tasks": [task]}]))
+    proc, tasks = _run(installed, [str(installed[2] / "ansible-playbook"), "-i", str(lab.config.inventory_path),
+                                   str(playbook)])
+    result = tasks[-1]["hosts"][src.name]
+    assert proc.returncode == 0, result.get("msg")
+    (pair,) = result["results"]
+    assert pair["ok"] and pair["verdict"]["code"] == "OK" and pair["address"] == dst.ip
+    assert "does not support Ansible version" not in proc.stdout + proc.stderr

@@ -97,7 +97,7 @@ def explained(run, moto_server):
 
 
 def test_real_drop_and_a_group_without_the_rule_is_sg_rules_mismatch(ansible, iptables_rules, src, dst, mirror,
-                                                                      moto_server):
+                                                                     moto_server):
     iptables_rules(dst.namespace, "INPUT", "-p", "tcp", "--dport", "9999", "-j", "DROP")
     entry = probe_filtered(ansible, src, dst.ip, 9999)
     explain = explained(run_model(src, dst.name, dst.ip, [entry]), moto_server)

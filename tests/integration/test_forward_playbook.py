@@ -17,9 +17,9 @@ def _playbook(lab, hosts, *extra):
     limit = ",".join(h.name for h in hosts)
     argv = [str(BIN / "ansible-playbook"), "-i", str(lab.config.inventory_path), "forward.yml",
             "-e", "forward_hosts=lab", "-l", limit, "-e", json.dumps({"port_forward_rules": RULES,
-                                                                    "port_forward_listener": True}), *extra]
+                                                                      "port_forward_listener": True}), *extra]
     env = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def _recap(stdout):

@@ -101,7 +101,7 @@ def check(ansible, source, urls, verbosity=0, **options):
 def test_head_and_get_return_status_headers_and_phase_timings(ansible, src, dst):
     url = "http://%s:8080/" % dst.ip
     result, (head, get), _ = check(ansible, src, [{"url": url}, {"url": url, "method": "GET",
-                                                              "body_regex": '"host": "%s"' % dst.name}])
+                                                                 "body_regex": '"host": "%s"' % dst.name}])
     assert not result.get("failed"), result["msg"]
     for entry in (head, get):
         assert entry["state"] == "answered" and entry["ok"] is True

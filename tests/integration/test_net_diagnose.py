@@ -286,5 +286,3 @@ def test_conn_limits_reports_an_accept_queue_overflow(full_accept_queue, ansible
     assert listener["backlog"] == 1 and listener["accept_queue"] == 2 and listener["queue_full"] is True
     assert result["netstat"]["ListenOverflows"] > 0
     assert any("accept queue full" in w for w in result["limit_warnings"])
-
-

@@ -42,7 +42,7 @@ class StandIn:
 
 def _route_to_imds(namespace):
     """`ip route get 169.254.169.254` inside the namespace: (rc, output). Sends nothing."""
-    proc = subprocess.run(["ip", "-n", namespace, "route", "get", IMDS_IP], capture_output=True, text=True)
+    proc = subprocess.run(["ip", "-n", namespace, "route", "get", IMDS_IP], capture_output=True, text=True, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 

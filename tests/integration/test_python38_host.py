@@ -17,7 +17,7 @@ import pytest
 def python38():
     pyenv = shutil.which("pyenv")
     if pyenv:
-        proc = subprocess.run([pyenv, "prefix", "3.8.18"], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run([pyenv, "prefix", "3.8.18"], capture_output=True, text=True, timeout=30, check=False)
         candidate = Path(proc.stdout.strip() or "/nonexistent") / "bin" / "python3.8"
         if proc.returncode == 0 and candidate.exists():
             return str(candidate)

@@ -1,5 +1,5 @@
-"""Unit-test setup: the repository's module_utils on sys.path (``import netcheck.tcp``),
-and loopback-only socket helpers shared by the TCP tests.
+"""Unit-test setup: loopback-only socket helpers shared by the TCP tests (the code under test is
+imported under the collection's name, set up by tests/conftest.py).
 
 The repository root is computed from this file's own location, never hard-coded.
 """
@@ -7,16 +7,11 @@ The repository root is computed from this file's own location, never hard-coded.
 from __future__ import annotations
 
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MODULE_UTILS = REPO_ROOT / "module_utils"
-
-if str(MODULE_UTILS) not in sys.path:
-    sys.path.insert(0, str(MODULE_UTILS))
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from netcheck.capture import (
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.capture import (
     build_filter, capture_argv, compile_argv, first_host, parse_tcpdump_counts, route_interface,
     validate_bounds, validate_file_name, validate_id, validate_interface, validate_snaplen,
 )
-from netcheck.probe import InputError
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError
 
 
 @pytest.mark.parametrize("spec, bpf", [
@@ -133,7 +133,7 @@ def test_route_interface_reads_ip_route_get():
 
 
 def test_the_pcap_goes_to_the_user_sudo_ran_for(monkeypatch):
-    from netcheck.capture import resolve_owner
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.capture import resolve_owner
     monkeypatch.setattr("os.geteuid", lambda: 0)
     monkeypatch.setenv("SUDO_UID", "1234")
     monkeypatch.setenv("SUDO_GID", "2345")

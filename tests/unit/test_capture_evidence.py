@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from netcheck.pcap import summarize_bytes
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.pcap import summarize_bytes
 from pcapcraft import ACK, RST, SYN, icmp, ip, pcap_bytes, tcp_packet
 
 COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netcheck import tcp
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import tcp
 
 V4, V6 = socket.AF_INET, socket.AF_INET6
 INTERVAL4 = tcp.RATE_LIMIT_INTERVAL["ipv4"] * 1.05 + tcp.PACING_MARGIN

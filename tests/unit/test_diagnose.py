@@ -6,10 +6,10 @@ import errno
 
 import pytest
 
-from netcheck import diagnose
-from netcheck.diagnose import CODES, checked_layers, verdict
-from netcheck.outcome import outcome
-from netcheck.probe import InputError, probe_result
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import diagnose
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnose import CODES, checked_layers, verdict
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.outcome import outcome
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError, probe_result
 
 
 def neighbour(state="reachable", mac="aa:aa:aa:aa:aa:01", wire=None, via_gateway=False, dev="eth0", fulls=None):
@@ -99,7 +99,7 @@ def test_icmp_admin_prohibited_is_icmp_unreachable_with_type_and_code():
 
 def test_no_arp_answer_on_link_is_neighbour_failed_at_the_link_layer():
     ok, checked, result = judge(layers(neighbour("failed", mac=None), icmp(received=0), [tcp(state="unreachable",
-                                                                                              err=errno.EHOSTUNREACH)]),
+                                                                                             err=errno.EHOSTUNREACH)]),
                                 expected(ports={"22": "open"}))
     assert not ok and result["code"] == "NEIGHBOUR_FAILED" and result["first_failing_layer"] == "link"
     assert "link" in checked
@@ -188,7 +188,7 @@ def test_the_source_firewall_gets_its_own_hint():
 
 def test_a_banner_that_does_not_match_is_wrong_service():
     _, checked, result = judge(layers(neighbour(), icmp(), [tcp(state="open", expect_matched=False,
-                                                                 expect="^SSH-", banner="HTTP/1.0 400")]),
+                                                                expect="^SSH-", banner="HTTP/1.0 400")]),
                                expected(ports={"22": "open"}))
     assert result["code"] == "WRONG_SERVICE" and "application" in checked
 
@@ -319,7 +319,7 @@ def test_table_counters_come_from_ip_ntable_in_any_namespace():
 
 def tcp_outcome(port, state, reason, expected_state="open", **fields):
     """A tcp result as the probe makes it: state, ok by tcp.state_meets, detail.outcome."""
-    from netcheck.tcp import state_meets
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.tcp import state_meets
     result = tcp(port=port, state=state, outcome=outcome(reason, phase="connect", **fields))
     result["ok"] = state_meets(state, expected_state)
     return result
@@ -471,8 +471,8 @@ def test_thresholds_merge_per_key_run_then_target():
 
 def test_every_code_of_the_table_is_emitted_by_some_check():
     """CODES is the list the docs, the cells and the sample data are made from: no code only on paper."""
-    from netcheck import diagnose as d
-    from netcheck.path import PATH_CODES as path_codes
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import diagnose as d
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.path import PATH_CODES as path_codes
     source = open(d.__file__).read()
     for code in CODES:
         if code in ("OK", "NOT_CHECKED", "ACCEPT_QUEUE_FULL"):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-for _path in (str(_REPO_ROOT / "module_utils"), str(_REPO_ROOT)):
+for _path in (str(_REPO_ROOT),):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -31,12 +31,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from lab.webserver import LabHandler, LabServer  # noqa: E402
-from netcheck.http import (  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.http import (  # noqa: E402
     DEFAULTS, MAX_REDIRECTS, USER_AGENT, InputError, certificate_facts, check_url, check_urls, evaluate,
     parse_targets, parse_url, tls_context, validate_expect_headers, validate_headers, validate_status_codes,
 )
-from netcheck import http as http_probe  # noqa: E402
-from netcheck.probe import RESULT_KEYS  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import http as http_probe  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import RESULT_KEYS  # noqa: E402
 
 HYPOTHESIS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 AUTH = "Bearer s3cr3t-T0KEN-9f1c2a"  # what /auth accepts; must never show up in a result
@@ -198,9 +198,8 @@ def start_server():
     _stop(servers)
 
 
-
-
 # --- parse_url -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("url, expected", [
     ("http://example.com", ("http", "example.com", 80, "/")),

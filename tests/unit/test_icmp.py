@@ -3,12 +3,6 @@ input validation, method choice, and real echoes to loopback addresses only."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-_MODULE_UTILS = str(Path(__file__).resolve().parents[2] / "module_utils")
-if _MODULE_UTILS not in sys.path:
-    sys.path.insert(0, _MODULE_UTILS)
 
 import shutil  # noqa: E402
 import socket  # noqa: E402
@@ -21,13 +15,13 @@ from loopback import has_ipv6_loopback  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from netcheck import icmp  # noqa: E402
-from netcheck.icmp import (  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import icmp  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.icmp import (  # noqa: E402
     COOKIE_LEN, EchoRecord, InputError, MethodUnavailable, PingTarget, build_result, checksum,
     choose_method, echo_request, make_payload, parse_icmp, parse_ping_output, parse_targets, ping_argv,
     ping_targets, quoted_echo, rtt_stats, status_of, validate_options, validate_thresholds,
 )
-from netcheck.probe import RESULT_KEYS  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import RESULT_KEYS  # noqa: E402
 
 V4, V6 = socket.AF_INET, socket.AF_INET6
 IDENT = 0x1234
@@ -1078,9 +1072,8 @@ def test_system_ping_with_a_small_payload_still_counts_the_replies():
     assert results[0]["detail"]["received"] == 2
 
 
-
 def test_a_send_failure_is_named_without_a_sender_of_none():
-    from netcheck.icmp import EchoRecord, PingTarget, build_result
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.icmp import EchoRecord, PingTarget, build_result
     record = EchoRecord()
     record.sent = 1
     record.errors.append({"seq": 0, "from": None, "type": None, "code": None,

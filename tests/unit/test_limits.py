@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from netcheck import limits
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import limits
 
 PROC_LIMITS = """Limit                     Soft Limit           Hard Limit           Units     
 Max cpu time              unlimited            unlimited            seconds   

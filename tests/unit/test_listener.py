@@ -13,14 +13,11 @@ import time
 import pytest
 from loopback import needs_ipv6
 
-from netcheck import listener
-from netcheck.listener import LISTENER_MARKER, ListenerError, pid_file_path, start, status, stop
-from netcheck.probe import InputError
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import listener
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.listener import LISTENER_MARKER, ListenerError, pid_file_path, start, status, stop
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError
 
 LOOPBACK = "127.0.0.1"
-
-
-
 
 
 def wait_for(condition, timeout=5.0):
@@ -270,7 +267,7 @@ def test_listener_exits_by_itself_after_its_duration(state_dir, closed_port):
     pid = start(closed_port, LOOPBACK, duration=1, state_dir=state_dir)["pid"]
     path = pid_file_path(closed_port, LOOPBACK, state_dir)
     assert os.path.exists(path)
-    assert wait_for(lambda: process_gone(pid), timeout=6.0), "listener %d still alive after 6 s" % pid
+    assert wait_for(lambda: process_gone(pid), timeout=6.0), "listener %s still alive after 6 s" % pid
     assert not os.path.exists(path)
     assert refuses(LOOPBACK, closed_port)
     assert status(closed_port, LOOPBACK, state_dir)["running"] is False

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netcheck.probe import RESULT_KEYS, summarize
-from netcheck.tcp import STATES, check_targets, parse_targets
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.module import NetcheckModule
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import RESULT_KEYS, summarize
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.tcp import STATES, check_targets, parse_targets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULE_FILE = REPO_ROOT / "library" / "port_check.py"
@@ -45,12 +46,14 @@ class _Exit(Exception):
 
 
 def run_main(port_check, monkeypatch, params):
-    """Run port_check.main() with a stand-in AnsibleModule; return (failed, kwargs, constructor kwargs)."""
+    """Run port_check.main() with a stand-in NetcheckModule; return (failed, kwargs, constructor kwargs)."""
     seen = {}
 
     class StandIn(object):
-        def __init__(self, **kwargs):
-            seen.update(kwargs)
+        finish = NetcheckModule.finish
+
+        def __init__(self, spec, **kwargs):
+            seen.update(kwargs, argument_spec=spec)
             self.params = params
 
         def exit_json(self, **kwargs):
@@ -59,7 +62,7 @@ def run_main(port_check, monkeypatch, params):
         def fail_json(self, **kwargs):
             raise _Exit(True, kwargs)
 
-    monkeypatch.setattr(port_check, "AnsibleModule", StandIn)
+    monkeypatch.setattr(port_check, "NetcheckModule", StandIn)
     with pytest.raises(_Exit) as caught:
         port_check.main()
     return caught.value.failed, caught.value.kwargs, seen
@@ -84,10 +87,16 @@ def documentation():
     """DOCUMENTATION with the options of its netcheck doc fragments merged in, as ansible-doc does."""
     docs = yaml.safe_load(_module_constant("DOCUMENTATION"))
     fragments = _load_file(REPO_ROOT / "plugins" / "doc_fragments" / "probe.py").ModuleDocFragment
+    attributes = _load_file(REPO_ROOT / "plugins" / "doc_fragments" / "attributes.py").ModuleDocFragment
     for name in docs.get("extends_documentation_fragment", []):
+        variable = name.split(".")[3].upper() if name.count(".") == 3 else "DOCUMENTATION"
         if name.startswith("netcheck.netcheck.probe"):
-            variable = name.split(".")[3].upper() if name.count(".") == 3 else "DOCUMENTATION"
             docs["options"].update(yaml.safe_load(getattr(fragments, variable))["options"])
+        if name.startswith("netcheck.netcheck.attributes"):
+            merged = yaml.safe_load(getattr(attributes, variable))["attributes"]
+            for key, value in (docs.get("attributes") or {}).items():
+                merged.setdefault(key, {}).update(value)  # the module's keys win, as in ansible-doc
+            docs["attributes"] = merged
     return docs
 
 
@@ -215,7 +224,7 @@ def test_expected_state_choices_are_the_probe_states(argument_spec, documentatio
 
 def test_module_supports_check_mode_as_documented(port_check, monkeypatch, documentation):
     _, _, seen = run_main(port_check, monkeypatch, {"targets": [], "timeout": 3.0, "max_workers": 0, "confirm_budget": 10.0})
-    assert seen["supports_check_mode"] is True
+    assert seen.get("supports_check_mode", True) is True  # NetcheckModule's default
     assert documentation["attributes"]["check_mode"]["support"] == "full"
 
 
@@ -307,7 +316,7 @@ def test_main_returns_the_documented_top_level_keys(port_check, monkeypatch, ret
 
 
 def test_main_fails_when_a_target_misses_its_expectation_and_still_returns_results(port_check, monkeypatch,
-                                                                                    real_results):
+                                                                                   real_results):
     closed_port = int(real_results[0]["detail"]["port"])
     failed, kwargs, _ = run_main(port_check, monkeypatch, {
         "targets": [target_params(host="127.0.0.1", port=closed_port)], "timeout": 2.0, "max_workers": 256, "confirm_budget": 10.0})
@@ -354,7 +363,7 @@ def _ansible_doc():
 def _run_ansible_doc(*args):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     return subprocess.run([_ansible_doc(), *args, "netcheck.netcheck.port_check"], cwd=str(REPO_ROOT), env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_ansible_doc_renders_the_module():
@@ -362,7 +371,6 @@ def test_ansible_doc_renders_the_module():
     assert done.returncode == 0, done.stderr
     assert "port_check" in done.stdout
     assert "expected_state" in done.stdout
-
 
 
 ALL_MODULES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "library").glob("*.py"))
@@ -373,7 +381,7 @@ def test_every_module_documentation_renders_with_ansible_doc(name):
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "netcheck.netcheck." + name],
                           cwd=repo, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, ANSIBLE_CONFIG=str(repo / "ansible.cfg")))
+                          env=dict(os.environ, ANSIBLE_CONFIG=str(repo / "ansible.cfg")), check=False)
     assert proc.returncode == 0 and "ERROR" not in proc.stderr, proc.stderr
     assert "EXAMPLES" in proc.stdout and "RETURN VALUES" in proc.stdout
 
@@ -391,8 +399,8 @@ def _documented_detail(module_name):
 
 
 def test_icmp_ping_return_documents_exactly_what_the_probe_returns():
-    from netcheck.icmp import parse_targets as icmp_targets, ping_targets
-    from netcheck.neighbour import next_hops
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.icmp import parse_targets as icmp_targets, ping_targets
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.neighbour import next_hops
     results, _, _ = ping_targets(icmp_targets(["127.0.0.1"]), count=1, interval=0.01, timeout=0.5,
                                  neighbours=next_hops)
     top, detail = _documented_detail("icmp_ping")
@@ -403,7 +411,7 @@ def test_icmp_ping_return_documents_exactly_what_the_probe_returns():
 def test_http_check_return_documents_exactly_what_the_probe_returns():
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from lab.webserver import LabHandler, LabServer
-    from netcheck.http import check_url, parse_targets as http_targets
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.http import check_url, parse_targets as http_targets
     server = LabServer(("127.0.0.1", 0), LabHandler)
     server.lab_name, server.auth = "docs", None
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

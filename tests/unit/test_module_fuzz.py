@@ -44,10 +44,10 @@ def no_dns(monkeypatch):
 
 def _is_literal(host):
     try:
-        socket.inet_pton(socket.AF_INET6 if ":" in str(host) else socket.AF_INET, str(host).split("%")[0])
+        socket.inet_pton(socket.AF_INET6 if ":" in str(host) else socket.AF_INET, str(host).split("%", 1)[0])
     except (OSError, ValueError):
         return False
-    return str(host).startswith("127.") or str(host).split("%")[0] == "::1"
+    return str(host).startswith("127.") or str(host).split("%", 1)[0] == "::1"
 
 
 def run_module(name, args, capsys):
@@ -110,7 +110,7 @@ labels = maybe(st.text(max_size=6))
               "family": maybe(st.sampled_from(["any", "ipv4", "ipv6"])),
               "name": labels}), min_size=1, max_size=3),
     st.lists(st.fixed_dictionaries({"host": hosts, "port": junk, "colour": junk}), max_size=2)),
-       timeout=seconds, max_workers=maybe(st.integers(1, 64), st.integers(-2, 0)))
+       timeout=seconds, max_workers=maybe(st.integers(1, 64), st.integers(-2, 0)))  # noqa: E126 (aligned with the first argument of given)
 @CASES
 def test_port_check_main_never_crashes_and_names_the_bad_field(capsys, targets, timeout, max_workers):
     args = {"targets": targets, "timeout": timeout, "max_workers": max_workers}
@@ -124,7 +124,7 @@ def test_port_check_main_never_crashes_and_names_the_bad_field(capsys, targets, 
     timeout=seconds, size=maybe(st.integers(0, 1500), st.integers(65508, 70000)),
     method=maybe(st.sampled_from(["auto", "raw"]), st.sampled_from(["carrier pigeon", ""])),
     warn=maybe(st.fixed_dictionaries({}, optional={"rtt_ms": maybe(st.floats(0, 100)),
-                                                  "loss_pct": maybe(st.floats(0, 100))})),
+                                                   "loss_pct": maybe(st.floats(0, 100))})),
     neighbour=maybe(st.booleans()))
 @CASES
 def test_icmp_ping_main_never_crashes_and_names_the_bad_field(capsys, targets, count, interval, timeout, size,

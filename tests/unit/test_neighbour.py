@@ -3,19 +3,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-_MODULE_UTILS = str(Path(__file__).resolve().parents[2] / "module_utils")
-if _MODULE_UTILS not in sys.path:
-    sys.path.insert(0, _MODULE_UTILS)
 
 import json  # noqa: E402
 
 import pytest  # noqa: E402
 
-from netcheck import neighbour  # noqa: E402
-from netcheck.neighbour import (  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import neighbour  # noqa: E402
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.neighbour import (  # noqa: E402
     default_run, neighbour_of, next_hop, parse_proc_arp, parse_proc_route, route_to,
 )
 
@@ -361,7 +355,7 @@ def test_ansible_run_command_without_ip_falls_back_to_proc(monkeypatch, tmp_path
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no ip here
     with testing.patch_module_args({}):
         module = basic.AnsibleModule(argument_spec={})
-        route, entry = next_hop("8.8.8.8", run=lambda argv: module.run_command(argv))
+        route, entry = next_hop("8.8.8.8", run=module.run_command)
     assert route["source"] == "/proc/net/route"
     assert entry["ip"] == "192.0.2.1" and entry["source"] == "/proc/net/arp"
 
@@ -371,7 +365,7 @@ def test_ansible_run_command_without_ip_falls_back_to_proc(monkeypatch, tmp_path
 def test_next_hops_of_a_thousand_loopback_addresses_takes_two_commands_and_well_under_a_second():
     import shutil
     import time
-    from netcheck.neighbour import next_hops
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.neighbour import next_hops
     if not shutil.which("ip"):
         pytest.skip("no ip command here")
     calls = []
@@ -392,7 +386,7 @@ def test_next_hops_of_a_thousand_loopback_addresses_takes_two_commands_and_well_
 
 def test_next_hops_maps_routes_and_neighbours_and_names_a_missing_route():
     import json as _json
-    from netcheck.neighbour import next_hops
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.neighbour import next_hops
     routes = ('[{"dst":"10.77.0.12","dev":"eth0","prefsrc":"10.77.0.11","flags":[]}]\n'
               '[{"dst":"8.8.8.8","gateway":"10.77.0.1","dev":"eth0","prefsrc":"10.77.0.11"}]\n'
               '[{"dst":"fd00::12","dev":"eth0","prefsrc":"fd00::11"}]\n')

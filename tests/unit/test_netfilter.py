@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from netcheck.netfilter import (
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.netfilter import (
     PORT_FORWARD_SPEC, Host, InputError, Netfilter, NetfilterError, batch_for, confirm_rollback, lock_holders,
     manage, parse_forwards, parse_rule, parse_save, persist, plan, prune_rollback_files, simulate,
 )

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netcheck import outcome
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import outcome
 
 
 def test_the_short_words_are_a_column_of_the_same_table():

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from netcheck import path
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import path
 
 TARGET = "10.9.3.13"
 
@@ -132,7 +132,7 @@ def test_echo_probes_keep_one_checksum_whatever_their_sequence_number():
 def test_an_echo_packet_has_the_ip_size_asked_for_and_a_valid_checksum():
     packet = path.echo_packet(socket.AF_INET, 0x1234, 7, 1500)
     assert len(packet) == 1500 - 20
-    from netcheck.icmp import checksum
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.icmp import checksum
     assert checksum(packet) == 0
     assert len(path.echo_packet(socket.AF_INET6, 1, 1, 1280)) == 1280 - 40
 
@@ -140,7 +140,7 @@ def test_an_echo_packet_has_the_ip_size_asked_for_and_a_valid_checksum():
 def test_a_queued_frag_needed_is_read_with_the_mtu_the_router_reported():
     data = struct.pack("=IBBBBII", 90, 2, 3, 4, 0, 1500, 0) + struct.pack("=HH4s8x", socket.AF_INET, 0,
                                                                           socket.inet_aton("10.9.1.14"))
-    from netcheck.tcp import parse_extended_err
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.tcp import parse_extended_err
     error = parse_extended_err(data)
     error["info"] = struct.unpack_from("=I", data, 8)[0]
     answer = path.answer_of(error, socket.AF_INET)

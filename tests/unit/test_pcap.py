@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netcheck.pcap import PcapError, summarize_bytes
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.pcap import PcapError, summarize_bytes
 from pcapcraft import (ACK, FIN, RST, SYN, handshake, icmp, ip, ipv4, pcap_bytes, tcp, tcp_packet, udp)
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.254"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from netcheck.probe import (
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import (
     RESULT_KEYS, InputError, failure_message, format_hostport, ms_since, probe_result,
     run_concurrently, summarize, validate_host, validate_port, validate_regex, validate_timeout,
 )
@@ -139,7 +139,7 @@ def test_validate_port_rejects_bools_strings_and_other_types(value):
 def test_validate_timeout_returns_positive_seconds_as_float(value, expected):
     result = validate_timeout(value, "t")
     assert result == expected
-    assert type(result) is float
+    assert isinstance(result, float)
 
 
 @pytest.mark.parametrize("value", [0, 0.0, -1, -0.5, float("nan"), float("inf"), float("-inf")])
@@ -378,7 +378,6 @@ def test_run_concurrently_never_exceeds_max_workers():
     results = run_concurrently(probe, range(12), _unfinished, deadline_s=10, max_workers=3)
     assert results == list(range(12))
     assert peak[0] == 3
-
 
 
 def test_run_concurrently_gives_queued_items_their_own_rounds_before_the_deadline():

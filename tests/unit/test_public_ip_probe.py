@@ -9,8 +9,8 @@ import pytest
 from lab import imds, whatismyip
 from loopback import serving
 from lab.httpbase import NoDnsHTTPServer, QuietHandler
-from netcheck.probe import RESULT_KEYS, InputError
-from netcheck.public_ip import STATES, find_public_ip, summary_facts, validate
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import RESULT_KEYS, InputError
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.public_ip import STATES, find_public_ip, summary_facts, validate
 
 METADATA = dict(local_ipv4="10.0.0.5", instance_id="i-0123456789abcdef0")
 

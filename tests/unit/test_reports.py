@@ -427,7 +427,7 @@ def test_html_data_cannot_close_its_script_element(four):
 
 def test_html_latency_shade_darkens_with_latency():
     run = sample.sample_run(n_sources=3)
-    pairs = sorted(run["pairs"], key=lambda p: model.latency_ms(p))
+    pairs = sorted(run["pairs"], key=model.latency_ms)
     model_view = reports.html_report.view_model(run)
     shades = {}
     for row in model_view["rows"]:
@@ -502,7 +502,7 @@ def open_and_closed():
 
 
 def test_junit_has_one_failure_per_check_each_with_its_own_code_and_hint(tmp_path, open_and_closed):
-    from netcheck.diagnose import CODES
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnose import CODES
     path = reports.write_junit(open_and_closed, str(tmp_path / "junit.xml"))
     _, _, cases = _cases(path)
     failures = {c.name: r for c in cases for r in c.result if isinstance(r, Failure)}
@@ -535,7 +535,7 @@ def test_a_warning_is_shown_and_passes(tmp_path):
     pair = pair_of(run, "nclab1", "nclab2")
     assert pair["ok"] is False and pair["verdict"]["code"] == "ICMP_LOSS"  # 66.67 % is past crit (50)
     pair["layers"]["icmp"]["detail"].update(received=2, loss_pct=33.33)
-    from netcheck.diagnose import verdict
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.diagnose import verdict
     ok, _, judged = verdict(pair["layers"], pair["expected"])
     pair.update(ok=ok, verdict=judged)
     assert ok and judged["warned_checks"] == 1

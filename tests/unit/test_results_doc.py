@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netcheck import diagnose, public_ip, tcp
-from netcheck.probe import RESULT_KEYS
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import diagnose, public_ip, tcp
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import RESULT_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
@@ -106,7 +106,7 @@ def _reason_rows():
 
 
 def test_the_page_lists_exactly_the_closed_set_of_outcome_reasons():
-    from netcheck.outcome import REASONS
+    from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.outcome import REASONS
     words = [row[0] for row in _reason_rows()]
     assert sorted(words) == sorted(REASONS)
     assert len(words) == len(set(words))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from netcheck.pcap import summarize_bytes
+from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.pcap import summarize_bytes
 from pcapcraft import ACK, SYN, pcap_bytes, tcp_packet
 
 COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"

@@ -274,7 +274,7 @@ def first_host(spec):
             if isinstance(value, list):
                 value = value[0] if value else None
             if value is not None:
-                return str(value).split("/")[0] if key == "net" else str(value)
+                return str(value).split("/", 1)[0] if key == "net" else str(value)
         for key in ("and", "or"):
             for item in spec.get(key) or []:
                 found = first_host(item)
@@ -829,3 +829,106 @@ def running_view(capture):
                                                       datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
+
+# --- what a new capture needs --------------------------------------------------
+
+def validate_start(p, run):
+    """Everything a new capture needs, checked before anything starts (the filter compiled too)."""
+    bounds = validate_bounds(p["duration"], p["max_packets"], p["max_bytes"])
+    snaplen = validate_snaplen(p["snaplen"])
+    if p["id"] is not None:
+        validate_id(p["id"])
+    bpf = build_filter(p["filter"])
+    interface = p["interface"]
+    if interface is None:
+        if p["targets"]:
+            interface = route_interface(p["targets"][0], run, "targets[0]")
+        elif first_host(p["filter"]):
+            interface = route_interface(first_host(p["filter"]), run, "filter")
+        else:
+            raise InputError("interface: required when neither targets nor a host or net in the filter "
+                             "says which interface routes there")
+    interface = validate_interface(interface)
+    file_name = validate_file_name(p["file_name"] if p["file_name"] is not None else interface + ".pcap")
+    uid, gid = resolve_owner(p["owner"])
+    check_filter(interface, snaplen, bpf, run)
+    return {"id": p["id"], "interface": interface, "bpf": bpf, "snaplen": snaplen, "bounds": bounds,
+            "file_name": file_name, "owner_uid": uid, "owner_gid": gid}
+
+
+def finished_message(view):
+    pcap = view["pcap"]
+    return "capture %s on %s ended by %s: %d packets, %s bytes" % (
+        view["id"], view["interface"], view["ended_by"], pcap.get("packets") or 0, pcap.get("size") or 0)
+
+# --- the module's whole run ------------------------------------------------------
+
+
+def manage(params, run, check_mode=False):
+    """packet_capture's whole run on its params (CAPTURE_SPEC), each validated before anything
+    starts, stops or is removed: ``(result, failed)``, the module's answer and whether the task
+    fails. ``run(argv)`` runs a command (the module's run_command). InputError for bad input,
+    CaptureError or OSError when the capture itself cannot be made."""
+    state = params["state"]
+    if params["id"] is not None:
+        validate_id(params["id"])
+    if params["max_age"] < 0:
+        raise InputError("max_age: %d must be 0 or more seconds" % params["max_age"])
+    start = validate_start(params, run) if state in ("captured", "started") else None
+    reaped = [] if check_mode else reap_orphans()
+    if start is not None:
+        return _capture(params, start, run, check_mode, reaped)
+    if state == "stopped":
+        return _stop(params, run, check_mode, reaped)
+    return _absent(params, check_mode, reaped)
+
+
+def _capture(params, start, run, check_mode, reaped):
+    if check_mode:
+        return dict(changed=True, running=False, id=start["id"], interface=start["interface"], filter=start["bpf"],
+                    snaplen=start["snaplen"], bounds=start["bounds"], reaped=reaped,
+                    msg="would capture on %s (%s)" % (start["interface"], start["bpf"] or "everything")), False
+    capture = new_capture(start)
+    if params["state"] == "started":
+        start_detached(capture)
+        view = running_view(capture)
+        return dict(view, changed=True, running=True, reaped=reaped, msg="capture %s started on %s until %s"
+                    % (capture.id, view["interface"], view["expires_at"])), False
+    run_attached(capture)
+    view = report(capture, params["summary"], local_addresses(run))
+    if view["ended_by"] == "error":
+        return dict(view, changed=True, running=False, reaped=reaped,
+                    msg="capture %s failed: %s" % (capture.id, view["error"])), True
+    return dict(view, changed=True, running=False, reaped=reaped, msg=finished_message(view)), False
+
+
+def _stop(params, run, check_mode, reaped):
+    capture = Capture(params["id"])
+    if not capture.exists():
+        raise InputError("id: no capture %r on this host" % params["id"])
+    if check_mode:
+        running = capture.running()
+        return dict(changed=running, running=running, id=capture.id, reaped=reaped,
+                    msg="capture %s %s" % (capture.id, "would be stopped" if running else "is not running")), False
+    was_running = stop(capture)
+    view = report(capture, params["summary"], local_addresses(run))
+    return dict(view, changed=was_running, running=False, reaped=reaped, msg=finished_message(view)), False
+
+
+def _absent(params, check_mode, reaped):
+    if params["id"] is not None:
+        chosen = [c for c in [Capture(params["id"])] if c.exists()]
+    else:
+        now = time.time()
+        chosen = [c for c in captures() if not c.running()
+                  and now - (c.record() or {}).get("created", now) >= params["max_age"]]
+    if not check_mode:
+        for capture in chosen:
+            remove(capture)
+    ids = [c.id for c in chosen]
+    result = dict(changed=bool(ids), running=False, removed=ids, reaped=reaped,
+                  msg="%s %d capture(s)%s" % ("would remove" if check_mode else "removed", len(ids),
+                                              (": " + ", ".join(ids)) if ids else ""))
+    if params["id"] is not None:
+        result["id"] = params["id"]
+    return result, False

@@ -103,7 +103,7 @@ _LAYER_RANK = {"link": 0, "network": 1, "transport": 2, "application": 3, "none"
 class DiagnoseTarget(object):
     """One validated target: what to probe and what is expected of it."""
 
-    __slots__ = ("name", "host", "icmp", "ports", "urls", "neighbour", "tcp_targets", "http_targets",
+    __slots__ = ("name", "host", "icmp", "ports", "urls", "neighbour", "http_targets",
                  "icmp_warn", "icmp_crit")
 
     def __init__(self, name, host, icmp, ports, urls, neighbour, icmp_warn=None, icmp_crit=None):
@@ -113,7 +113,6 @@ class DiagnoseTarget(object):
         self.ports = ports  # [{"port", "expected", "timeout", "send", "expect", "name"}]
         self.urls = urls    # raw http.py url dicts, validated
         self.neighbour = neighbour
-        self.tcp_targets = []
         self.http_targets = []
         self.icmp_warn = icmp_warn if icmp_warn is not None else dict(DEFAULT_ICMP_WARN)
         self.icmp_crit = icmp_crit if icmp_crit is not None else dict(DEFAULT_ICMP_CRIT)
@@ -1081,9 +1080,9 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
         for http_target in target.http_targets:
             http_items.append((index, http_target))
         if target.icmp != "skip":
-            ping_items.append((index, icmp_probe.PingTarget(target.host, address,
-                                                             socket.AF_INET6 if ":" in address else socket.AF_INET,
-                                                             target.icmp != "unreachable", target.name)))
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            ping_items.append((index, icmp_probe.PingTarget(target.host, address, family, target.icmp != "unreachable",
+                                                            target.name)))
 
     probed = {"tcp": [], "http": [], "icmp": [], "icmp_error": None}
 

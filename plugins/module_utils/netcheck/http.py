@@ -19,7 +19,6 @@ import re
 import select
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from urllib.parse import quote, urljoin, urlsplit
@@ -35,6 +34,7 @@ from .tcp import (
     DEFAULT_CONFIRM_BUDGET, Flow, IcmpSeen, classify_connect, confirm_flows, describe, enable_recverr, icmp_facts,
     is_icmp, read_icmp_error,
 )
+from .x509 import DerError, decode_certificate
 
 KIND = "http"
 METHODS = ("HEAD", "GET")
@@ -274,21 +274,14 @@ def _name(rdns):
 
 
 def certificate_facts(der, now=None):
-    """Subject, issuer, validity and SANs of a DER certificate (stdlib decoder), or {}."""
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if not der or decode is None:
+    """Subject, issuer, validity and SANs of a DER certificate (x509.decode_certificate), or {}."""
+    if not der:
         return {}
-    handle, path = tempfile.mkstemp(suffix=".pem")
     try:
-        with os.fdopen(handle, "w") as pem:
-            pem.write(ssl.DER_cert_to_PEM_cert(der))
-        cert = decode(path)
-    except (ssl.SSLError, ValueError, OSError):
+        cert = decode_certificate(der)
+    except DerError:
         return {}
-    finally:
-        os.unlink(path)
-    not_after = ssl.cert_time_to_seconds(cert["notAfter"])
-    not_before = ssl.cert_time_to_seconds(cert["notBefore"])
+    not_after, not_before = cert["not_after_epoch"], cert["not_before_epoch"]
     now = time.time() if now is None else now
     return {
         "subject": _name(cert.get("subject")),

@@ -75,6 +75,7 @@ ICMP_MODULE_SPEC = {
     "neighbour": {"type": "bool", "default": True, "description": "Read the route and neighbour entry of every target."},
 }
 
+
 class MethodUnavailable(RuntimeError):
     """The forced (or every) ICMP method cannot be used on this host; says why."""
 
@@ -114,16 +115,6 @@ def validate_options(count, interval, timeout, size):
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
         raise InputError("size: %r must be between 0 and %d bytes" % (size, MAX_SIZE))
     return count, interval, timeout, size
-
-
-def resolve(host, field, family=socket.AF_UNSPEC):
-    """(address, family) of a host; InputError naming the field when it does not resolve."""
-    try:
-        infos = socket.getaddrinfo(host, None, family, socket.SOCK_RAW, 0)
-    except socket.gaierror as exc:
-        raise InputError("%s: %r does not resolve (%s)" % (field, host, exc.strerror))
-    af, _, _, _, sockaddr = infos[0]
-    return sockaddr[0], af
 
 
 def parse_targets(raw_targets, field="targets"):

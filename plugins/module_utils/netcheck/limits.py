@@ -169,7 +169,7 @@ def read_ntables(run=None):
         return None
     argv = ["ip", "-s", "-j", "ntable", "show"]
     if run is None:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
         rc, out = proc.returncode, proc.stdout
     else:
         rc, out, _ = run(argv)
@@ -370,8 +370,8 @@ def neighbour_limits(proc=PROC, run=None):
         counters = parse_arp_cache_stat(read_text("%s/net/stat/%s" % (proc, stat))) or {}
         facts = {"entries": counters.get("entries"), "table_fulls": counters.get("table_fulls")}
         for level in (1, 2, 3):
-            facts["gc_thresh%d" % level] = _int(read_text("%s/sys/net/%s/neigh/default/gc_thresh%d"
-                                                      % (proc, directory, level)))
+            path = "%s/sys/net/%s/neigh/default/gc_thresh%d" % (proc, directory, level)
+            facts["gc_thresh%d" % level] = _int(read_text(path))
         tables[family] = facts
     return tables
 

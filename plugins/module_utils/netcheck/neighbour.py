@@ -29,7 +29,7 @@ def default_run(argv):
     """Run argv without a shell; (rc, stdout, stderr). Used when no Ansible module is around."""
     if not shutil.which(argv[0]):
         return 127, "", "%s: command not found" % argv[0]
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 

@@ -183,7 +183,7 @@ def normal_address(address):
     if address is None:
         return None
     try:
-        return str(ipaddress.ip_address(str(address).split("%")[0]))
+        return str(ipaddress.ip_address(str(address).split("%", 1)[0]))
     except ValueError:
         return address
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-import sys
 import threading
 import time
 
@@ -227,133 +226,6 @@ def shape_error(argument_spec, params, prefix=""):
     return None
 
 
-def new_module(module_class, argument_spec, **kwargs):
-    """``module_class(argument_spec=..., **kwargs)`` (an AnsibleModule), but input whose shape
-    ansible-core itself cannot handle fails the task naming the field, instead of a traceback.
-
-    The shape is checked on the raw input (ansible-core's ``_load_params()``, found beside
-    ``module_class``) before the real module is built. Only when the input is refused is a loose
-    module built (every option raw, every value no_log, so that the failure echoes nothing) to
-    fail the task. A ``module_class`` whose ansible-core cannot be found (a test's stand-in) is
-    read through the loose module first, as before.
-
-    The module returned writes its result with :class:`StreamedResult` (see there).
-    """
-    basic = _ansible_basic(module_class)
-    if basic is not None and callable(getattr(module_class, "_record_module_result", None)):
-        module_class = type(module_class.__name__, (StreamedResult, module_class), {})
-    load_params = getattr(basic, "_load_params", None)
-    loose_spec = {name: {"type": "raw", "no_log": True} for name in argument_spec}
-    if load_params is None:
-        loose = module_class(argument_spec=loose_spec, **kwargs)
-        error = shape_error(argument_spec, loose.params)
-        loose = None  # its copy of the input is not kept for the rest of the run
-    else:
-        error = shape_error(argument_spec, load_params())
-    if error:
-        module_class(argument_spec=loose_spec, **kwargs).fail_json(msg=error, changed=False)
-    try:
-        return module_class(argument_spec=argument_spec, **kwargs)
-    except (TypeError, ValueError, OverflowError) as exc:
-        module_class(argument_spec=loose_spec, **kwargs).fail_json(
-            msg="the options could not be read: %s: %s" % (type(exc).__name__, exc), changed=False)
-
-
-def _ansible_basic(module_class):
-    """The ``ansible.module_utils.basic`` that defines ``module_class`` (or a base of it), else None.
-
-    Looked up through the class rather than imported, so that this file stays importable without
-    Ansible and a test's stand-in class keeps the old path.
-    """
-    for cls in getattr(module_class, "__mro__", ()):
-        basic = sys.modules.get(getattr(cls, "__module__", None) or "")
-        if basic is not None and callable(getattr(basic, "_load_params", None)) and \
-                getattr(basic, "AnsibleModule", None) is cls:
-            return basic
-    return None
-
-
-# How many levels of mappings the streamed result opens: the result, ``invocation``,
-# ``module_args``, and the lists in them (``results``, ``module_args.targets``).
-STREAM_DEPTH = 4
-
-
-class StreamedResult(object):
-    """A mixin for AnsibleModule: the result JSON is written to stdout piece by piece.
-
-    Why: ansible-core 2.19 prints a result as ``print('\\n%s' % json.dumps(o))``, so that the
-    whole answer exists two or three times at once (the encoder's output, the formatted string,
-    its UTF-8 bytes). For 10,000 TCP targets that is 7.7 MB each time, the largest part of the
-    run's peak memory. ``_record_module_result`` is the hook ansible-core documents for changing
-    how a result is serialized ("modification/bypass of module result serialization"); this
-    override writes the very same bytes (each piece made by ansible-core's own encoder for the
-    run's serialization profile, with its separators, in the same key order) without ever
-    holding more than one result entry encoded.
-
-    It degrades to ansible-core's own printing whenever anything it relies on is not there as
-    expected: another ansible-core without the profile or the encoder, an encoder that indents,
-    or a hook that someone else replaced (ansible.netcommon does so for in-worker execution).
-    """
-
-    def _record_module_result(self, o):
-        encoder = self._result_encoder()
-        if encoder is None or type(o) is not dict:
-            return super(StreamedResult, self)._record_module_result(o)
-        out = sys.stdout
-        out.write("\n")
-        for piece in _json_pieces(encoder, o, STREAM_DEPTH):
-            out.write(piece)
-        out.write("\n")
-        out.flush()
-        return None
-
-    def _result_encoder(self):
-        """A JSON encoder for this run's profile, exactly as ansible-core's hook makes it, or None."""
-        basic = _ansible_basic(type(self))
-        own_hook = getattr(getattr(basic, "AnsibleModule", None), "_record_module_result", None)
-        if own_hook is None or getattr(own_hook, "__module__", None) != getattr(basic, "__name__", None) \
-                or getattr(own_hook, "__qualname__", None) != "AnsibleModule._record_module_result":
-            return None  # not ansible-core's own hook any more: let whoever replaced it do its work
-        profile = getattr(basic, "_ANSIBLE_PROFILE", None)
-        codec = getattr(basic, "_json", None)
-        get_encoder = getattr(codec, "get_module_encoder", None)
-        direction = getattr(getattr(codec, "Direction", None), "MODULE_TO_CONTROLLER", None)
-        if not profile or get_encoder is None or direction is None:
-            return None
-        try:
-            encoder = get_encoder(profile, direction)()
-        except Exception:  # an unknown profile: ansible-core's own printing reports it
-            return None
-        return encoder if getattr(encoder, "indent", None) is None else None
-
-
-def _json_pieces(encoder, value, depth):
-    """Yield the JSON text of ``value`` in pieces whose concatenation is ``encoder.encode(value)``.
-
-    Plain dicts are opened down to ``depth`` levels and plain lists in them too, with the
-    encoder's own separators between their items; a list's items (one probe result each) and
-    everything deeper are encoded whole. A value the encoder refuses raises as it would have,
-    but after part of the answer was written.
-    """
-    if depth <= 0 or type(value) not in (dict, list) or not value:
-        yield encoder.encode(value)
-        return
-    between, colon = encoder.item_separator, encoder.key_separator
-    if type(value) is list:
-        yield "["
-        for index, item in enumerate(value):
-            yield (between if index else "") + encoder.encode(item)
-        yield "]"
-        return
-    yield "{"
-    for index, (key, item) in enumerate(value.items()):
-        # the key as the encoder writes it (its profile checks or converts keys): {"key": null}
-        yield (between if index else "") + encoder.encode({key: None})[1:-len(colon + "null}")] + colon
-        for piece in _json_pieces(encoder, item, depth - 1):
-            yield piece
-    yield "}"
-
-
 # --- concurrency ----------------------------------------------------------
 
 def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAULT_MAX_WORKERS):
@@ -410,7 +282,7 @@ def run_concurrently(probe, items, on_unfinished, deadline_s, max_workers=DEFAUL
 
 __all__ = [
     "DEFAULT_MAX_WORKERS", "InputError", "failure_message", "outcome", "RESULT_KEYS", "format_hostport", "ms_since",
-    "new_module", "probe_result", "read_text", "StreamedResult", "reject_unknown_keys", "run_concurrently",
+    "probe_result", "read_text", "reject_unknown_keys", "run_concurrently",
     "target_mappings", "shape_error", "summarize", "validate_host", "validate_port", "validate_regex",
     "validate_timeout",
 ]

@@ -101,10 +101,12 @@ def check_keys(value, spec, path):
 def doc_options(spec, nested="suboptions"):
     """The options as DOCUMENTATION (``nested="suboptions"``) or a role's argument_specs
     (``nested="options"``) write them."""
+    # no_log is an argument_spec and argument_specs key, not a DOCUMENTATION one (validate-modules)
+    keys = _DOC_KEYS if nested == "options" else tuple(key for key in _DOC_KEYS if key != "no_log")
     made = {}
     for name, option in spec.items():
         entry = {}
-        for key in _DOC_KEYS:
+        for key in keys:
             if key in option and not (key in ("required", "no_log") and not option[key]):
                 entry[key] = copy.deepcopy(option[key])
         if "options" in option:
