@@ -540,3 +540,11 @@ def test_the_neighbour_layer_has_its_own_outcome(state, wire, reason, probes, an
     record = result["detail"]["outcome"]
     assert (record["reason"], record["probes"], record["answers"], record["confirmed"]) == (
         reason, probes, answers, confirmed)
+
+
+def test_the_summary_counts_warned_targets_and_every_failing_check():
+    def pair(ok, failed, warned, code):
+        return {"ok": ok, "verdict": {"code": code, "failed_checks": failed, "warned_checks": warned}}
+    summary = diagnose.summarize_pairs([pair(False, 2, 0, "PORT_OPEN"), pair(True, 0, 1, "OK"), pair(True, 0, 0, "OK")])
+    assert summary == {"total": 3, "ok": 2, "failed": 1, "warned": 1, "failed_checks": 2,
+                       "by_code": {"PORT_OPEN": 1, "OK": 2}}
