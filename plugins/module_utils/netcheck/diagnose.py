@@ -1049,7 +1049,8 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
 
     ``icmp_options``: count, interval, timeout, size, method (icmp.ping_targets' options).
     ``arp_probe_enabled``: None = when running as root. ``fail_on_warn``: a warning check fails its pair.
-    ``confirm_budget``: seconds the re-probes of silent ports and URLs may add (tcp.Confirmer).
+    ``confirm_budget``: seconds the re-probes of silent ports, and again of silent URLs, may add
+    (tcp.Confirmer; one SharedConfirmation: the two passes take turns, at most twice the budget).
     ``path_options``: None = no path probe; else path.PATH_OPTIONS_SPEC's options: after the verdicts,
     the flows of failing checks routed via a gateway are traced (healthy pairs send nothing).
     """
@@ -1085,15 +1086,18 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
                                                             target.name)))
 
     probed = {"tcp": [], "http": [], "icmp": [], "icmp_error": None}
+    # ports and URLs of one target spend one ICMP rate limit: their confirmations share the evidence
+    # and take turns, so that the re-probes of one never use up the tokens the other's need
+    shared = tcp_probe.SharedConfirmation()
 
     def run_tcp():
         if tcp_items:
             probed["tcp"] = tcp_probe.check_targets([t for _, t in tcp_items], max_workers,
-                                                    confirm_budget=confirm_budget)
+                                                    confirm_budget=confirm_budget, shared=shared)
 
     def run_http():
         if http_items:
-            probed["http"] = http_probe.check_urls([t for _, t in http_items], max_workers, confirm_budget)
+            probed["http"] = http_probe.check_urls([t for _, t in http_items], max_workers, confirm_budget, shared)
 
     def run_icmp():
         if not ping_items:

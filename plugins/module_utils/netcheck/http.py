@@ -760,27 +760,28 @@ def _unfinished(target, reason):
                          "outcome": outcome("probe_error")})
 
 
-def check_urls(targets, max_workers=DEFAULT_MAX_WORKERS, confirm_budget=DEFAULT_CONFIRM_BUDGET):
+def check_urls(targets, max_workers=DEFAULT_MAX_WORKERS, confirm_budget=DEFAULT_CONFIRM_BUDGET, shared=None):
     """Check every HttpTarget concurrently; results come back in the targets' order.
 
     A URL whose connect got no answer, on a host that answered another URL's connect with an
     ICMP error in this run, is re-probed as port_check does (tcp.Confirmer): its outcome says
-    ``icmp_unreach`` only when an ICMP error for that address and port came back.
+    ``icmp_unreach`` only when an ICMP error for that address and port came back. ``shared``: a
+    tcp.SharedConfirmation when TCP ports of the same run spend the same targets' ICMP rate limits.
     """
     # one bound per URL: every hop's request, then the regex searches (each at most a timeout)
     deadline = max(t.timeout for t in targets) * (MAX_REDIRECTS + 3) + 5.0
     matchers = MatcherPool(4)
-    seen = IcmpSeen()
+    seen = shared.seen if shared is not None else IcmpSeen()
     try:
         results = run_concurrently(lambda target: check_url(target, matchers, seen), targets, _unfinished,
                                    deadline, max_workers)
     finally:
         matchers.close()
-    _confirm_silent(targets, results, seen, confirm_budget)
+    _confirm_silent(targets, results, seen, confirm_budget, shared.turn if shared is not None else None)
     return results
 
 
-def _confirm_silent(targets, results, seen, budget):
+def _confirm_silent(targets, results, seen, budget, turn=None):
     silent = []
     for target, result in zip(targets, results):
         record = result["detail"].get("outcome") or {}
@@ -792,7 +793,7 @@ def _confirm_silent(targets, results, seen, budget):
             silent.append((result, Flow(address, family, sockaddr, target.timeout)))
     if not silent:
         return
-    confirm_flows([flow for _, flow in silent], seen, budget)
+    confirm_flows([flow for _, flow in silent], seen, budget, turn)
     for result, flow in silent:
         old = result["detail"]["outcome"]
         own_ms = old["verdict_ms"] + flow.spent * 1000.0

@@ -664,16 +664,32 @@ class Confirmer(object):
         schedule.answered(flow, now, state, reason, code, icmp, local)
 
 
-def confirm_flows(flows, seen, budget=DEFAULT_CONFIRM_BUDGET):
-    """Confirm (or not) every silent flow; returns the flows, each with what came back."""
-    return Confirmer(flows, seen, budget).run()
+class SharedConfirmation(object):
+    """One run's ICMP evidence and re-probe turn, shared by probes that run side by side (net_diagnose's
+    TCP ports and URLs): a target's ICMP rate limit is one token bucket whoever spends it, so every
+    probe notes the ICMP errors it saw in one :class:`IcmpSeen`, and one confirmation pass runs at a
+    time; the next pass paces its re-probes after the last ICMP error the previous one got."""
+
+    def __init__(self):
+        self.seen = IcmpSeen()
+        self.turn = threading.Lock()
+
+
+def confirm_flows(flows, seen, budget=DEFAULT_CONFIRM_BUDGET, turn=None):
+    """Confirm (or not) every silent flow; returns the flows, each with what came back. ``turn``
+    (a lock) makes passes that share ``seen`` take turns."""
+    if turn is None:
+        return Confirmer(flows, seen, budget).run()
+    with turn:
+        return Confirmer(flows, seen, budget).run()
 
 
 class _Engine(object):
     """Non-blocking connects (and banner conversations) for many targets, one thread, epoll."""
 
-    def __init__(self, targets, max_open, neighbours, confirm_budget):
+    def __init__(self, targets, max_open, neighbours, confirm_budget, shared=None):
         self.targets = targets
+        self.shared = shared
         self.max_open = _open_limit(max_open)
         self.neighbours = neighbours
         self.confirm_budget = confirm_budget
@@ -682,7 +698,8 @@ class _Engine(object):
         self.deadlines = []  # heap of (deadline, index)
         self.active = {}
         self.timed_out = []  # attempts whose handshake got no answer: judged at the end
-        self.icmp_seen = IcmpSeen()  # which hosts answered some flow of this run with an ICMP error
+        # which hosts answered some flow of this run with an ICMP error
+        self.icmp_seen = shared.seen if shared is not None else IcmpSeen()
         self.matcher = None
 
     def run(self):
@@ -876,7 +893,7 @@ class _Engine(object):
                 unconfirmed.append(attempt)
         flows = [Flow(attempt.facts["address"], attempt.family, attempt.sockaddr, attempt.target.timeout)
                  for attempt in unconfirmed]
-        Confirmer(flows, self.icmp_seen, self.confirm_budget).run()
+        confirm_flows(flows, self.icmp_seen, self.confirm_budget, self.shared.turn if self.shared else None)
         for attempt, flow in zip(unconfirmed, flows):
             own_ms = attempt.own_ms + flow.spent * 1000.0
             if flow.state is None:  # no answer to any probe
@@ -944,7 +961,7 @@ def _kernel_neighbours():
 
 
 def check_targets(targets, max_workers=DEFAULT_MAX_SOCKETS, neighbours=_kernel_neighbours,
-                  confirm_budget=DEFAULT_CONFIRM_BUDGET):
+                  confirm_budget=DEFAULT_CONFIRM_BUDGET, shared=None):
     """Probe every TcpTarget at once; results come back in the targets' order.
 
     ``max_workers`` bounds the sockets open at the same moment (within the process's file
@@ -953,10 +970,12 @@ def check_targets(targets, max_workers=DEFAULT_MAX_SOCKETS, neighbours=_kernel_n
     ``neighbours() -> {address: state}`` reads the kernel's ARP/NDP table for timeouts.
     ``confirm_budget``: seconds the re-probes of silent ports may add to the run (0: none);
     they run only for ports of hosts that answered other ports with ICMP errors.
+    ``shared``: a :class:`SharedConfirmation` when other probes of the same run (URLs) spend the
+    same targets' ICMP rate limits.
     """
     if not targets:
         return []
-    return _Engine(list(targets), max_workers, neighbours, confirm_budget).run()
+    return _Engine(list(targets), max_workers, neighbours, confirm_budget, shared).run()
 
 
 def check_target(target):
@@ -965,6 +984,6 @@ def check_target(target):
 
 
 __all__ = ["ACCEPTS", "DEFAULT_CONFIRM_BUDGET", "DEFAULT_TIMEOUT", "FAMILIES", "STATES", "Confirmer", "Flow",
-           "IcmpSeen", "Schedule", "TcpTarget", "check_target", "check_targets", "classify_connect",
+           "IcmpSeen", "Schedule", "SharedConfirmation", "TcpTarget", "check_target", "check_targets", "classify_connect",
            "classify_failure", "confirm_flows", "describe", "parse_extended_err", "parse_targets", "InputError",
            "read_icmp_error", "state_meets"]
