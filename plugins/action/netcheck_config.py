@@ -27,13 +27,14 @@ from ansible_collections.netcheck.netcheck.plugins.plugin_utils.config import (
     INTERNAL, check_files, check_inventory, check_sources, check_variables, config_error_message)
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import write_json
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import config_error_run, run_dir_for
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import NETCHECK_CONFIG_SPEC
 
 display = Display()
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("sources",))
+    _VALID_ARGS = frozenset(NETCHECK_CONFIG_SPEC)
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):

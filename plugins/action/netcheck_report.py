@@ -31,7 +31,7 @@ from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain impo
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import (
     BaselineError, apply_baseline, compare_runs, load_report, write_all, write_baseline)
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import (
-    NOT_RUN, apply_captures, build_run, coverage, empty_reasons, gate_failed, render, render_headline, run_dir_for,
+    STATUS_NOT_RUN, apply_captures, build_run, coverage, empty_reasons, gate_failed, render, render_headline, run_dir_for,
     run_status, totals)
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import NETCHECK_REPORT_SPEC
 
@@ -147,7 +147,7 @@ class ActionModule(ActionBase):
         run["totals"] = totals(run)
         run["status"] = run_status(run)
         allow_empty = boolean(args.get("allow_empty", False), strict=False)
-        if run["status"] == NOT_RUN:
+        if run["status"] == STATUS_NOT_RUN:
             run["problems"] = empty_reasons(run)
         for line in render(run):
             display.display(line)

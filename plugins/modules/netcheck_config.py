@@ -15,8 +15,8 @@ description:
     role's spec - types (a string where numbers or booleans are expected is converted or refused, never
     iterated character by character), ranges, unknown keys and unknown variables (with the closest known
     name), hosts and URLs, the groups named, the baseline and compared report files and the report options.
-  - Fails with one line per problem, each naming the variable path, and the first line
-    C(netcheck: CONFIGURATION ERROR, nothing was checked).
+  - "Fails with one line per problem, each naming the variable path, under the first line
+    C(netcheck: CONFIGURATION ERROR, nothing was checked)."
 version_added: "0.6.0"
 author:
   - netcheck maintainers

@@ -20,7 +20,7 @@ from .capture_evidence import two_point
 from .reports.model import checks, counts_against_run, run_failed, was_run
 
 # report.json's top-level status: what a pipeline reads first
-PASSED, FAILED, CONFIG_ERROR, NOT_RUN = "passed", "failed", "config_error", "not_run"
+STATUS_PASSED, STATUS_FAILED, STATUS_CONFIG_ERROR, STATUS_NOT_RUN = "passed", "failed", "config_error", "not_run"
 
 SCHEMA_VERSION = 1
 
@@ -223,7 +223,9 @@ def totals(run):
 
 def count_checks(run):
     """Checks that ran: every probe of every pair, and each source's limits (--tags limits)."""
-    probes = sum(1 for pair in run["pairs"] for check in checks(pair) if was_run(check.result))
+    # a pair's probes that ran, or at least the layers it says it checked
+    probes = sum(max(sum(1 for check in checks(pair) if was_run(check.result)), len(pair.get("checked") or []))
+                 for pair in run["pairs"])
     return probes + sum(1 for s in run["sources"] if s["status"] == "ran" and s.get("limits"))
 
 
@@ -244,11 +246,11 @@ def empty_reasons(run):
 
 def run_status(run):
     """passed, failed, config_error or not_run (report.json's ``status``, the exit code's reason)."""
-    if run.get("status") == CONFIG_ERROR:
-        return CONFIG_ERROR
+    if run.get("status") == STATUS_CONFIG_ERROR:
+        return STATUS_CONFIG_ERROR
     if empty_reasons(run):
-        return NOT_RUN
-    return FAILED if run_failed(run) else PASSED
+        return STATUS_NOT_RUN
+    return STATUS_FAILED if run_failed(run) else STATUS_PASSED
 
 
 def gate_failed(run, allow_empty=False, fail_on_mismatch=True):
@@ -256,9 +258,9 @@ def gate_failed(run, allow_empty=False, fail_on_mismatch=True):
     a source that could not run, or (with fail_on_mismatch) a pair missing its expectation that
     the baseline does not know."""
     status = run.get("status") or run_status(run)
-    if status == CONFIG_ERROR:
+    if status == STATUS_CONFIG_ERROR:
         return True
-    if status == NOT_RUN:
+    if status == STATUS_NOT_RUN:
         return not allow_empty or bool(sources_not_run_names(run))
     if sources_not_run_names(run):
         return True
@@ -278,7 +280,7 @@ def run_dir_for(report_dir, started=None):
 
 def config_error_run(problems, meta=None):
     """The run model of a run stopped by its configuration: nothing checked, every problem named."""
-    run = {"schema_version": SCHEMA_VERSION, "status": CONFIG_ERROR, "problems": list(problems),
+    run = {"schema_version": SCHEMA_VERSION, "status": STATUS_CONFIG_ERROR, "problems": list(problems),
            "meta": dict(meta or {}), "sources": [], "targets": [], "pairs": [], "asymmetric": []}
     run["totals"] = totals(run)
     return run
@@ -423,11 +425,11 @@ def render_headline(run):
     """The first line: passed, FAILED (the network), NOTHING CHECKED (why), CONFIGURATION ERROR."""
     status = run.get("status") or run_status(run)
     t = run["totals"]
-    if status == PASSED:
+    if status == STATUS_PASSED:
         return "netcheck: passed: %d pairs, %d checks as expected" % (t["pairs"], t.get("checks", 0))
-    if status == NOT_RUN:
+    if status == STATUS_NOT_RUN:
         return "netcheck: NOTHING CHECKED: %s" % "; ".join(empty_reasons(run))
-    if status == CONFIG_ERROR:
+    if status == STATUS_CONFIG_ERROR:
         return "netcheck: CONFIGURATION ERROR, nothing was checked: %s" % "; ".join(run.get("problems") or [])
     parts = []
     if t.get("new_failures", t["failed"]):
@@ -467,8 +469,8 @@ def render_comparison(run):
     return lines
 
 
-__all__ = ["CELLS", "CONFIG_ERROR", "FAILED", "NOT_RUN", "PASSED", "SCHEMA_VERSION", "apply_accept_queues",
-           "apply_captures", "asymmetric_pairs", "build_run", "cell", "config_error_run", "count_checks",
+__all__ = ["CELLS", "SCHEMA_VERSION", "STATUS_CONFIG_ERROR", "STATUS_FAILED", "STATUS_NOT_RUN", "STATUS_PASSED",
+           "apply_accept_queues", "apply_captures", "asymmetric_pairs", "build_run", "cell", "config_error_run", "count_checks",
            "empty_reasons", "gate_failed", "render", "render_failures", "render_headline", "render_matrix",
            "render_notes", "render_totals", "run_dir_for", "run_failed", "run_status", "source_entry", "totals"]
 

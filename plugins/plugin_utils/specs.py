@@ -124,6 +124,12 @@ NETCHECK_REPORT_SPEC = {
     "mesh_group": {"type": "str", "description": "The group the mesh's targets came from (empty: the inventory)."},
 }
 
+# The options of the netcheck_config action (its documentation is library/netcheck_config.py).
+NETCHECK_CONFIG_SPEC = {
+    "sources": {"type": "list", "elements": "str",
+                "description": "The play's source hosts, each checked from its host variables (check.yml's first play)."},
+}
+
 _DIAGNOSE = DIAGNOSE_MODULE_SPEC
 NETCHECK_ROLE_SPEC = {
     "netcheck_mesh_group": {"type": "str", "description": "The group every source checks (empty: the play's hosts)."},
@@ -227,5 +233,6 @@ ROLE_SPECS = {
 for _name, (_, _spec) in ROLE_SPECS.items():
     validate_spec(_spec, _name)
 validate_spec(NETCHECK_REPORT_SPEC, "netcheck_report")
+validate_spec(NETCHECK_CONFIG_SPEC, "netcheck_config")
 for _layer, _spec in GROUP_SPECS.items():
     validate_spec(_spec, "group " + _layer)

@@ -26,8 +26,9 @@ UNKNOWN = "\u2753"  # failing, but at no known layer (e.g. NOT_CHECKED)
 KNOWN = "\u1D4F"  # superscript k after the symbol
 
 
-# Markdown's punctuation that could start markup (emphasis, code, links, images, tables, headings)
-_MARKUP = re.compile(r"([\\`*_\[\]{}()#+!|~<>])")
+# Markdown's punctuation that could start markup (emphasis, code, links, images, table cells,
+# strikethrough); an underscore inside a word (PORT_FILTERED) never does, so it stays as it is
+_MARKUP = re.compile(r"([\\`*\[\]|~<>]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 
 
 def _cell(text):
