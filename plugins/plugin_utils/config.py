@@ -201,17 +201,19 @@ def check_mapping(value, spec, path, problems):
     if not isinstance(value, dict):
         problems.add(path, "%s is not a mapping" % _short(value))
         return None
-    out = {}
+    out, suggested = {}, set()
     for key, item in value.items():
         where = "%s.%s" % (path, key)
         if key not in spec:
             close = difflib.get_close_matches(str(key), list(spec), n=1)
+            suggested.update(close)
             problems.add(where, "unknown key%s" % (" (did you mean %s?)" % close[0] if close else
                                                    "; known: %s" % ", ".join(spec)))
             continue
         out[key] = convert(item, spec[key], where, problems, KEY_RANGES.get(key))
     for key, option in spec.items():
-        if option.get("required") and value.get(key) in (None, ""):
+        # a typo of a required key is one problem, not two
+        if option.get("required") and value.get(key) in (None, "") and key not in suggested:
             problems.add("%s.%s" % (path, key), "required")
     return out
 

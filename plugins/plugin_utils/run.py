@@ -280,8 +280,10 @@ def run_dir_for(report_dir, started=None):
 
 def config_error_run(problems, meta=None):
     """The run model of a run stopped by its configuration: nothing checked, every problem named."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = {"schema_version": SCHEMA_VERSION, "status": STATUS_CONFIG_ERROR, "problems": list(problems),
-           "meta": dict(meta or {}), "sources": [], "targets": [], "pairs": [], "asymmetric": []}
+           "meta": dict({"started": now, "finished": now}, **(meta or {})), "sources": [], "targets": [], "pairs": [],
+           "asymmetric": []}
     run["totals"] = totals(run)
     return run
 
