@@ -412,7 +412,7 @@ def render_coverage(run):
         return []
     missing = coverage["missing"]
     return ["targets: %d of the inventory's %d hosts checked as targets (%s); not checked: %s%s" % (
-        coverage["inventory_hosts"] - len(missing), coverage["inventory_hosts"], coverage.get("why") or "",
+        coverage["targets"], coverage["inventory_hosts"], coverage.get("why") or "",
         ", ".join(missing[:10]), " and %d more" % (len(missing) - 10) if len(missing) > 10 else "")]
 
 

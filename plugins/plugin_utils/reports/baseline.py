@@ -139,7 +139,8 @@ def baseline_from_run(run, existing=None):
         entries.append({"source": pair["source"], "target": pair["target"],
                         "code": (pair.get("verdict") or {}).get("code"), "reason": REASON_TODO})
         covered.add((pair["source"], pair["target"]))
-    return {"version": 1, "known_failures": [{k: v for k, v in e.items() if v is not None} for e in entries]}
+    # plain str: names may come as Ansible's own str subclasses, which safe_dump cannot write
+    return {"version": 1, "known_failures": [{k: str(v) for k, v in e.items() if v is not None} for e in entries]}
 
 
 def write_baseline(run, path):
