@@ -47,7 +47,8 @@ class ActionModule(ActionBase):
         normalized, problems = check_variables(values)
         check_files(normalized, problems)
         check_inventory(normalized, task_vars.get("groups") or {}, None, problems)
-        result.update(changed=False, config=normalized, problems=problems)
+        # -v would print every variable of every host: the converted values are for the role's tasks
+        result.update(changed=False, config=normalized, problems=problems, _ansible_verbose_override=not problems)
         if problems:
             result.update(failed=True, config_error=True, msg=config_error_message(problems))
         return result

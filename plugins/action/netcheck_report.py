@@ -68,7 +68,14 @@ def _registered(hostvars, name, variable):
         return None
     raw = hostvars.raw_get(name) if hasattr(hostvars, "raw_get") else hostvars[name]
     value = raw.get(variable) if isinstance(raw, Mapping) else None
-    return _plain(value) if value else None
+    value = _plain(value) if value else None
+    if value and value.get("answer_file"):
+        # net_diagnose wrote the source's whole answer on the controller (plugins/action/net_diagnose.py)
+        with open(value["answer_file"], encoding="utf-8") as stream:
+            answer = json.load(stream)
+        answer.update({k: v for k, v in value.items() if k in ("failed", "unreachable", "skipped", "msg")})
+        value = answer
+    return value
 
 
 def _pcaps(run_dir):

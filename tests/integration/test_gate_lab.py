@@ -178,3 +178,21 @@ def test_the_written_baseline_fed_back_and_a_comparison_of_two_runs(lab, hosts, 
     assert [(e["source"], e["target"]) for e in run["comparison"]["new_failures"]] == [(h2.name, h3.name)]
     assert [(e["source"], e["target"]) for e in run["comparison"]["fixed"]] == [(h1.name, h2.name)]
     assert "Changes since" in (path.parent / "summary.md").read_text()
+
+
+def test_verbose_output_stays_readable_and_the_evidence_is_in_the_run_directory(lab, hosts, report_dir,
+                                                                                iptables_rules):
+    iptables_rules(hosts[1].namespace, "INPUT", "-s", hosts[0].ip, "-p", "tcp", "--dport", "8080", "-j", "DROP")
+    proc = check(lab, report_dir, "-v")
+    assert proc.returncode == 2, proc.output
+    lines = proc.output.splitlines()
+    # the task results hold per pair a target, an address, ok, a code and a layer; the evidence is in files
+    diagnose = [line for line in lines if "evidence" in line or '"layers"' in line or "layers:" in line]
+    assert diagnose == [], diagnose[:5]
+    assert len(lines) < 80 * len(hosts), len(lines)
+    # nothing is lost: report.json is complete, the failing pair's evidence is printed
+    assert "tcp %s:8080: filtered, expected open" % hosts[1].ip in proc.output
+    run, path = latest_report(report_dir)
+    assert all(p["layers"] and p["verdict"]["evidence"] for p in run["pairs"])
+    answers = sorted(p.name for p in (path.parent / "sources").iterdir())
+    assert answers == sorted("%s.json" % h.name for h in hosts)
