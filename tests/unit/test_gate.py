@@ -437,3 +437,30 @@ def test_the_recorded_run_passes_the_report_schema_and_every_writer(tmp_path):
     paths = reports.write_all(run, str(tmp_path / "run"), {})
     assert sorted(paths) == ["html", "json", "junit", "markdown", "prom"]
     assert json.loads(Path(paths["json"]).read_text())["status"] == "failed"
+
+
+# --- evidence off Ansible's result path ------------------------------------------------------------
+
+def test_the_task_result_is_compact_and_the_report_reads_the_whole_answer_back(tmp_path):
+    from ansible_collections.netcheck.netcheck.plugins.action.net_diagnose import compact, write_answer
+    from ansible_collections.netcheck.netcheck.plugins.action.netcheck_report import _registered
+    from ansible_collections.netcheck.netcheck.plugins.filter.netcheck import checks_failed
+    run = recorded("lab_run_two_faults.json")
+    results = [dict({k: v for k, v in p.items() if k not in ("source", "explain", "capture", "baseline")})
+               for p in run["pairs"] if p["source"] == "nct1331"]
+    answer = {"results": results, "summary": {"total": 2, "ok": 0, "failed": 2}, "limits": run["sources"][0]["limits"],
+              "arp_cache": {"entries": 3}, "elapsed_ms": 12.0, "changed": False, "invocation": {"module_args": {}},
+              "pairs_failed": 2}
+    path = write_answer(str(tmp_path), "nct1331", answer)
+    assert path == str(tmp_path / "sources" / "nct1331.json")
+    small = compact(dict(answer), path)
+    assert small["results"] == [{"target": p["target"], "address": p["address"], "ok": p["ok"],
+                                 "code": p["verdict"]["code"], "layer": p["verdict"]["first_failing_layer"]}
+                                for p in results]
+    assert "limits" not in small and "invocation" not in small
+    assert len(json.dumps(small)) * 5 < len(json.dumps(answer))
+    assert checks_failed(["nct1331"], {"nct1331": {"netcheck_diagnose": small}})  # capture's on_failure
+    whole = _registered({"nct1331": {"netcheck_diagnose": small}}, "nct1331", "netcheck_diagnose")
+    assert whole["results"] == results and whole["limits"] == answer["limits"]
+    built = runmodel.build_run([{"name": "nct1331", "address": "a", "outcome": whole}])
+    assert [p["verdict"]["evidence"] for p in built["pairs"]] == [p["verdict"]["evidence"] for p in results]
