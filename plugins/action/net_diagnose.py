@@ -15,6 +15,9 @@ reach the host) become module ``targets``:
 ``extra_targets``  explicit per-layer targets: ``{icmp: [{host, reachable, name}], tcp: [{host,
                    port, ...}], http: [{url, ...}]}``
 ``layers``         the layers to check (``icmp``, ``tcp``, ``http``, ``limits``; default all)
+``fail_on_mismatch`` false: pairs that miss their expectation do not fail the task (the netcheck
+                   role's report judges them, ``pairs_failed`` counts them); a source that could not
+                   check (input refused, module could not start) always fails it. Default true.
 ``run_dir``        the run's directory on the controller: the module's full answer goes to
                    ``<run_dir>/sources/<source>.json`` and the task result Ansible copies, prints
                    (``-v``) and registers is compact (per pair: target, address, ok, code, layer;
@@ -33,6 +36,7 @@ import tempfile
 from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError
@@ -43,7 +47,7 @@ from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import (
 )
 
 ALL_LAYERS = ("icmp", "tcp", "http", "limits")
-CONTROLLER_OPTIONS = ("mesh", "group_targets", "extra_targets", "layers", "run_dir")
+CONTROLLER_OPTIONS = ("mesh", "group_targets", "extra_targets", "layers", "run_dir", "fail_on_mismatch")
 # icmp modes, weakest first: a stronger expectation given anywhere wins
 ICMP_STRENGTH = {"skip": 0, "auto": 1, "reachable": 2, "unreachable": 2}
 
@@ -292,7 +296,8 @@ class ActionModule(ActionBase):
             return result
         result.update(self._execute_module(module_name="netcheck.netcheck.net_diagnose", module_args=args,
                                            task_vars=task_vars))
-        result = source_outcome(result)
+        if controller["fail_on_mismatch"] is not None and not boolean(controller["fail_on_mismatch"], strict=False):
+            result = source_outcome(result)
         if controller["run_dir"] and result.get("results") is not None:
             result = compact(result, write_answer(controller["run_dir"], task_vars.get("inventory_hostname"), result))
         return result
