@@ -130,7 +130,10 @@ def test_a_passing_run_fetches_no_pcap_on_failure_only_and_every_pcap_always(lab
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = run_dir_of(tmp_path / "always")
     assert sorted(p.parent.name for p in run_dir.glob("*/eth0.pcap")) == sorted(h.name for h in hosts)
+    # the terminal says where the pcaps went
+    assert "pcaps: %d in %s (" % (len(hosts), run_dir) in proc.stdout, proc.stdout
     run = json.loads((run_dir / "report.json").read_text())
+    assert sorted(run["pcaps"]) == sorted("%s/eth0.pcap" % h.name for h in hosts)
     assert all(p["capture"] is None for p in run["pairs"]), "only failing pairs carry a capture"
     assert not no_tcpdump_within(hosts, 5)
 
