@@ -18,6 +18,7 @@ equal problems of many hosts into one line. The playbook runs it before any host
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import json
 import math
 import os
@@ -28,7 +29,9 @@ import yaml
 
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import (
     InputError, validate_host, validate_regex)
-from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import NETCHECK_ROLE_SPEC
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import check_options
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports.baseline import BaselineError, load_baseline
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import NETCHECK_ROLE_SPEC, PORT_SPEC
 
 # Variables the role or the play sets itself (facts, registered results): not user input.
 INTERNAL = frozenset((
@@ -220,7 +223,6 @@ def check_mapping(value, spec, path, problems):
 
 def _port_item(item, path, problems):
     """One of netcheck_mesh_ports: a port number (or its digits) or a mapping with port."""
-    from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import PORT_SPEC
     if isinstance(item, dict):
         return check_mapping(item, PORT_SPEC, path, problems)
     number = to_int(item, path, problems, what="a port number")
@@ -329,7 +331,6 @@ def _ec2_explain(value, problems):
 
 
 def _check_report_options(normalized, problems):
-    from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import check_options
     options = normalized.get("netcheck_report_options")
     if options:
         try:
@@ -340,7 +341,6 @@ def _check_report_options(normalized, problems):
 
 def check_files(normalized, problems, cwd=None):
     """The files the run reads or writes, checked before any probe: the baseline and the compared run."""
-    from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports.baseline import BaselineError, load_baseline
     cwd = cwd or os.getcwd()
     baseline = normalized.get("netcheck_baseline")
     if baseline:
@@ -452,7 +452,6 @@ def resolve_pattern(pattern, groups):
     """The inventory names a host pattern (``all``, ``web:db``, ``web:&eu``, ``all:!db1``, ``web*``,
     ``a,b``) selects, in inventory order; enough of Ansible's pattern language to know whether a
     pattern selects anything before a host is contacted."""
-    import fnmatch
     everyone = list(groups.get("all") or [])
     for members in groups.values():
         everyone.extend(h for h in members if h not in everyone)

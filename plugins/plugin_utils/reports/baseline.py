@@ -20,8 +20,11 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import os
 
 import yaml
+
+from .model import write_atomic
 
 
 class BaselineError(ValueError):
@@ -145,16 +148,10 @@ def baseline_from_run(run, existing=None):
 
 def write_baseline(run, path):
     """Write (or update) the known-failures file ``path`` from ``run``; returns its document."""
-    from .model import write_atomic
-    existing = load_baseline(path) if _exists(path) else None
+    existing = load_baseline(path) if os.path.isfile(path) else None
     document = baseline_from_run(run, existing)
     header = ("# Known failures written by netcheck (netcheck_baseline_write) from the run of %s.\n"
               "# Fill in each reason; use the file with -e netcheck_baseline=%s\n"
               % ((run.get("meta") or {}).get("started") or "?", path))
     write_atomic(path, header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=110))
     return document
-
-
-def _exists(path):
-    import os
-    return os.path.isfile(path)
