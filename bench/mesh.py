@@ -67,6 +67,10 @@ def check_yml_pairs(document):
     pairs, probe_s = {}, {}
     for task in document["tasks"]:
         for source, result in task["hosts"].items():
+            if isinstance(result, dict) and result.get("answer_file"):
+                # net_diagnose keeps each source's whole answer in the run directory, its task result compact
+                with open(result["answer_file"], encoding="utf-8") as stream:
+                    result = dict(json.load(stream), elapsed_ms=result.get("elapsed_ms"))
             items = [r for r in result.get("results") or [] if isinstance(r, dict) and "kind" in r]
             if not items:
                 continue

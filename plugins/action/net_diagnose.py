@@ -15,6 +15,13 @@ reach the host) become module ``targets``:
 ``extra_targets``  explicit per-layer targets: ``{icmp: [{host, reachable, name}], tcp: [{host,
                    port, ...}], http: [{url, ...}]}``
 ``layers``         the layers to check (``icmp``, ``tcp``, ``http``, ``limits``; default all)
+``fail_on_mismatch`` false: pairs that miss their expectation do not fail the task (the netcheck
+                   role's report judges them, ``pairs_failed`` counts them); a source that could not
+                   check (input refused, module could not start) always fails it. Default true.
+``run_dir``        the run's directory on the controller: the module's full answer goes to
+                   ``<run_dir>/sources/<source>.json`` and the task result Ansible copies, prints
+                   (``-v``) and registers is compact (per pair: target, address, ok, code, layer;
+                   ``answer_file`` names the file, which the report reads)
 
 Everything aimed at the same host is merged into one target (ports by number, URLs by URL),
 so each pair is diagnosed once with all its evidence. With no target left and ``limits``
@@ -23,9 +30,13 @@ asked, conn_limits runs alone.
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from urllib.parse import urlsplit
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError
@@ -36,7 +47,7 @@ from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import (
 )
 
 ALL_LAYERS = ("icmp", "tcp", "http", "limits")
-CONTROLLER_OPTIONS = ("mesh", "group_targets", "extra_targets", "layers")
+CONTROLLER_OPTIONS = ("mesh", "group_targets", "extra_targets", "layers", "run_dir", "fail_on_mismatch")
 # icmp modes, weakest first: a stronger expectation given anywhere wins
 ICMP_STRENGTH = {"skip": 0, "auto": 1, "reachable": 2, "unreachable": 2}
 
@@ -285,4 +296,59 @@ class ActionModule(ActionBase):
             return result
         result.update(self._execute_module(module_name="netcheck.netcheck.net_diagnose", module_args=args,
                                            task_vars=task_vars))
+        if controller["fail_on_mismatch"] is not None and not boolean(controller["fail_on_mismatch"], strict=False):
+            result = source_outcome(result)
+        if controller["run_dir"] and result.get("results") is not None:
+            result = compact(result, write_answer(controller["run_dir"], task_vars.get("inventory_hostname"), result))
         return result
+
+
+def answer_path(run_dir, source):
+    """Where a source's full answer goes: <run_dir>/sources/<source>.json (the name made file-safe)."""
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in str(source)).lstrip(".") or "_"
+    return os.path.join(run_dir, "sources", safe + ".json")
+
+
+def write_answer(run_dir, source, result):
+    """The module's whole answer, as JSON, written atomically on the controller; returns its path."""
+    path = answer_path(run_dir, source)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".answer.", dir=os.path.dirname(path))
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        json.dump({k: v for k, v in result.items() if not k.startswith("_ansible")}, stream,
+                  separators=(",", ":"), default=str)
+    os.replace(temporary, path)
+    return path
+
+
+# what the task result keeps of each pair: enough for -v, register and the capture's on_failure
+COMPACT_PAIR_KEYS = ("target", "address", "ok")
+
+
+def compact(result, path):
+    """The task result Ansible handles: per pair its target, address, ok, code and layer; the rest is
+    in ``answer_file`` (Ansible deep-copies, strips and prints every result: N x N pairs of evidence
+    made -v unreadable and the run slower)."""
+    pairs = []
+    for pair in result.get("results") or []:
+        entry = {key: pair.get(key) for key in COMPACT_PAIR_KEYS}
+        verdict = pair.get("verdict") or {}
+        entry.update(code=verdict.get("code"), layer=verdict.get("first_failing_layer"))
+        pairs.append(entry)
+    kept = {key: value for key, value in result.items()
+            if key not in ("results", "limits", "arp_cache", "invocation")}
+    kept.update(results=pairs, answer_file=path)
+    return kept
+
+
+def source_outcome(result):
+    """The task fails only when this source could not check: the module refused its input or could not
+    start (no Python, ...). Pairs that missed their expectation are the report's to judge: the
+    module's failure for them becomes ``pairs_failed``, so the play goes on to the report without an
+    error per source (and ``ignore_errors`` in the role never hides a source that could not run)."""
+    if result.get("failed") and result.get("results"):
+        result["failed"] = False
+        result["pairs_failed"] = (result.get("summary") or {}).get("failed", 0)
+    elif result.get("failed"):
+        result["could_not_run"] = True
+    return result

@@ -5,8 +5,10 @@ Run once (on localhost) after every source host ran net_diagnose. Reads each sou
 registered result from hostvars in Python (no Jinja loop over hostvars), builds the run model
 (plugin_utils/run.py), prints the matrix, the failing pairs and the totals, writes the reports
 (plugin_utils/reports.write_all: report.json, junit.xml, summary.md, report.html, netcheck.prom) and
-fails when any pair missed its expectation or any source could not run, unless
-``fail_on_mismatch`` is false.
+fails when any pair missed its expectation or any source could not run (unless ``fail_on_mismatch``
+is false), when nothing was checked (unless ``allow_empty``) or when a report cannot be written.
+It also applies the known-failures baseline (the one place it is applied), writes one from the
+run (``baseline_write``) and compares the run with an earlier one (``compare``).
 
 Its options are NETCHECK_REPORT_SPEC (plugins/plugin_utils/specs.py), documented in
 library/netcheck_report.py; an unknown one fails the task, named.
@@ -27,8 +29,10 @@ from ansible.utils.display import Display
 
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.ec2_explain import explain_run, inventory_options
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import (
-    BaselineError, apply_baseline, run_failed, write_all)
-from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import apply_captures, build_run, render
+    BaselineError, apply_baseline, compare_runs, load_report, write_all, write_baseline)
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.run import (
+    STATUS_NOT_RUN, apply_captures, build_run, coverage, empty_reasons, gate_failed, render, render_headline, run_dir_for,
+    run_status, totals)
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import NETCHECK_REPORT_SPEC
 
 display = Display()
@@ -64,7 +68,22 @@ def _registered(hostvars, name, variable):
         return None
     raw = hostvars.raw_get(name) if hasattr(hostvars, "raw_get") else hostvars[name]
     value = raw.get(variable) if isinstance(raw, Mapping) else None
-    return _plain(value) if value else None
+    value = _plain(value) if value else None
+    if value and value.get("answer_file"):
+        # net_diagnose wrote the source's whole answer on the controller (plugins/action/net_diagnose.py)
+        with open(value["answer_file"], encoding="utf-8") as stream:
+            answer = json.load(stream)
+        answer.update({k: v for k, v in value.items() if k in ("failed", "unreachable", "skipped", "msg")})
+        value = answer
+    return value
+
+
+def _pcaps(run_dir):
+    """The pcaps fetched into the run directory, relative to it (<host>/<interface>.pcap)."""
+    if not run_dir or not os.path.isdir(run_dir):
+        return []
+    return sorted(os.path.relpath(os.path.join(top, name), run_dir) for top, _, names in os.walk(run_dir)
+                  for name in names if name.endswith(".pcap"))
 
 
 def write_reports(run, run_dir, options):
@@ -103,10 +122,7 @@ class ActionModule(ActionBase):
         report_dir = args.get("report_dir")
         if report_dir is None:
             report_dir = os.path.abspath("reports")
-        run_dir = args.get("run_dir") or ""
-        if report_dir and not run_dir:
-            stamp = (meta["started"] or meta["finished"]).replace(":", "").replace("-", "")
-            run_dir = os.path.join(report_dir, stamp)
+        run_dir = args.get("run_dir") or (run_dir_for(report_dir, meta["started"]) if report_dir else "")
         if boolean(args.get("capture", False), strict=False):
             capture_register = args.get("capture_register") or "capture_result"
             captures = {}
@@ -114,6 +130,8 @@ class ActionModule(ActionBase):
                 captures[entry["name"]] = {"address": entry["address"],
                                            "result": _registered(hostvars, entry["name"], capture_register)}
             apply_captures(run, captures, run_dir or None)
+            run["pcaps"] = _pcaps(run_dir)
+            run["run_dir"] = run_dir or None
         # sources and targets: their instance ids tell apart interfaces holding one address
         ec2_hosts = list(sources) + [target["name"] for target in run["targets"] if target["name"] not in sources]
         ec2 = inventory_options({name: hostvars[name] for name in ec2_hosts if name in hostvars},
@@ -122,12 +140,24 @@ class ActionModule(ActionBase):
             explained = explain_run(run, ec2)
             if explained["error"]:
                 display.warning("netcheck: EC2 configuration not read: %s" % explained["error"])
+        # the one place a baseline is applied: the reports and the exit code read the same marks
         baseline = args.get("baseline")
         if baseline:
             try:
                 run = apply_baseline(run, baseline)
             except (BaselineError, OSError, ValueError) as exc:
                 raise AnsibleActionFail("baseline: %s" % exc)
+        if args.get("compare"):
+            try:
+                run["comparison"] = compare_runs(load_report(args["compare"]), run, file=args["compare"])
+            except (OSError, ValueError) as exc:
+                raise AnsibleActionFail("compare: %s" % exc)
+        run["coverage"] = coverage(run, args.get("inventory_hosts"), args.get("mesh_group"))
+        run["totals"] = totals(run)
+        run["status"] = run_status(run)
+        allow_empty = boolean(args.get("allow_empty", False), strict=False)
+        if run["status"] == STATUS_NOT_RUN:
+            run["problems"] = empty_reasons(run)
         for line in render(run):
             display.display(line)
 
@@ -136,14 +166,20 @@ class ActionModule(ActionBase):
             try:
                 written = write_reports(run, run_dir, args.get("report_options") or {})
             except (OSError, ValueError) as exc:
-                display.warning("netcheck: reports not written to %s: %s" % (run_dir, exc))
-            else:
-                for kind, path in sorted(written.items()):
-                    display.display("report %s: %s" % (kind, path))
+                # a pipeline that publishes no report must not pass
+                raise AnsibleActionFail("netcheck: the reports could not be written to %s: %s" % (run_dir, exc))
+            for kind, path in sorted(written.items()):
+                display.display("report %s: %s" % (kind, path))
+        if args.get("baseline_write"):
+            try:
+                document = write_baseline(run, args["baseline_write"])
+            except (BaselineError, OSError, ValueError) as exc:
+                raise AnsibleActionFail("baseline_write: %s: %s" % (args["baseline_write"], exc))
+            display.display("baseline written: %s (%d known failures; fill in each reason)"
+                            % (args["baseline_write"], len(document["known_failures"])))
         # the run model itself is in the reports: a failed task would print all of it
-        result.update(changed=False, reports=written, totals=run["totals"], asymmetric=run["asymmetric"])
-        if run_failed(run) and boolean(args.get("fail_on_mismatch", True), strict=False):
-            totals = run["totals"]
-            result.update(failed=True, msg="%d of %d pairs missed their expectation, %d sources could not run"
-                                           % (totals["failed"], totals["pairs"], totals["sources_not_run"]))
+        result.update(changed=False, reports=written, totals=run["totals"], asymmetric=run["asymmetric"],
+                      status=run["status"])
+        if gate_failed(run, allow_empty, boolean(args.get("fail_on_mismatch", True), strict=False)):
+            result.update(failed=True, msg=render_headline(run))
         return result

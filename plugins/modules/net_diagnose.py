@@ -30,6 +30,10 @@ description:
     Bad input fails naming the field (for example C(targets[1].ports[0].port)) before anything is sent.
   - When called from a playbook, the collection's action plugin may expand I(mesh) and I(group_targets)
     (inventory groups) into I(targets) on the controller; those two options never reach the host.
+    Two more controller options serve the netcheck role - C(fail_on_mismatch=false) leaves missed
+    expectations to the report (the task then fails only when the source could not check), and
+    C(run_dir=DIR) writes the whole answer to C(DIR/sources/<host>.json) and returns per pair only its
+    target, address, ok, code and layer (with C(answer_file)).
 version_added: "0.3.0"
 author:
   - netcheck maintainers (@netcheck)

@@ -18,9 +18,10 @@ description:
     sources, targets, pairs, asymmetric pairs, totals), prints the matrix of sources x targets (one short
     cell per pair, C(.) for OK, C(!) for a source that could not run), one line per failing pair with its hint
     and evidence, the asymmetric pairs and the totals, and writes the reports.
-  - Fails when any pair missed its expectation or any source could not run (unreachable over SSH, or its
-    module failed before probing), unless I(fail_on_mismatch) is false. This is the exit-code contract of
-    C(docs/verdict.md).
+  - Fails when any pair missed its expectation (and the baseline does not know it) or any source could not run
+    (unreachable over SSH, or its module failed), unless I(fail_on_mismatch) is false; fails whatever that says
+    when nothing was checked (unless I(allow_empty)) or a report could not be written. C(report.json)'s
+    C(status) says which - C(passed), C(failed), C(not_run) (docs/ci.md).
 version_added: "0.3.0"
 author:
   - netcheck maintainers (@netcheck)
@@ -93,6 +94,29 @@ options:
   playbook:
     description: The playbook's name, recorded in the run's meta.
     type: str
+  allow_empty:
+    description:
+      - Pass a run that checked nothing. By default zero sources, zero pairs or zero checks fail the run
+        (C(status) C(not_run)) with a message saying why.
+    type: bool
+    default: false
+  baseline_write:
+    description:
+      - Write (or update) this known-failures file from the run - one entry per failing pair with its code and a
+        reason to fill in; entries of an existing file that still match keep their reasons, the others are dropped.
+    type: path
+  compare:
+    description:
+      - An earlier run's C(report.json) (or its directory). New failures, fixed pairs, changed codes and latency
+        shifts are printed and kept in C(report.json) (C(comparison)).
+    type: path
+  inventory_hosts:
+    description: Every host of the inventory; the run says which of them no source checked as a target.
+    type: list
+    elements: str
+  mesh_group:
+    description: The group the mesh's targets came from (empty - the whole inventory), named when hosts were left out.
+    type: str
 attributes:
   check_mode:
     details: Reads registered results and writes reports only.
@@ -110,7 +134,8 @@ EXAMPLES = r"""
   netcheck.netcheck.net_diagnose:
     targets: [{host: 10.0.1.20, ports: [{port: 22}]}]
   register: netcheck_diagnose
-  failed_when: false
+  # a source whose module fails could not run: the report says so and fails the run
+  ignore_errors: true
   ignore_unreachable: true
 
 - name: The answer, once, on the controller
@@ -130,6 +155,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+status:
+  description: passed, failed (a pair or a source), not_run (nothing was checked); config_error is decided earlier.
+  returned: always
+  type: str
+  sample: passed
 totals:
   description: Pairs, how many met their expectation, how many failed, sources not run, pairs per verdict code.
   returned: always

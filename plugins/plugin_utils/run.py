@@ -11,12 +11,16 @@ that could not run).
 
 from __future__ import annotations
 
+import datetime
 import os
 
 from .capture_evidence import two_point
 
 # the exit-code contract lives with the reports, which know the known-failures baseline
-from .reports.model import run_failed  # noqa: F401  (re-exported)
+from .reports.model import checks, counts_against_run, run_failed, was_run
+
+# report.json's top-level status: what a pipeline reads first
+STATUS_PASSED, STATUS_FAILED, STATUS_CONFIG_ERROR, STATUS_NOT_RUN = "passed", "failed", "config_error", "not_run"
 
 SCHEMA_VERSION = 1
 
@@ -49,7 +53,12 @@ def source_entry(name, address, outcome):
     elif outcome.get("skipped"):
         entry.update(error=outcome.get("msg"))
     elif outcome.get("failed") and not outcome.get("results"):
-        entry.update(status="failed", error=str(outcome.get("msg") or "the check failed before probing"))
+        # net_diagnose refused its input, or the module could not start (no Python, ...)
+        error = str(outcome.get("msg") or "the check failed before probing").strip()
+        stderr = str(outcome.get("module_stderr") or "").strip().splitlines()
+        if stderr and stderr[-1] not in error:
+            error += ": " + stderr[-1]
+        entry.update(status="failed", error=error)
     if outcome and entry["status"] == "ran":
         entry["elapsed_ms"] = outcome.get("elapsed_ms")
         entry["limits"] = outcome.get("limits")
@@ -58,8 +67,8 @@ def source_entry(name, address, outcome):
 
 def build_run(sources, meta=None):
     """The run model from ``sources``: [{"name", "address", "outcome": registered result or None}]."""
-    run = {"schema_version": SCHEMA_VERSION, "meta": dict(meta or {}), "sources": [], "targets": [], "pairs": [],
-           "asymmetric": [], "totals": {}}
+    run = {"schema_version": SCHEMA_VERSION, "status": None, "meta": dict(meta or {}), "sources": [], "targets": [],
+           "pairs": [], "asymmetric": [], "totals": {}}
     targets = {}
     for source in sources:
         entry = source_entry(source["name"], source.get("address"), source.get("outcome"))
@@ -84,6 +93,7 @@ def build_run(sources, meta=None):
     run["asymmetric_checks"] = asymmetric_checks(run["pairs"])
     run["asymmetric"] = asymmetric_pairs(run["pairs"])
     run["totals"] = totals(run)
+    run["status"] = run_status(run)
     return run
 
 
@@ -305,8 +315,79 @@ def totals(run):
         code = pair["verdict"]["code"]
         by_code[code] = by_code.get(code, 0) + 1
     passed = sum(1 for pair in run["pairs"] if pair["ok"])
-    return {"pairs": len(run["pairs"]), "ok": passed, "failed": len(run["pairs"]) - passed,
-            "sources_not_run": sum(1 for s in run["sources"] if s["status"] != "ran"), "by_code": by_code}
+    failed = len(run["pairs"]) - passed
+    known = sum(1 for pair in run["pairs"] if not pair["ok"] and pair.get("baseline") == "known")
+    return {"pairs": len(run["pairs"]), "ok": passed, "failed": failed,
+            "sources_not_run": sum(1 for s in run["sources"] if s["status"] != "ran"), "by_code": by_code,
+            "checks": count_checks(run), "known": known, "new_failures": failed - known,
+            "fixed": sum(1 for pair in run["pairs"] if pair.get("baseline") == "fixed")}
+
+
+def count_checks(run):
+    """Checks that ran: every probe of every pair, and each source's limits (--tags limits)."""
+    # a pair's probes that ran, or at least the layers it says it checked
+    probes = sum(max(sum(1 for check in checks(pair) if was_run(check.result)), len(pair.get("checked") or []))
+                 for pair in run["pairs"])
+    return probes + sum(1 for s in run["sources"] if s["status"] == "ran" and s.get("limits"))
+
+
+def empty_reasons(run):
+    """Why the run checked nothing ([] when it checked something): zero sources, pairs or checks."""
+    ran = [s for s in run["sources"] if s["status"] == "ran"]
+    if not run["sources"]:
+        return ["no source host: the play matched none (inventory, netcheck_sources, --limit)"]
+    if not ran:
+        return ["no source could run (%d of %d did not)" % (len(run["sources"]), len(run["sources"]))]
+    totals_ = run["totals"] if run.get("totals") else totals(run)
+    if not run["pairs"] and not totals_["checks"]:
+        return ["no pair was checked: no source had a target in the layers asked (targets, --tags)"]
+    if not totals_["checks"]:
+        return ["no check ran: every probe of every pair was skipped"]
+    return []
+
+
+def run_status(run):
+    """passed, failed, config_error or not_run (report.json's ``status``, the exit code's reason)."""
+    if run.get("status") == STATUS_CONFIG_ERROR:
+        return STATUS_CONFIG_ERROR
+    if empty_reasons(run):
+        return STATUS_NOT_RUN
+    return STATUS_FAILED if run_failed(run) else STATUS_PASSED
+
+
+def gate_failed(run, allow_empty=False, fail_on_mismatch=True):
+    """Whether the run fails (non-zero exit): a configuration error, nothing checked (unless allowed),
+    a source that could not run, or (with fail_on_mismatch) a pair missing its expectation that
+    the baseline does not know."""
+    status = run.get("status") or run_status(run)
+    if status == STATUS_CONFIG_ERROR:
+        return True
+    if status == STATUS_NOT_RUN:
+        return not allow_empty or bool(sources_not_run_names(run))
+    if sources_not_run_names(run):
+        return True
+    return fail_on_mismatch and any(counts_against_run(p) for p in run["pairs"])
+
+
+def sources_not_run_names(run):
+    return [s["name"] for s in run["sources"] if s["status"] != "ran"]
+
+
+def run_dir_for(report_dir, started=None):
+    """The run's directory, ``<report_dir>/<UTC start, e.g. 20261206T233000Z>``: the one place it is
+    named (the role computes it once per run; the report and a configuration error use it too)."""
+    started = started or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return os.path.join(report_dir, started.replace(":", "").replace("-", ""))
+
+
+def config_error_run(problems, meta=None):
+    """The run model of a run stopped by its configuration: nothing checked, every problem named."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run = {"schema_version": SCHEMA_VERSION, "status": STATUS_CONFIG_ERROR, "problems": list(problems),
+           "meta": dict({"started": now, "finished": now}, **(meta or {})), "sources": [], "targets": [], "pairs": [],
+           "asymmetric": []}
+    run["totals"] = totals(run)
+    return run
 
 
 # --- the terminal ----------------------------------------------------------------------------
@@ -423,14 +504,142 @@ def render_failures(run):
 def render_totals(run):
     t = run["totals"]
     codes = ", ".join("%s %d" % (code, count) for code, count in sorted(t["by_code"].items()))
-    return ["totals: %d pairs, %d ok, %d failed, %d sources not run (%s)" % (
-        t["pairs"], t["ok"], t["failed"], t["sources_not_run"], codes or "no pairs")]
+    known = t.get("known") or 0
+    split = " (%d new, %d known)" % (t["failed"] - known, known) if run.get("baseline") else ""
+    lines = ["totals: %d pairs, %d ok, %d failed%s, %d sources not run, %d checks (%s)" % (
+        t["pairs"], t["ok"], t["failed"], split, t["sources_not_run"], t.get("checks", 0), codes or "no pairs")]
+    if run.get("baseline"):
+        lines.append("baseline %s: %d known failures, %d new, %d fixed (in the baseline, now passing)" % (
+            run["baseline"].get("file") or "", known, t["failed"] - known, t.get("fixed") or 0))
+    return lines
+
+
+def render_notes(run, shown=6):
+    """Notes of the verdicts (e.g. ICMP_FILTERED on pairs whose ports answer), one line per code."""
+    by_code = {}
+    for pair in run["pairs"]:
+        for note in (pair.get("verdict") or {}).get("notes") or []:
+            entry = by_code.setdefault(note["code"], {"hint": note.get("hint"), "pairs": []})
+            entry["pairs"].append("%s -> %s" % (pair["source"], pair["target"]))
+    lines = []
+    for code, entry in sorted(by_code.items()):
+        pairs = entry["pairs"]
+        more = " and %d more" % (len(pairs) - shown) if len(pairs) > shown else ""
+        lines.append("NOTE %s on %d pair%s (%s%s): %s" % (code, len(pairs), "" if len(pairs) == 1 else "s",
+                                                         ", ".join(pairs[:shown]), more, entry["hint"]))
+    return lines
+
+
+def render_fixed(run):
+    return ["FIXED %s -> %s: in the baseline%s, passes now (remove its entry)"
+            % (p["source"], p["target"], " (%s)" % p["baseline_reason"] if p.get("baseline_reason") else "")
+            for p in run["pairs"] if p.get("baseline") == "fixed"]
+
+
+def render_limits(run):
+    """One line per source whose limits were read (--tags limits): listeners, queues, warnings."""
+    lines = []
+    every_source = not run["pairs"]  # --tags limits: the limits are the answer; else only their warnings
+    for source in run["sources"]:
+        limits = source.get("limits")
+        if not limits:
+            continue
+        if not every_source:
+            lines.extend("limits %s: WARNING %s" % (source["name"], w) for w in limits.get("warnings") or [])
+            continue
+        listeners = ", ".join(dict.fromkeys("%s %s queue %s/%s" % (
+            entry.get("port"), "/".join(sorted({str(p.get("comm")) for p in entry.get("processes") or []})) or "?",
+            entry.get("accept_queue"), entry.get("backlog")) for entry in limits.get("listeners") or []))
+        kernel = limits.get("kernel") or {}
+        file_nr = kernel.get("file_nr") or {}
+        lines.append("limits %s: listeners %s; somaxconn %s; file handles %s of %s; ListenOverflows %s" % (
+            source["name"], listeners or "none on the ports asked", kernel.get("somaxconn"),
+            file_nr.get("allocated"), file_nr.get("max"), (limits.get("netstat") or {}).get("ListenOverflows")))
+        lines.extend("limits %s: WARNING %s" % (source["name"], w) for w in limits.get("warnings") or [])
+    return lines
+
+
+def render_coverage(run):
+    coverage = run.get("coverage") or {}
+    if not coverage.get("missing") or not run["pairs"]:
+        return []
+    missing = coverage["missing"]
+    return ["targets: %d of the inventory's %d hosts checked as targets (%s); not checked: %s%s" % (
+        coverage["targets"], coverage["inventory_hosts"], coverage.get("why") or "",
+        ", ".join(missing[:10]), " and %d more" % (len(missing) - 10) if len(missing) > 10 else "")]
+
+
+def render_pcaps(run):
+    pcaps = run.get("pcaps") or []
+    if not pcaps:
+        return []
+    return ["pcaps: %d in %s (%s)" % (len(pcaps), run.get("run_dir") or "the run directory", ", ".join(pcaps[:8]))]
+
+
+def render_headline(run):
+    """The first line: passed, FAILED (the network), NOTHING CHECKED (why), CONFIGURATION ERROR."""
+    status = run.get("status") or run_status(run)
+    t = run["totals"]
+    if status == STATUS_PASSED:
+        return "netcheck: passed: %d pairs, %d checks as expected" % (t["pairs"], t.get("checks", 0))
+    if status == STATUS_NOT_RUN:
+        return "netcheck: NOTHING CHECKED: %s" % "; ".join(empty_reasons(run))
+    if status == STATUS_CONFIG_ERROR:
+        return "netcheck: CONFIGURATION ERROR, nothing was checked: %s" % "; ".join(run.get("problems") or [])
+    parts = []
+    if t.get("new_failures", t["failed"]):
+        parts.append("%d pairs missed their expectation" % t.get("new_failures", t["failed"]))
+    if t["sources_not_run"]:
+        parts.append("%d sources could not run" % t["sources_not_run"])
+    return "netcheck: FAILED (the network or the hosts, not the configuration): %s" % ", ".join(parts or ["see below"])
 
 
 def render(run):
     """The whole answer as text lines."""
-    return render_matrix(run) + [""] + render_failures(run) + render_totals(run)
+    lines = [render_headline(run), ""]
+    if run["pairs"] or not any(s.get("limits") for s in run["sources"]):
+        lines += render_matrix(run) + [""]
+    lines += render_limits(run) + render_failures(run) + render_notes(run) + render_fixed(run)
+    lines += render_comparison(run) + render_coverage(run) + render_pcaps(run)
+    return lines + render_totals(run)
 
 
-__all__ = ["CELLS", "SCHEMA_VERSION", "apply_accept_queues", "apply_conntrack", "apply_captures", "asymmetric_checks", "asymmetric_pairs",
-           "build_run", "cell", "failing_checks", "pair_cell", "pair_checks", "warned_checks", "render", "render_failures", "render_matrix", "render_totals", "run_failed", "source_entry", "totals"]
+def render_comparison(run):
+    comparison = run.get("comparison")
+    if not comparison:
+        return []
+    lines = ["compared with %s (%s): %d new failures, %d fixed, %d changed codes, %d latency shifts" % (
+        comparison.get("file"), comparison.get("started") or "?", len(comparison["new_failures"]),
+        len(comparison["fixed"]), len(comparison["changed"]), len(comparison["latency"]))]
+    for entry in comparison["new_failures"]:
+        lines.append("  NEW   %s -> %s: %s (was %s)" % (entry["source"], entry["target"], entry["code"],
+                                                        entry.get("was") or "not checked"))
+    for entry in comparison["fixed"]:
+        lines.append("  FIXED %s -> %s: was %s" % (entry["source"], entry["target"], entry["was"]))
+    for entry in comparison["changed"]:
+        lines.append("  CODE  %s -> %s: %s -> %s" % (entry["source"], entry["target"], entry["was"], entry["code"]))
+    for entry in comparison["latency"]:
+        lines.append("  RTT   %s -> %s: %.3g ms -> %.3g ms" % (entry["source"], entry["target"], entry["was_ms"],
+                                                             entry["now_ms"]))
+    return lines
+
+
+__all__ = ["CELLS", "SCHEMA_VERSION", "STATUS_CONFIG_ERROR", "STATUS_FAILED", "STATUS_NOT_RUN",
+           "STATUS_PASSED", "apply_accept_queues", "apply_captures", "apply_conntrack", "asymmetric_checks",
+           "asymmetric_pairs", "build_run", "cell", "config_error_run", "count_checks", "coverage",
+           "empty_reasons", "failing_checks", "gate_failed", "pair_cell", "pair_checks", "render",
+           "render_comparison", "render_failures", "render_headline", "render_matrix", "render_notes",
+           "render_totals", "run_dir_for", "run_failed", "run_status", "source_entry", "totals",
+           "warned_checks"]
+
+
+def coverage(run, inventory_hosts=None, mesh_group=None):
+    """Which of the inventory's hosts no source checked as a target (None: nothing to say)."""
+    if not inventory_hosts:
+        return None
+    checked = {t["name"] for t in run["targets"]}
+    sources = {s["name"] for s in run["sources"]}
+    # a lone source does not check itself: it is not "left out"
+    missing = [h for h in inventory_hosts if h not in checked and not (h in sources and len(sources) == 1)]
+    why = "netcheck_mesh_group=%s" % mesh_group if mesh_group else "the targets of the sources"
+    return {"inventory_hosts": len(inventory_hosts), "targets": len(checked), "missing": missing, "why": why}

@@ -115,6 +115,19 @@ NETCHECK_REPORT_SPEC = {
                          "description": "Fail when a pair missed its expectation or a source could not run."},
     "started": {"type": "str", "description": "When the run started (ISO 8601 UTC)."},
     "playbook": {"type": "str", "description": "The playbook's name, recorded in the run's meta."},
+    "allow_empty": {"type": "bool", "default": False,
+                    "description": "Pass a run that checked nothing (no source ran, no pair, no check)."},
+    "baseline_write": {"type": "path", "description": "Write (or update) a known-failures file from this run."},
+    "compare": {"type": "path", "description": "An earlier run's report.json (or its directory) to compare with."},
+    "inventory_hosts": {"type": "list", "elements": "str",
+                        "description": "Every host of the inventory: the run says which were not checked as targets."},
+    "mesh_group": {"type": "str", "description": "The group the mesh's targets came from (empty: the inventory)."},
+}
+
+# The options of the netcheck_config action (its documentation is library/netcheck_config.py).
+NETCHECK_CONFIG_SPEC = {
+    "sources": {"type": "list", "elements": "str",
+                "description": "The play's source hosts, each checked from its host variables (check.yml's first play)."},
 }
 
 _DIAGNOSE = DIAGNOSE_MODULE_SPEC
@@ -161,6 +174,12 @@ NETCHECK_ROLE_SPEC.update({
                              "description": NETCHECK_REPORT_SPEC["ec2_explain"]["description"]},
     "netcheck_ec2_options": role_variable(NETCHECK_REPORT_SPEC["ec2_options"]),
     "netcheck_playbook_name": role_variable(NETCHECK_REPORT_SPEC["playbook"]),
+    "netcheck_allow_empty": {"type": "bool",
+                             "description": "Pass a run that checked nothing (no source, pair or check)."},
+    "netcheck_baseline_write": {"type": "str",
+                                "description": "Write (or update) a known-failures file from this run (empty: no)."},
+    "netcheck_compare": {"type": "str",
+                         "description": "A previous run's report.json (or its directory) to compare this run with."},
 })
 
 PORT_FORWARD_ROLE_SPEC = {
@@ -216,5 +235,6 @@ ROLE_SPECS = {
 for _name, (_, _spec) in ROLE_SPECS.items():
     validate_spec(_spec, _name)
 validate_spec(NETCHECK_REPORT_SPEC, "netcheck_report")
+validate_spec(NETCHECK_CONFIG_SPEC, "netcheck_config")
 for _layer, _spec in GROUP_SPECS.items():
     validate_spec(_spec, "group " + _layer)

@@ -114,7 +114,7 @@ def test_without_netcheck_capture_nothing_is_captured(lab, hosts, iptables_rules
     assert proc.returncode != 0, proc.stdout
     assert "capture: " not in proc.stdout and "no answer left" not in proc.stdout
     run_dir = run_dir_of(tmp_path)
-    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == []
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir() and p.name != "sources") == []
     run = json.loads((run_dir / "report.json").read_text())
     assert all(p["capture"] is None for p in run["pairs"])
     assert not tcpdumps(hosts)
@@ -130,7 +130,10 @@ def test_a_passing_run_fetches_no_pcap_on_failure_only_and_every_pcap_always(lab
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = run_dir_of(tmp_path / "always")
     assert sorted(p.parent.name for p in run_dir.glob("*/eth0.pcap")) == sorted(h.name for h in hosts)
+    # the terminal says where the pcaps went
+    assert "pcaps: %d in %s (" % (len(hosts), run_dir) in proc.stdout, proc.stdout
     run = json.loads((run_dir / "report.json").read_text())
+    assert sorted(run["pcaps"]) == sorted("%s/eth0.pcap" % h.name for h in hosts)
     assert all(p["capture"] is None for p in run["pairs"]), "only failing pairs carry a capture"
     assert not no_tcpdump_within(hosts, 5)
 
@@ -141,7 +144,7 @@ def test_a_capture_that_cannot_start_does_not_stop_the_checks(lab, hosts, tmp_pa
     assert proc.stdout.count("...ignoring") == len(hosts), proc.stdout
     assert "totals: 6 pairs, 6 ok, 0 failed, 0 sources not run" in proc.stdout
     run_dir = run_dir_of(tmp_path)
-    assert not [p for p in run_dir.iterdir() if p.is_dir()]
+    assert not [p for p in run_dir.iterdir() if p.is_dir() and p.name != "sources"]
     assert not tcpdumps(hosts)
 
 

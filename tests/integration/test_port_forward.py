@@ -348,3 +348,20 @@ def test_a_state_dir_that_is_a_file_or_missing_fails_naming_state_dir(ansible, f
     result = forward(ansible, fw_host, confirm="1764064800-1a2b3c4d", state_dir=str(tmp_path / "missing"))
     assert result["failed"] is True and "state_dir %s (which does not exist)" % (tmp_path / "missing") in result["msg"]
     assert "Traceback" not in result.get("module_stderr", "") and save(fw_host) == before
+
+
+def test_a_duplicate_of_our_rule_is_removed_and_one_rule_stays(ansible, fw_host):
+    # a duplicate left by an earlier, unlocked run (seeded by hand, exactly as port_forward writes it)
+    rule = ["PREROUTING", "-p", "tcp", "-m", "tcp", "--dport", "80", "-m", "comment", "--comment", TAG,
+            "-j", "REDIRECT", "--to-ports", "8080"]
+    for _ in range(2):
+        netns(fw_host.namespace, "iptables", "-w", "-t", "nat", "-A", *rule)
+    assert len(our_rules(fw_host)) == 2
+    checked = forward(ansible, fw_host, check=True, forwards=[FORWARD])
+    assert checked["changed"] is True and len(our_rules(fw_host)) == 2  # check mode changes nothing
+    result = forward(ansible, fw_host, forwards=[FORWARD])
+    assert result["changed"] is True and result["added"] == []
+    assert our_rules(fw_host) == ["-A PREROUTING -p tcp -m tcp --dport 80 -m comment --comment %s "
+                                  "-j REDIRECT --to-ports 8080" % TAG]
+    again = forward(ansible, fw_host, forwards=[FORWARD])
+    assert again["changed"] is False and len(our_rules(fw_host)) == 1

@@ -71,9 +71,13 @@ def test_write_all_copies_the_prom_file_for_node_exporter(tmp_path, four):
     assert (textfile_dir / "netcheck.prom").read_text() == (tmp_path / "run" / "netcheck.prom").read_text()
 
 
-def test_write_all_applies_the_baseline_option(tmp_path, four):
+def test_write_all_has_no_second_baseline_entry_point(tmp_path, four):
+    # one entry point (apply_baseline, called by the netcheck_report action): the files and the exit
+    # code can never read two different baselines
     baseline = {"known_failures": [{"source": "nclab1", "target": "nclab3"}]}
-    paths = reports.write_all(four, str(tmp_path), {"formats": ["json"], "baseline": baseline})
+    with pytest.raises(ValueError, match="netcheck_baseline"):
+        reports.write_all(four, str(tmp_path), {"formats": ["json"], "baseline": baseline})
+    paths = reports.write_all(reports.apply_baseline(four, baseline), str(tmp_path), {"formats": ["json"]})
     written = json.loads(open(paths["json"]).read())
     assert pair_of(written, "nclab1", "nclab3")["baseline"] == "known"
     assert pair_of(four, "nclab1", "nclab3")["baseline"] is None  # the caller's run is not changed

@@ -48,9 +48,13 @@ def mesh_run(faults=None, missing=()):
 
 def test_a_healthy_mesh_has_every_pair_ok_and_exits_zero():
     run = mesh_run()
-    assert set(run) == {"schema_version", "meta", "sources", "targets", "pairs", "asymmetric", "asymmetric_checks",
-                        "totals"}
-    assert run["totals"] == {"pairs": 12, "ok": 12, "failed": 0, "sources_not_run": 0, "by_code": {"OK": 12}}
+    assert set(run) == {"schema_version", "status", "meta", "sources", "targets", "pairs", "asymmetric",
+                        "asymmetric_checks", "totals"}
+    assert run["status"] == "passed"
+    totals = dict(run["totals"])
+    assert totals.pop("checks") == 12  # one layer checked per pair here
+    assert totals == {"pairs": 12, "ok": 12, "failed": 0, "sources_not_run": 0, "by_code": {"OK": 12},
+                      "known": 0, "new_failures": 0, "fixed": 0}
     assert [t["name"] for t in run["targets"]] == HOSTS
     pair0 = run["pairs"][0]
     assert pair0["source"] == "h1" and pair0["explain"] is None and pair0["capture"] is None

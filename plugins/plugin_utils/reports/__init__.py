@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 
-from .baseline import BaselineError, apply_baseline, load_baseline, validate_baseline
+from .baseline import BaselineError, apply_baseline, baseline_from_run, load_baseline, validate_baseline, write_baseline
+from .compare import compare_runs, load_report
 from .html_report import GROUP_THRESHOLD, render_html, write_html
 from .json_report import SCHEMA_VERSION, render_json, write_json
 from .junit import build_junit, render_junit, write_junit
@@ -30,7 +31,6 @@ FILES = {"json": "report.json", "junit": "junit.xml", "markdown": "summary.md",
 # options key -> default; anything else is an error (named), as for module options.
 OPTIONS = {
     "formats": tuple(FILES),        # which files to write
-    "baseline": None,               # known failures file (path) or its loaded document
     "title": "netcheck report",     # heading of summary.md and report.html
     "step_summary": "env",          # "env": $GITHUB_STEP_SUMMARY if set; a path; or None
     "markdown_max_bytes": MAX_BYTES,
@@ -42,6 +42,8 @@ OPTIONS = {
 def check_options(options):
     """``options`` with defaults filled in; unknown keys or formats raise ValueError naming them."""
     options = dict(options or {})
+    if "baseline" in options:
+        raise ValueError("options.baseline: not a report option; give the known-failures file as netcheck_baseline")
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError("options: unknown keys %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(OPTIONS))))
@@ -60,13 +62,12 @@ def check_options(options):
 def write_all(run, run_dir, options=None):
     """Write the run's reports into ``run_dir`` (made if missing); return {format: path}.
 
-    When ``options["baseline"]`` is given the run is first marked with it (``apply_baseline``);
-    callers that need the marked run for their exit code call ``apply_baseline`` themselves and
-    pass the marked run instead.
+    The run is written as given: a baseline is applied before, by ``apply_baseline`` (the one
+    entry point, which the netcheck_report action calls with netcheck_baseline), so the files and
+    the exit code always agree. An error writing any file raises (OSError): a report that cannot
+    be written fails the run.
     """
     options = check_options(options)
-    if options["baseline"] is not None:
-        run = apply_baseline(run, options["baseline"])
     os.makedirs(run_dir, exist_ok=True)
     paths = {}
     for name in options["formats"]:
@@ -91,7 +92,7 @@ def write_all(run, run_dir, options=None):
     return paths
 
 
-__all__ = ["FILES", "OPTIONS", "SCHEMA_VERSION", "BaselineError", "apply_baseline", "build_junit",
-           "check_options", "load_baseline", "render_html", "render_json", "render_junit",
+__all__ = ["FILES", "OPTIONS", "SCHEMA_VERSION", "BaselineError", "apply_baseline", "baseline_from_run",
+           "build_junit", "check_options", "compare_runs", "load_report", "write_baseline", "load_baseline", "render_html", "render_json", "render_junit",
            "render_markdown", "render_prom", "run_failed", "validate_baseline", "write_all",
            "write_atomic", "write_html", "write_json", "write_junit", "write_markdown", "write_prom"]

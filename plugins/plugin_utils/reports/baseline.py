@@ -20,8 +20,11 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import os
 
 import yaml
+
+from .model import write_atomic
 
 
 class BaselineError(ValueError):
@@ -114,3 +117,41 @@ def apply_baseline(run, baseline):
     marked["baseline"] = {"file": source_file, "entries": len(entries),
                           "stale": [entries[i] for i in range(len(entries)) if i not in used]}
     return marked
+
+
+# --- writing a baseline from a run ---------------------------------------------------------------
+
+REASON_TODO = "TODO: why this failure is accepted (ticket, owner, date)"
+
+
+def baseline_from_run(run, existing=None):
+    """The known-failures document of ``run``: one entry per failing pair (source, target, code),
+    an entry of ``existing`` that still matches a failing pair keeping its reason and its patterns;
+    entries whose pairs pass again (fixed) or were not checked are dropped."""
+    existing = validate_baseline(existing) if existing is not None else []
+    entries, covered = [], set()
+    for entry in existing:
+        failing = [p for p in run.get("pairs") or [] if not p.get("ok") and _matches(entry, p)
+                   and entry["code"] in (None, (p.get("verdict") or {}).get("code"))]
+        if failing:
+            entries.append(entry)
+            covered.update((p["source"], p["target"]) for p in failing)
+    for pair in run.get("pairs") or []:
+        if pair.get("ok") or (pair["source"], pair["target"]) in covered:
+            continue
+        entries.append({"source": pair["source"], "target": pair["target"],
+                        "code": (pair.get("verdict") or {}).get("code"), "reason": REASON_TODO})
+        covered.add((pair["source"], pair["target"]))
+    # plain str: names may come as Ansible's own str subclasses, which safe_dump cannot write
+    return {"version": 1, "known_failures": [{k: str(v) for k, v in e.items() if v is not None} for e in entries]}
+
+
+def write_baseline(run, path):
+    """Write (or update) the known-failures file ``path`` from ``run``; returns its document."""
+    existing = load_baseline(path) if os.path.isfile(path) else None
+    document = baseline_from_run(run, existing)
+    header = ("# Known failures written by netcheck (netcheck_baseline_write) from the run of %s.\n"
+              "# Fill in each reason; use the file with -e netcheck_baseline=%s\n"
+              % ((run.get("meta") or {}).get("started") or "?", path))
+    write_atomic(path, header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=110))
+    return document

@@ -7,7 +7,9 @@ matrix too wide to read becomes a per-source table.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 
 from .model import failed_checks, run_failed, sources_not_run, warned_checks, write_atomic
 
@@ -25,8 +27,18 @@ KNOWN = "\u1D4F"  # superscript k after the symbol
 WARN = "\u26A0"  # an OK pair with a warning (ICMP loss or latency past warn)
 
 
+# Markdown's punctuation that could start markup (emphasis, code, links, images, table cells,
+# strikethrough); an underscore inside a word (PORT_FILTERED) never does, so it stays as it is
+_MARKUP = re.compile(r"([\\`*\[\]|~<>]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
 def _cell(text):
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text from the network or the inventory (banners, header values, host names) made inert: every
+    Markdown punctuation backslash-escaped (``|`` cannot end a table cell), ``<`` ``>`` ``&`` as
+    entities (no raw HTML tag survives: GitHub renders job summaries), on one line."""
+    text = " ".join(str(text).split())
+    escaped = _MARKUP.sub(lambda m: m.group(1) if m.group(1) in "<>" else "\\" + m.group(1), text)
+    return html.escape(escaped, quote=False)
 
 
 def _symbol(pair):
@@ -86,7 +98,9 @@ def render_markdown(run, max_bytes=MAX_BYTES, title="netcheck report"):
     known = [p for p in failing if p.get("baseline") == "known"]
     fixed = [p for p in pairs if p.get("baseline") == "fixed"]
     meta = run.get("meta") or {}
-    verdict = "FAILED" if run_failed(run) else "passed"
+    status = run.get("status") or ("failed" if run_failed(run) else "passed")
+    verdict = {"passed": "passed", "failed": "FAILED", "not_run": "NOTHING CHECKED",
+               "config_error": "CONFIGURATION ERROR"}.get(status, status)
     span = " to ".join(str(t) for t in (meta.get("started"), meta.get("finished")) if t)
     facts = [("Run %s", span), ("netcheck %s", meta.get("netcheck_version")),
              ("ansible-core %s", meta.get("ansible_core"))]
@@ -95,6 +109,11 @@ def render_markdown(run, max_bytes=MAX_BYTES, title="netcheck report"):
             "%d pairs: %d ok, %d failed (%d known from the baseline), %d of %d sources could not run.%s" % (
                 len(pairs), len(pairs) - len(failing), len(failing), len(known), len(not_run),
                 len(run.get("sources") or []), " " + _cell(about) + "." if about else ""), ""]
+    if run.get("problems"):
+        head += ["### %s" % ("Configuration problems (nothing was checked)" if status == "config_error"
+                             else "Why nothing was checked"), ""]
+        head += ["- %s" % _cell(problem) for problem in run["problems"]]
+        head.append("")
     if not_run:
         head += ["### Sources that could not run", ""]
         head += ["- **%s** (%s): %s" % (_cell(s["name"]), s.get("status"), _cell(s.get("error") or "")) for s in not_run]
@@ -135,6 +154,16 @@ def render_markdown(run, max_bytes=MAX_BYTES, title="netcheck report"):
     if fixed:
         rows += ["", "### Fixed (in the baseline, now passing: remove them from it)", ""]
         rows += ["- %s -> %s" % (_cell(p["source"]), _cell(p["target"])) for p in fixed]
+    comparison = run.get("comparison")
+    if comparison:
+        rows += ["", "### Changes since %s" % _cell(comparison.get("started") or comparison.get("file") or "the last run"),
+                 "", "| change | source | target | was | now |", "|---|---|---|---|---|"]
+        for kind, title in (("new_failures", "new failure"), ("fixed", "fixed"), ("changed", "code changed")):
+            rows += ["| %s | %s | %s | %s | %s |" % (title, _cell(e["source"]), _cell(e["target"]),
+                                                     _cell(e.get("was") or "-"), _cell(e.get("code") or "-"))
+                     for e in comparison[kind]]
+        rows += ["| latency | %s | %s | %.3g ms | %.3g ms |" % (_cell(e["source"]), _cell(e["target"]), e["was_ms"],
+                                                               e["now_ms"]) for e in comparison["latency"]]
     return _within(head + rows, max_bytes)
 
 

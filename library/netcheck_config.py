@@ -1,0 +1,1 @@
+../plugins/modules/netcheck_config.py
