@@ -470,10 +470,12 @@ results:
       type: dict
       sample: {"total": 12.3}
 summary:
-  description: Counts over I(results), and how many per verdict code.
+  description:
+    - Counts over I(results) - total, ok, failed, warned (ok, with a warning check), failed_checks (every
+      failing check of every target) - and how many targets per verdict code.
   returned: always
   type: dict
-  sample: {"total": 3, "ok": 2, "failed": 1, "by_code": {"OK": 2, "PORT_CLOSED": 1}}
+  sample: {"total": 3, "ok": 2, "failed": 1, "warned": 0, "failed_checks": 2, "by_code": {"OK": 2, "PORT_CLOSED": 1}}
 limits:
   description: This host's connection limits (as M(netcheck.netcheck.conn_limits) returns them), or null without I(limits).
   returned: always

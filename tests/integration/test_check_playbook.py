@@ -122,13 +122,23 @@ def test_check_yml_with_two_faults_prints_the_16_cell_matrix_and_the_asymmetric_
 def _stop_sshd(host):
     """Stop the host's sshd and its sessions (so no ControlPersist master survives), bounded."""
     pids = subprocess.run(["ip", "netns", "pids", host.namespace], capture_output=True, text=True).stdout.split()
-    sshd = [int(p) for p in pids if b"sshd" in Path("/proc/%s/cmdline" % p).read_bytes()]
+    sshd = [int(p) for p in pids if _is_sshd(p)]
     for pid in sshd:
-        os.kill(pid, signal.SIGTERM)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass  # a session that ended on its own meanwhile
     deadline = time.monotonic() + 10
-    while any(Path("/proc/%d" % pid).exists() and b"sshd" in Path("/proc/%d/cmdline" % pid).read_bytes()
-              for pid in sshd if Path("/proc/%d" % pid).exists()) and time.monotonic() < deadline:
+    while any(_is_sshd(pid) for pid in sshd) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _is_sshd(pid):
+    """Whether the process is an sshd (False once it is gone: a pid can vanish between two reads)."""
+    try:
+        return b"sshd" in Path("/proc/%s/cmdline" % pid).read_bytes()
+    except OSError:
+        return False
 
 
 def _module_running(host):

@@ -5,6 +5,7 @@ oracle. Only lab addresses: the target's own, inside namespaces the lab made."""
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import xml.etree.ElementTree as ElementTree
 
@@ -107,10 +108,21 @@ def parse_nmap_xml(text):
     return states
 
 
+# nmap's reason words for the ICMP unreachables it reads (seen here, nmap 7.93):
+# (family, type, code) -> reason
+NMAP_REASONS = {
+    ("ipv4", 3, 0): "net-unreach", ("ipv4", 3, 1): "host-unreach", ("ipv4", 3, 2): "proto-unreach",
+    ("ipv4", 3, 3): "port-unreach", ("ipv4", 3, 9): "net-prohibited", ("ipv4", 3, 10): "host-prohibited",
+    ("ipv4", 3, 13): "admin-prohibited",
+    ("ipv6", 1, 0): "no-route", ("ipv6", 1, 1): "admin-prohibited", ("ipv6", 1, 3): "host-unreach",
+    ("ipv6", 1, 4): "port-unreach",
+}
+
+
 def agrees(result, nmap):
     """Whether a port_check result says what nmap says: open/closed alike; our rejected is nmap's
-    filtered with an ICMP reason (port-unreach, host-unreach, admin-prohibited ...) from the same
-    sender; our filtered is nmap's filtered (no-response)."""
+    filtered with the reason word of the same ICMP type and code, from the same sender (nmap names
+    the sender only when it is not the target); our filtered is nmap's filtered (no-response)."""
     state, reason, sender = nmap
     ours = result["state"]
     if ours in ("open", "closed"):
@@ -118,6 +130,10 @@ def agrees(result, nmap):
     if ours == "filtered":
         return state == "filtered" and reason == "no-response"
     if ours == "rejected":
-        return (state == "filtered" and reason not in ("no-response", None)
-                and (sender is None or sender == result["detail"]["outcome"]["icmp_from"]))
+        record = result["detail"]["outcome"]
+        expected = NMAP_REASONS.get((record["icmp_family"], record["icmp_type"], record["icmp_code"]))
+        same_reason = reason == expected if expected else reason not in ("no-response", None)
+        return (state == "filtered" and same_reason
+                and ipaddress.ip_address(sender or result["detail"]["address"])
+                == ipaddress.ip_address(record["icmp_from"]))
     return False

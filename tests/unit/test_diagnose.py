@@ -527,3 +527,27 @@ def test_a_stale_ipv6_entry_says_ndp():
     stale["detail"]["next_hop"] = "fd00::12"
     _, _, result = judge(layers(stale, icmp(received=0)), expected("reachable"))
     assert result["code"] == "NEIGHBOUR_FAILED" and "nothing answered NDP on the wire" in result["evidence"][0]
+
+
+@pytest.mark.parametrize("state, wire, reason, probes, answers, confirmed", [
+    ("reachable", ["aa:aa:aa:aa:aa:01"], "neighbour_answer", 1, 1, True),   # the wire answered
+    ("reachable", None, "neighbour_answer", 0, 0, None),                    # the kernel's cache only
+    ("reachable", [], "no_neighbour", 1, 0, False),                         # cached, silent on the wire
+    ("failed", None, "no_neighbour", 0, 0, None),
+    ("local", None, "local_address", 0, 0, None),
+    (None, None, "no_route", 0, 0, None),
+])
+def test_the_neighbour_layer_has_its_own_outcome(state, wire, reason, probes, answers, confirmed):
+    mac = None if state in ("failed", "local", None) else "aa:aa:aa:aa:aa:01"
+    result = neighbour(state, mac=mac, wire=wire, dev=None if state is None else "eth0")
+    record = result["detail"]["outcome"]
+    assert (record["reason"], record["probes"], record["answers"], record["confirmed"]) == (
+        reason, probes, answers, confirmed)
+
+
+def test_the_summary_counts_warned_targets_and_every_failing_check():
+    def pair(ok, failed, warned, code):
+        return {"ok": ok, "verdict": {"code": code, "failed_checks": failed, "warned_checks": warned}}
+    summary = diagnose.summarize_pairs([pair(False, 2, 0, "PORT_OPEN"), pair(True, 0, 1, "OK"), pair(True, 0, 0, "OK")])
+    assert summary == {"total": 3, "ok": 2, "failed": 1, "warned": 1, "failed_checks": 2,
+                       "by_code": {"PORT_OPEN": 1, "OK": 2}}

@@ -1195,13 +1195,16 @@ def _wire_probes(hops, enabled, timeout, max_workers):
 
 
 def summarize_pairs(pairs):
-    """Counts over pairs: total, ok, failed, and how many per verdict code."""
+    """Counts over pairs: total, ok, failed, warned (ok with a warning check), how many per verdict
+    code, and how many checks failed in all."""
     by_code = {}
     for pair in pairs:
         code = pair["verdict"]["code"]
         by_code[code] = by_code.get(code, 0) + 1
     passed = sum(1 for pair in pairs if pair["ok"])
-    return {"total": len(pairs), "ok": passed, "failed": len(pairs) - passed, "by_code": by_code}
+    return {"total": len(pairs), "ok": passed, "failed": len(pairs) - passed,
+            "warned": sum(1 for pair in pairs if pair["ok"] and pair["verdict"].get("warned_checks")),
+            "failed_checks": sum(pair["verdict"].get("failed_checks", 0) for pair in pairs), "by_code": by_code}
 
 
 __all__ = ["CODES", "DiagnoseTarget", "ICMP_MODES", "KIND", "LAYERS", "PORT_EXPECTATIONS", "arp_probe", "ndp_probe",
