@@ -285,3 +285,21 @@ def test_the_flows_traced_per_run_are_bounded():
     pairs = [pair("10.9.3.%d" % i, [check("tcp/80", "PORT_FILTERED", ok=False)]) for i in range(1, 40)]
     traces, _ = path.flows_to_probe(pairs, {"max_flows": 5})
     assert len(traces) == 5
+
+
+def test_a_silent_hop_before_an_answering_one_is_asked_again_after_a_pause(monkeypatch):
+    """A router that rate-limits its ICMP errors (Linux: one 'net unreachable' a second) is silent at
+    its own hop and answers the next probe: the trace asks the silent hop again and places it right."""
+    answers = {1: [{"answer": "none", "address": None}, {"answer": "none", "address": None},
+                   {"answer": "unreachable", "address": "10.9.1.14", "icmp_name": "net unreachable", "icmp_code": 0}],
+               2: [{"answer": "unreachable", "address": "10.9.1.14", "icmp_name": "net unreachable", "icmp_code": 0}]}
+    pauses = []
+
+    def fake_hop(family, address, port, hops, source_port, timeout, source=None):
+        return answers[hops].pop(0), 0.1, 40000
+
+    monkeypatch.setattr(path, "tcp_hop", fake_hop)
+    monkeypatch.setattr(path.time, "sleep", pauses.append)
+    result = path.trace(TARGET, port=80, attempts=2)
+    assert (result["stop"]["code"], result["stop"]["hop"]) == ("REJECTED_AT_HOP", 1)
+    assert pauses == [path.DEFAULTS["pace"]] and result["probes"] == 4

@@ -53,7 +53,9 @@ FLOOR = {socket.AF_INET: 576, socket.AF_INET6: 1280}
 # AWS inter-region peering (8500), jumbo frames and AWS's 9001 inside a VPC
 PLATEAUS = (1280, 1400, 1420, 1450, 1460, 1480, 1492, 1500, 4000, 8500, 9000, 9001)
 
-DEFAULTS = {"max_hops": 16, "timeout": 0.5, "attempts": 2, "give_up": 2, "max_probes": 24}
+DEFAULTS = {"max_hops": 16, "timeout": 0.5, "attempts": 2, "give_up": 2, "max_probes": 24, "pace": 1.0}
+# silent hops before an answering one asked again (after one pause of DEFAULTS["pace"] seconds)
+HOLES = 3
 
 # where a trace stops -> what it means (docs/path.md); the verdict codes take these names
 STOPS = {
@@ -290,12 +292,13 @@ TARGET_ANSWERS = ("syn_ack", "rst", "echo_reply")
 
 
 def trace(target, port=None, protocol="tcp", family=None, max_hops=None, timeout=None, attempts=None,
-          give_up=None, source_port=None, method="auto", clock=time.monotonic):
+          give_up=None, source_port=None, method="auto", clock=time.monotonic, pace=None):
     """Trace the flow to ``target`` (TCP to ``port``, or ICMP echo): every hop and where it stops."""
     max_hops = int(max_hops or DEFAULTS["max_hops"])
     timeout = float(timeout or DEFAULTS["timeout"])
     attempts = int(attempts or DEFAULTS["attempts"])
     give_up = int(give_up or DEFAULTS["give_up"])
+    pace = DEFAULTS["pace"] if pace is None else float(pace)
     started = clock()
     fam, address = _resolve(target, family)
     hops, probes, sock, used = [], 0, None, None
@@ -305,25 +308,43 @@ def trace(target, port=None, protocol="tcp", family=None, max_hops=None, timeout
             sock, used = open_echo_socket(fam, method)
         else:
             used = "tcp-connect"
-        silent = 0
-        for ttl in range(1, max_hops + 1):
-            hop = {"hop": ttl, "address": None, "rtt_ms": None, "answer": "none", "attempts": 0}
-            for _ in range(attempts):
-                probes += 1
+        state = {"probes": 0, "source_port": source_port}
+
+        def probe_hop(hop, tries):
+            for _ in range(tries):
+                state["probes"] += 1
                 hop["attempts"] += 1
                 if protocol == "icmp":
-                    answer, rtt = echo_once(sock, used, fam, address, ident, probes, 64, timeout, hops=ttl)
+                    answer, rtt = echo_once(sock, used, fam, address, ident, state["probes"], 64, timeout,
+                                            hops=hop["hop"])
                 else:
-                    answer, rtt, source_port = tcp_hop(fam, address, port, ttl, source_port, timeout)
+                    answer, rtt, state["source_port"] = tcp_hop(fam, address, port, hop["hop"],
+                                                                state["source_port"], timeout)
                 if answer["answer"] != "none":
                     hop.update(answer)
                     hop["rtt_ms"] = rtt
-                    break
+                    return
+
+        silent = 0
+        for ttl in range(1, max_hops + 1):
+            hop = {"hop": ttl, "address": None, "rtt_ms": None, "answer": "none", "attempts": 0}
+            probe_hop(hop, attempts)
             hops.append(hop)
             silent = silent + 1 if hop["answer"] == "none" else 0
             stop = classify_hops(hops, address, max_hops)
             if stop["code"] is not None or silent >= give_up:
                 break
+        # A silent hop BEFORE one that answered is a router that rate-limited its ICMP errors (Linux:
+        # one "net unreachable" a second per source after a burst, net.ipv4.route.error_cost; one
+        # error a second with icmp_ratelimit): once its budget is back, ask it again, so that a
+        # reject or a loop is placed at the right hop. Bounded: at most HOLES hops, one pause.
+        answered = [h["hop"] for h in hops if h["answer"] != "none"]
+        holes = [h for h in hops if h["answer"] == "none" and answered and h["hop"] < answered[-1]][:HOLES]
+        if holes:
+            time.sleep(pace)
+            for hole in holes:
+                probe_hop(hole, 1)
+        probes, source_port = state["probes"], state["source_port"]
     finally:
         if sock is not None:
             sock.close()
