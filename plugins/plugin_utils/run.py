@@ -320,6 +320,8 @@ def totals(run):
     return {"pairs": len(run["pairs"]), "ok": passed, "failed": failed,
             "sources_not_run": sum(1 for s in run["sources"] if s["status"] != "ran"), "by_code": by_code,
             "checks": count_checks(run), "known": known, "new_failures": failed - known,
+            # pairs that pass with a check past its warn threshold (ICMP_LOSS, HIGH_LATENCY)
+            "warned": sum(1 for pair in run["pairs"] if pair["ok"] and warned_checks(pair)),
             "fixed": sum(1 for pair in run["pairs"] if pair.get("baseline") == "fixed")}
 
 
@@ -506,8 +508,10 @@ def render_totals(run):
     codes = ", ".join("%s %d" % (code, count) for code, count in sorted(t["by_code"].items()))
     known = t.get("known") or 0
     split = " (%d new, %d known)" % (t["failed"] - known, known) if run.get("baseline") else ""
-    lines = ["totals: %d pairs, %d ok, %d failed%s, %d sources not run, %d checks (%s)" % (
-        t["pairs"], t["ok"], t["failed"], split, t["sources_not_run"], t.get("checks", 0), codes or "no pairs")]
+    warned = " (%d with warnings)" % t["warned"] if t.get("warned") else ""
+    lines = ["totals: %d pairs, %d ok%s, %d failed%s, %d sources not run, %d checks (%s)" % (
+        t["pairs"], t["ok"], warned, t["failed"], split, t["sources_not_run"], t.get("checks", 0),
+        codes or "no pairs")]
     if run.get("baseline"):
         lines.append("baseline %s: %d known failures, %d new, %d fixed (in the baseline, now passing)" % (
             run["baseline"].get("file") or "", known, t["failed"] - known, t.get("fixed") or 0))

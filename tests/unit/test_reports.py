@@ -547,6 +547,10 @@ def test_a_warning_is_shown_and_passes(tmp_path):
     _, _, cases = _cases(reports.write_junit(run, str(tmp_path / "junit.xml")))
     (icmp_case,) = [c for c in cases if c.name.startswith("nclab2") and "icmp" in c.name]
     assert not icmp_case.result and "warning ICMP_LOSS" in icmp_case.system_out
+    from ansible_collections.netcheck.netcheck.plugins.plugin_utils import run as runmodel
+    run["totals"] = runmodel.totals(run)
+    assert run["totals"]["warned"] == 1 and run["totals"]["failed"] == 0
+    assert "ok (1 with warnings), 0 failed" in runmodel.render_totals(run)[0]
 
 
 def test_the_hop_where_the_flow_died_is_in_every_report(four, validator, tmp_path):

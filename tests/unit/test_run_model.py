@@ -54,7 +54,7 @@ def test_a_healthy_mesh_has_every_pair_ok_and_exits_zero():
     totals = dict(run["totals"])
     assert totals.pop("checks") == 12  # one layer checked per pair here
     assert totals == {"pairs": 12, "ok": 12, "failed": 0, "sources_not_run": 0, "by_code": {"OK": 12},
-                      "known": 0, "new_failures": 0, "fixed": 0}
+                      "known": 0, "new_failures": 0, "fixed": 0, "warned": 0}
     assert [t["name"] for t in run["targets"]] == HOSTS
     pair0 = run["pairs"][0]
     assert pair0["source"] == "h1" and pair0["explain"] is None and pair0["capture"] is None
