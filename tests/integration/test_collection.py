@@ -47,16 +47,20 @@ def built(core, tmp_path_factory):
     """The tarball, built from the clone by this ansible-core with user and lab files planted in it."""
     root = tmp_path_factory.mktemp("build")
     planted = [REPO / name for name in PLANTED if not (REPO / name).exists()]
-    made_dirs = [REPO / "inventory" / "group_vars"] if not (REPO / "inventory" / "group_vars").exists() else []
+    made_dirs = []  # the outermost directory made for each planted file, removed afterwards
     try:
         for path in planted:
+            missing = [parent for parent in path.parents if not parent.exists()]
+            if missing:
+                made_dirs.append(missing[-1])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("planted by tests/integration/test_collection.py\n")
         build = subprocess.run([str(core / "ansible-galaxy"), "collection", "build", str(REPO), "--output-path",
                                 str(root)], cwd=str(root), capture_output=True, text=True, timeout=120, check=False)
     finally:
         for path in planted:
-            path.unlink()
+            if path.exists():
+                path.unlink()
         for directory in made_dirs:
             shutil.rmtree(directory, ignore_errors=True)
         if (REPO / "reports" / "19700101T000000Z").exists():
