@@ -9,7 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils"))
+# the repository as the collection netcheck.netcheck (collections/ links back to it): one import name
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
 
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck import path  # noqa: E402
 
