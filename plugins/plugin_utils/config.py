@@ -36,7 +36,7 @@ from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import NET
 # Variables the role or the play sets itself (facts, registered results): not user input.
 INTERNAL = frozenset((
     "netcheck_diagnose", "netcheck_run_started", "netcheck_run_dir", "netcheck_mesh_addresses",
-    "netcheck_config", "netcheck_sources", "netcheck_report",
+    "netcheck_config", "netcheck_sources", "netcheck_report", "netcheck_preflight",
 ))
 
 SPEC = NETCHECK_ROLE_SPEC

@@ -464,3 +464,13 @@ def test_the_task_result_is_compact_and_the_report_reads_the_whole_answer_back(t
     assert whole["results"] == results and whole["limits"] == answer["limits"]
     built = runmodel.build_run([{"name": "nct1331", "address": "a", "outcome": whole}])
     assert [p["verdict"]["evidence"] for p in built["pairs"]] == [p["verdict"]["evidence"] for p in results]
+
+
+def test_hosts_no_source_checked_are_named_on_the_terminal_and_in_the_summary():
+    run = recorded("lab_run_two_faults.json")
+    run["coverage"] = runmodel.coverage(run, ["nct1331", "nct1332", "nct1333", "db|<b>1</b>"], "lab")
+    assert runmodel.render_coverage(run) == [
+        "targets: 3 of the inventory's 4 hosts checked as targets (netcheck_mesh_group=lab); not checked: db|<b>1</b>"]
+    text = render_markdown(run)
+    assert "3 of the inventory's 4 hosts were checked as targets (netcheck_mesh_group=lab)" in text
+    assert "not checked: db\\|&lt;b&gt;1&lt;/b&gt;." in text

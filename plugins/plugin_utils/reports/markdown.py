@@ -114,6 +114,12 @@ def render_markdown(run, max_bytes=MAX_BYTES, title="netcheck report"):
                              else "Why nothing was checked"), ""]
         head += ["- %s" % _cell(problem) for problem in run["problems"]]
         head.append("")
+    coverage = run.get("coverage") or {}
+    if coverage.get("missing") and pairs:
+        head += ["%d of the inventory's %d hosts were checked as targets (%s); not checked: %s." % (
+            coverage["targets"], coverage["inventory_hosts"], _cell(coverage.get("why") or ""),
+            ", ".join(_cell(name) for name in coverage["missing"][:20])
+            + (" and %d more" % (len(coverage["missing"]) - 20) if len(coverage["missing"]) > 20 else "")), ""]
     if not_run:
         head += ["### Sources that could not run", ""]
         head += ["- **%s** (%s): %s" % (_cell(s["name"]), s.get("status"), _cell(s.get("error") or "")) for s in not_run]
