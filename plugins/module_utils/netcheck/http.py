@@ -12,13 +12,12 @@ A check that fails names the phase where it stopped.
 from __future__ import annotations
 
 import errno
-import http.client
+import importlib
 import io
 import os
 import re
 import select
 import socket
-import ssl
 import threading
 import time
 from urllib.parse import quote, urljoin, urlsplit
@@ -35,6 +34,26 @@ from .tcp import (
     is_icmp, read_icmp_error,
 )
 from .x509 import DerError, decode_certificate
+
+
+
+class _OnFirstUse(object):
+    """A stdlib module imported when one of its names is first read. ssl and http.client (which
+    brings the email package) are about a fifth of net_diagnose's imports: a run that checks no URL
+    does not pay for them (bench/startup.py counts the imports)."""
+
+    def __init__(self, name):
+        self._name = name
+        self._module = None
+
+    def __getattr__(self, attr):
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+ssl = _OnFirstUse("ssl")
+http_client = _OnFirstUse("http.client")
 
 KIND = "http"
 METHODS = ("HEAD", "GET")
@@ -549,7 +568,7 @@ def request_once(url, target, deadline, timings, facts, headers, seen=None):
 
 def _exchange(sock, target, host, port, scheme, path, deadline, timings, headers, hop_start, facts):
     """Send the request on a connected (TLS) socket, read the answer; returns the body."""
-    conn = http.client.HTTPConnection(host, port, timeout=target.timeout)
+    conn = http_client.HTTPConnection(host, port, timeout=target.timeout)
     conn.sock = sock
     start = time.monotonic()
     try:
@@ -571,7 +590,7 @@ def _exchange(sock, target, host, port, scheme, path, deadline, timings, headers
     progress = [0]
     part = "headers"
     try:
-        response = http.client.HTTPResponse(_DeadlineSocket(sock, deadline, target.timeout, progress, first),
+        response = http_client.HTTPResponse(_DeadlineSocket(sock, deadline, target.timeout, progress, first),
                                             method=target.method)
         response.begin()
         part = "body"
@@ -585,12 +604,12 @@ def _exchange(sock, target, host, port, scheme, path, deadline, timings, headers
             body += chunk
         if target.method == "GET" and len(body) < MAX_BODY_BYTES and response.length:
             # http.client's read(n) does not raise on a short body: the Content-Length says it
-            raise http.client.IncompleteRead(body, response.length)
+            raise http_client.IncompleteRead(body, response.length)
     except _DeadlinePassed:
         raise PhaseError("transfer", "the answer was still arriving when the %g s timeout passed (%s "
                                      "incomplete after %d bytes in %.1f s)"
                          % (target.timeout, part, progress[0], time.monotonic() - first_byte), "http_timeout")
-    except http.client.HTTPException as exc:
+    except http_client.HTTPException as exc:
         raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc),
                          "not_http")
     except OSError as exc:
