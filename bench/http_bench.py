@@ -114,7 +114,7 @@ def main():
     targets = parse_targets(urls)
 
     concurrent_s, concurrent_cpu, concurrent_threads, results = measured(lambda: check_urls(targets))
-    sequential_s, sequential_cpu, _, sequential = measured(lambda: [check_url(t) for t in targets])
+    sequential_s, sequential_cpu, sequential_threads, sequential = measured(lambda: [check_url(t) for t in targets])
     server.shutdown()
     bad = [r for r in results + sequential if not r["ok"]]
     if bad:
@@ -124,7 +124,8 @@ def main():
           % (args.urls, "HTTPS (verified)" if cert else "HTTP", args.delay_ms))
     print("  http_check probe, one invocation: %8.3f s, %6.3f s CPU of this process, %d threads started"
           % (concurrent_s, concurrent_cpu, concurrent_threads))
-    print("  one URL after another:            %8.3f s, %6.3f s CPU of this process" % (sequential_s, sequential_cpu))
+    print("  one URL after another:            %8.3f s, %6.3f s CPU of this process, %d threads started"
+          % (sequential_s, sequential_cpu, sequential_threads))
     print("  ratio sequential/concurrent:      %8.1f x" % (sequential_s / concurrent_s))
 
 

@@ -39,7 +39,6 @@ from .tcp import (
 from .x509 import DerError, decode_certificate
 
 
-
 class _OnFirstUse(object):
     """A stdlib module imported when one of its names is first read. ssl and http.client (which
     brings the email package) are about a fifth of net_diagnose's imports: a run that checks no URL
@@ -754,6 +753,17 @@ def _connect_steps(host, port, timeout, deadline, timings, facts, seen):
     raise error
 
 
+def _handshake_wants(ssock):
+    """One step of a non-blocking TLS handshake: None when it is done, else what it waits for ("r", "w")."""
+    try:
+        ssock.do_handshake()
+    except ssl.SSLWantReadError:
+        return "r"
+    except ssl.SSLWantWriteError:
+        return "w"
+    return None
+
+
 def _handshake_steps(sock, target, host, port, deadline, timings, facts):
     """_handshake as a generator: a non-blocking TLS handshake; returns the TLS socket."""
     timeout = target.timeout
@@ -767,17 +777,13 @@ def _handshake_steps(sock, target, host, port, deadline, timings, facts):
     ssock = None
     try:
         ssock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
-        while True:
-            try:
-                ssock.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                ready = yield ("r", ssock, deadline)
-            except ssl.SSLWantWriteError:
-                ready = yield ("w", ssock, deadline)
+        event = _handshake_wants(ssock)
+        while event:
+            ready = yield (event, ssock, deadline)
             if not ready:
                 ssock.close()
                 raise PhaseError("tls", "no TLS handshake within %g s" % timeout, "tls_handshake")
+            event = _handshake_wants(ssock)
     except ssl.SSLCertVerificationError as exc:
         (ssock or sock).close()
         tls = _unverified_facts(host, facts["address"], port, deadline, exc.verify_message)
@@ -887,13 +893,14 @@ def _exchange_steps(sock, target, host, port, scheme, path, deadline, timings, h
     while request:
         try:
             sent = sock.send(request)
-            request = request[sent:]
-            continue
         except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError) as exc:
             event = "r" if isinstance(exc, ssl.SSLWantReadError) else "w"
         except OSError as exc:
             raise PhaseError("request", "sending the request failed: %s" % exc, "conversation_failed",
                              code=exc.errno)
+        else:
+            request = request[sent:]
+            continue
         ready = yield (event, sock, deadline)
         if not ready:
             raise PhaseError("request", "no answer within the %g s timeout" % target.timeout, "http_timeout")
