@@ -46,8 +46,22 @@ CHILD = textwrap.dedent("""
         started.append(self.name)
         start_thread(self)
 
+    def rss_kib():
+        with open("/proc/self/status") as status:
+            return int([line for line in status if line.startswith("VmRSS:")][0].split()[1])
+
     threading.Thread.start = counted_start  # counts the probe's threads; changes nothing else
     module = load_module("port_check")
+    phases = {{"loaded_kib": rss_kib()}}
+    probe = module.check_targets
+
+    def observed_probe(*args, **kwargs):  # the resident set before and after the probe; nothing changed
+        phases["params_kib"] = rss_kib()
+        results = probe(*args, **kwargs)
+        phases["probed_kib"] = rss_kib()
+        return results
+
+    module.check_targets = observed_probe
     # what AnsiballZ hands the module: the arguments as JSON bytes, nothing else kept
     # (patch_module_args would keep the 10,000 dicts alive through the run)
     basic._ANSIBLE_ARGS = json.dumps({{"ANSIBLE_MODULE_ARGS": {{"targets": [
@@ -60,7 +74,7 @@ CHILD = textwrap.dedent("""
         pass
     sys.stdout.flush()
     after = os.times()
-    sys.stderr.write(json.dumps({{"peak_kib": peak_kib(),
+    sys.stderr.write(json.dumps({{"peak_kib": peak_kib(), "phases": phases,
                                   "cpu_s": after.user + after.system - before.user - before.system,
                                   "threads_started": len(started)}}))
 """)
@@ -90,8 +104,11 @@ def in_process(count, first_port=FIRST_PORT, ports=PORTS):
                               stdout=answer, stderr=subprocess.PIPE, text=True, timeout=300, cwd=str(REPO), check=False)
         facts = json.loads(proc.stderr.strip().splitlines()[-1])
         answer.seek(0)
-        result = json.loads(answer.read())
+        text = answer.read()
+        result = json.loads(text)
+    phases = {name[:-4] + "_mib": round(kib / 1024.0, 1) for name, kib in facts["phases"].items()}
     return {"peak_mib": round(facts["peak_kib"] / 1024.0, 1), "cpu_s": round(facts["cpu_s"], 2),
+            "rss": phases, "answer_mib": round(len(text) / 1048576.0, 1),
             "threads_started": facts["threads_started"],
             "results": len(result["results"]), "states": result["summary"]["states"],
             # ansible-core 2.21 leaves the invocation out of a module's answer; 2.19 echoes every target
@@ -124,7 +141,14 @@ def main():
     parser.add_argument("--inventory", help="a one-host lab inventory: also measure over SSH")
     args = parser.parse_args()
     for rep in range(args.reps):
-        print("in-process %d targets: %s" % (args.targets, json.dumps(in_process(args.targets))))
+        facts = in_process(args.targets)
+        print("in-process %d targets: %s" % (args.targets, json.dumps(facts)))
+        rss = facts["rss"]
+        print("  where it goes: %.1f MiB loaded (Python, ansible-core, the module); +%.1f the parsed input; "
+              "+%.1f the results; +%.1f exit_json (its copy of the answer by remove_values, the %.1f MiB JSON "
+              "text made and then printed as a second string)"
+              % (rss["loaded_mib"], rss["params_mib"] - rss["loaded_mib"], rss["probed_mib"] - rss["params_mib"],
+                 facts["peak_mib"] - rss["probed_mib"], facts["answer_mib"]))
         if args.inventory:
             print("over SSH   %d targets: %s" % (args.targets, json.dumps(over_ssh(args.targets, args.inventory))))
 

@@ -31,11 +31,16 @@ def test_quick_benchmark_prints_every_column_and_the_three_ways_agree(tmp_path):
     report = json.loads(out.read_text())
     header, rule, row = report["table"].splitlines()
     assert header.split(" | ") == ["N", "builtin s", "check.yml s", "floor s", "speed-up", "overhead",
-                                   "CPU s/host", "peak RSS MiB", "agree"]
+                                   "CPU ours/floor", "CPU s/host", "peak RSS MiB", "agree"]
     cells = row.split(" | ")
     assert cells[0] == "2" and cells[-1] == "yes"
     assert all(cell not in ("", "-") for cell in cells), row
     assert report["table"] in proc.stdout
+    # issue 22's ratios, from this one run
+    assert report["targets"] in proc.stdout
+    assert "N=2   check.yml / (floor + slowest probe) = " in report["targets"]
+    assert "N=2   controller CPU check.yml / floor = " in report["targets"]
+    assert "N=2   pairs agree with the floor's reachability: yes" in report["targets"]
 
     (result,) = report["rows"]
     assert set(result["ways"]) == {"builtin", "ours", "floor"}

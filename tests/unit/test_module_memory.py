@@ -4,7 +4,7 @@ port_check's main() runs in a child process against 10,000 loopback targets, as 
 would, and its peak resident set (VmHWM) is bounded. The answer is printed by ansible-core's own
 exit_json (issue 20: the streamed answer used a private hook of ansible-core and was removed), so
 the bound is the measured peak of that plus room for allocator noise, not the 64 MiB target of
-issue 15 (docs/performance.md). Traffic goes to one closed port on 127.0.0.1 only.
+issues 15 and 22 (docs/performance.md). Traffic goes to one closed port on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ import module_rss  # noqa: E402  (the benchmark's own measurement, run as a test
 
 TARGETS = 10000
 # Measured here (Python 3.11, ansible-core 2.19.14): 72 MiB before issue 15, 55 MiB with the
-# streamed answer, 73 MiB with exit_json's printing (public API only; a 7.7 MB answer printed as
-# two whole strings). The bound leaves room for allocator noise, not for a regression that holds
-# the answer, or the results, once more (that would add 7 MiB or more).
-PEAK_LIMIT_MIB = 78
+# streamed answer (a private hook, removed by issue 20), 73 MiB with exit_json's printing, 84-86 MiB
+# since every result carries its outcome record (a 9.4 MiB answer). Issue 22's 64 MiB is out of reach
+# through exit_json (docs/performance.md, bench/module_rss.py prints the split): 26 MiB loaded, plus
+# remove_values' copy of the answer (about 16 MiB) and the JSON text twice (2 x 9.4 MiB) are already
+# 61 MiB before the results themselves and the input. The bound leaves room for allocator noise, not
+# for a regression that holds the answer, or the results, once more (that would add 9 MiB or more).
+PEAK_LIMIT_MIB = 90
 
 
 def test_port_check_on_10000_loopback_targets_peak_is_bounded(closed_port):

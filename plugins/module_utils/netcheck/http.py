@@ -12,20 +12,22 @@ A check that fails names the phase where it stopped.
 from __future__ import annotations
 
 import errno
-import http.client
+import heapq
+import importlib
 import io
+import math
 import os
 import re
 import select
+import selectors
 import socket
-import ssl
 import threading
 import time
 from urllib.parse import quote, urljoin, urlsplit
 
 from .neighbour import default_run, neighbour_table
 from .probe import (
-    DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, run_concurrently, target_mappings, validate_host,
+    DEFAULT_MAX_WORKERS, InputError, ms_since, probe_result, target_mappings, validate_host,
     validate_regex, validate_timeout,
 )
 from .outcome import normal_address, outcome
@@ -35,6 +37,25 @@ from .tcp import (
     is_icmp, read_icmp_error,
 )
 from .x509 import DerError, decode_certificate
+
+
+class _OnFirstUse(object):
+    """A stdlib module imported when one of its names is first read. ssl and http.client (which
+    brings the email package) are about a fifth of net_diagnose's imports: a run that checks no URL
+    does not pay for them (bench/startup.py counts the imports)."""
+
+    def __init__(self, name):
+        self._name = name
+        self._module = None
+
+    def __getattr__(self, attr):
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+ssl = _OnFirstUse("ssl")
+http_client = _OnFirstUse("http.client")
 
 KIND = "http"
 METHODS = ("HEAD", "GET")
@@ -549,7 +570,7 @@ def request_once(url, target, deadline, timings, facts, headers, seen=None):
 
 def _exchange(sock, target, host, port, scheme, path, deadline, timings, headers, hop_start, facts):
     """Send the request on a connected (TLS) socket, read the answer; returns the body."""
-    conn = http.client.HTTPConnection(host, port, timeout=target.timeout)
+    conn = http_client.HTTPConnection(host, port, timeout=target.timeout)
     conn.sock = sock
     start = time.monotonic()
     try:
@@ -571,7 +592,7 @@ def _exchange(sock, target, host, port, scheme, path, deadline, timings, headers
     progress = [0]
     part = "headers"
     try:
-        response = http.client.HTTPResponse(_DeadlineSocket(sock, deadline, target.timeout, progress, first),
+        response = http_client.HTTPResponse(_DeadlineSocket(sock, deadline, target.timeout, progress, first),
                                             method=target.method)
         response.begin()
         part = "body"
@@ -585,12 +606,12 @@ def _exchange(sock, target, host, port, scheme, path, deadline, timings, headers
             body += chunk
         if target.method == "GET" and len(body) < MAX_BODY_BYTES and response.length:
             # http.client's read(n) does not raise on a short body: the Content-Length says it
-            raise http.client.IncompleteRead(body, response.length)
+            raise http_client.IncompleteRead(body, response.length)
     except _DeadlinePassed:
         raise PhaseError("transfer", "the answer was still arriving when the %g s timeout passed (%s "
                                      "incomplete after %d bytes in %.1f s)"
                          % (target.timeout, part, progress[0], time.monotonic() - first_byte), "http_timeout")
-    except http.client.HTTPException as exc:
+    except http_client.HTTPException as exc:
         raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc),
                          "not_http")
     except OSError as exc:
@@ -670,12 +691,302 @@ def evaluate(target, facts, body=b"", search=None):
     return failed
 
 
-def check_url(target, matchers=None, seen=None):
-    """Check one HttpTarget, following redirects as asked; the shared result shape.
+# --- the engine: every URL's check as a generator over one selector -----------------------------
+#
+# A check is written as the blocking one would read (connect, TLS, request, answer, redirects), but
+# where it would wait for a socket it yields ``(event, sock, deadline)`` (event "r" or "w") and gets
+# back True when the socket is ready, False when the deadline passed first. One loop (_Engine) runs
+# every URL's generator over one selector, as tcp.py's engine does: no thread per URL.
+# What still blocks the loop, briefly: name resolution (getaddrinfo; IP literals cost nothing), the
+# kernel's neighbour table read after a connect timeout, a second look at a certificate that failed
+# verification, and the regex searches (in their killable process, each bounded by the timeout).
 
-    ``matchers`` (a MatcherPool) searches the user's regexes in a killable process; ``seen``
-    (an IcmpSeen) collects the hosts that answered a connect with an ICMP error.
-    """
+_WOULD_BLOCK_READ = (BlockingIOError, InterruptedError)
+
+
+def _connect_steps(host, port, timeout, deadline, timings, facts, seen):
+    """_connect as a generator: the first address of host that accepts; returns the socket."""
+    start = time.monotonic()
+    try:
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        record = outcome("dns", "resolve", probes=0)
+        record["errno"] = exc.errno
+        raise PhaseError("resolve", "name resolution failed: %s" % exc.strerror, "dns", record=record)
+    timings["resolve_ms"] = ms_since(start)
+    start = time.monotonic()
+    error = None
+    for family, socktype, proto, _, sockaddr in infos:
+        facts["address"] = sockaddr[0]
+        sock = socket.socket(family, socktype, proto)
+        enable_recverr(sock, family)
+        sock.setblocking(False)
+        try:
+            hop_deadline = time.monotonic() + _remaining(deadline, "connect", timeout)
+        except PhaseError as exc:
+            sock.close()
+            error = exc
+            break
+        code = sock.connect_ex(sockaddr)
+        if code in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
+            ready = yield ("w", sock, hop_deadline)
+            if not ready:
+                icmp = read_icmp_error(sock)  # an error that did not abort the handshake
+                local = _local_address(sock)
+                sock.close()
+                timings["connect_ms"] = ms_since(start)
+                if is_icmp(icmp):
+                    error = _refused(sockaddr[0], family, icmp["errno"], icmp, local, timeout, timings, seen)
+                else:
+                    error = _timed_out(sockaddr[0], family, timeout)
+                break  # the deadline is spent
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            local = _local_address(sock)
+            icmp = read_icmp_error(sock)
+            sock.close()
+            timings["connect_ms"] = ms_since(start)
+            error = _refused(sockaddr[0], family, code, icmp, local, timeout, timings, seen)
+            continue
+        timings["connect_ms"] = ms_since(start)
+        return sock
+    raise error
+
+
+def _handshake_wants(ssock):
+    """One step of a non-blocking TLS handshake: None when it is done, else what it waits for ("r", "w")."""
+    try:
+        ssock.do_handshake()
+    except ssl.SSLWantReadError:
+        return "r"
+    except ssl.SSLWantWriteError:
+        return "w"
+    return None
+
+
+def _handshake_steps(sock, target, host, port, deadline, timings, facts):
+    """_handshake as a generator: a non-blocking TLS handshake; returns the TLS socket."""
+    timeout = target.timeout
+    try:
+        _remaining(deadline, "tls", timeout)
+    except PhaseError:
+        sock.close()
+        raise
+    context = tls_context(target.validate_certs, target.ca_path)
+    start = time.monotonic()
+    ssock = None
+    try:
+        ssock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+        event = _handshake_wants(ssock)
+        while event:
+            ready = yield (event, ssock, deadline)
+            if not ready:
+                ssock.close()
+                raise PhaseError("tls", "no TLS handshake within %g s" % timeout, "tls_handshake")
+            event = _handshake_wants(ssock)
+    except ssl.SSLCertVerificationError as exc:
+        (ssock or sock).close()
+        tls = _unverified_facts(host, facts["address"], port, deadline, exc.verify_message)
+        reason = "tls_name" if exc.verify_code in _NAME_MISMATCH_CODES else "tls_verify"
+        raise PhaseError("tls", "certificate verification failed: %s" % (exc.verify_message or exc.reason), reason,
+                         tls)
+    except (ssl.SSLError, OSError) as exc:
+        (ssock or sock).close()
+        raise PhaseError("tls", "handshake failed: %s" % (getattr(exc, "reason", None) or exc), "tls_handshake",
+                         code=getattr(exc, "errno", None) if not isinstance(exc, ssl.SSLError) else None)
+    timings["tls_ms"] = ms_since(start)
+    facts["tls_verified"] = context.verify_mode == ssl.CERT_REQUIRED  # the facts are read after the answer
+    return ssock
+
+
+class _RequestBytes(object):
+    """What http.client's HTTPConnection writes the request to: the bytes, sent later without blocking."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def sendall(self, data):
+        self.data += data
+
+
+class _NeedMore(Exception):
+    """The answer read so far ends before http.client is done with it: read more, then parse again."""
+
+
+class _BufferedAnswer(io.RawIOBase):
+    """The answer's bytes received so far, as http.client reads them: at their end, _NeedMore
+    while the connection is open, the end of the stream once the server closed it."""
+
+    def __init__(self, data, closed):
+        io.RawIOBase.__init__(self)
+        self._data = memoryview(bytes(data))
+        self._closed = closed
+        self._at = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        left = len(self._data) - self._at
+        if not left:
+            if self._closed:
+                return 0
+            raise _NeedMore()
+        count = min(left, len(buffer))
+        buffer[:count] = self._data[self._at:self._at + count]
+        self._at += count
+        return count
+
+
+class _AnswerSocket(object):
+    def __init__(self, data, closed):
+        self._data, self._closed = data, closed
+
+    def makefile(self, mode, *args, **kwargs):
+        return io.BufferedReader(_BufferedAnswer(self._data, self._closed))
+
+
+def _parse_answer(data, closed, method, state):
+    """(response, body) of the answer in ``data``, read by http.client exactly as the blocking
+    check read it; _NeedMore when more bytes are needed. ``state["part"]`` says which part of the
+    answer was incomplete (headers or body)."""
+    response = http_client.HTTPResponse(_AnswerSocket(data, closed), method=method)
+    state["part"] = "headers"
+    response.begin()
+    state["part"] = "body"
+    body = b""
+    while method == "GET" and len(body) < MAX_BODY_BYTES:
+        chunk = response.read(MAX_BODY_BYTES - len(body))
+        if not chunk:
+            break
+        body += chunk
+    if method == "GET" and len(body) < MAX_BODY_BYTES and response.length:
+        # http.client's read(n) does not raise on a short body: the Content-Length says it
+        raise http_client.IncompleteRead(body, response.length)
+    return response, body
+
+
+def _receive(sock):
+    """Bytes the socket has now (b"" when the server closed), or None when it would block."""
+    try:
+        return sock.recv(65536)
+    except ssl.SSLWantReadError:
+        return None
+    except ssl.SSLWantWriteError:
+        return None
+    except _WOULD_BLOCK_READ:
+        return None
+
+
+def _exchange_steps(sock, target, host, port, scheme, path, deadline, timings, headers, hop_start, facts):
+    """_exchange as a generator: send the request, read the answer without blocking; returns the body."""
+    conn = http_client.HTTPConnection(host, port, timeout=target.timeout)
+    conn.sock = _RequestBytes()
+    start = time.monotonic()
+    conn.putrequest(target.method, path, skip_host=True, skip_accept_encoding=True)
+    defaults = {"Host": _host_header(host, port, scheme), "User-Agent": USER_AGENT, "Accept": "*/*"}
+    for name, value in merge_headers(defaults, headers).items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    request = memoryview(bytes(conn.sock.data))
+    conn.sock = None
+    while request:
+        try:
+            sent = sock.send(request)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError) as exc:
+            event = "r" if isinstance(exc, ssl.SSLWantReadError) else "w"
+        except OSError as exc:
+            raise PhaseError("request", "sending the request failed: %s" % exc, "conversation_failed",
+                             code=exc.errno)
+        else:
+            request = request[sent:]
+            continue
+        ready = yield (event, sock, deadline)
+        if not ready:
+            raise PhaseError("request", "no answer within the %g s timeout" % target.timeout, "http_timeout")
+    # processing: until the first byte of the answer is read. Read, not polled: after a TLS 1.3
+    # handshake the socket is readable at once with the server's session tickets, which are
+    # not the answer (curl's time_starttransfer is the first byte of the answer too).
+    while True:
+        try:
+            first = _receive(sock)
+        except ssl.SSLError as exc:
+            raise PhaseError("processing", "TLS error while waiting for the answer: %s"
+                             % (getattr(exc, "reason", None) or exc), "conversation_failed")
+        except OSError as exc:
+            raise PhaseError("processing", "the connection failed while waiting for the answer: %s" % exc,
+                             "conversation_failed", code=exc.errno)
+        if first is not None:
+            break
+        ready = yield ("r", sock, deadline)
+        if not ready:
+            raise PhaseError("processing", "no response within %g s after the request was sent" % target.timeout,
+                             "http_timeout")
+    timings["processing_ms"] = ms_since(start)
+    timings["ttfb_ms"] = ms_since(hop_start)
+    first_byte = time.monotonic()
+    data = bytearray(first)
+    closed = not first
+    state = {"part": "headers"}
+    while True:
+        try:
+            response, body = _parse_answer(data, closed, target.method, state)
+            break
+        except _NeedMore:
+            pass
+        except http_client.HTTPException as exc:
+            raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc),
+                             "not_http")
+        chunk = None
+        while chunk is None:
+            ready = yield ("r", sock, deadline)
+            if not ready:
+                raise PhaseError("transfer", "the answer was still arriving when the %g s timeout passed (%s "
+                                             "incomplete after %d bytes in %.1f s)"
+                                 % (target.timeout, state["part"], len(data), time.monotonic() - first_byte),
+                                 "http_timeout")
+            try:
+                chunk = _receive(sock)
+            except OSError as exc:  # ssl.SSLError is an OSError
+                raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc),
+                                 "conversation_failed", code=exc.errno)
+        if chunk:
+            data += chunk
+        else:
+            closed = True
+    timings["transfer_ms"] = ms_since(first_byte)
+    facts.update({
+        "status": response.status,
+        "reason": response.reason,
+        "http_version": "HTTP/%s" % {9: "0.9", 10: "1.0", 11: "1.1"}.get(response.version, response.version),
+        "headers": _lower_headers(response.getheaders()),
+    })
+    return body
+
+
+def _request_steps(url, target, deadline, timings, facts, headers, seen):
+    """request_once as a generator: one HTTP exchange; fills ``timings`` and ``facts`` as it goes."""
+    scheme, host, port, path = parse_url(url, "url")
+    hop_start = time.monotonic()
+    sock = yield from _connect_steps(host, port, target.timeout, deadline, timings, facts, seen)
+    try:
+        if scheme == "https":
+            sock = yield from _handshake_steps(sock, target, host, port, deadline, timings, facts)
+        return (yield from _exchange_steps(sock, target, host, port, scheme, path, deadline, timings, headers,
+                                           hop_start, facts))
+    finally:
+        if "tls_verified" in facts:
+            # decoding the certificate costs about a millisecond: after the answer, not inside its timings
+            verified = facts.pop("tls_verified")
+            try:
+                facts["tls"] = _tls_facts(sock, verified=verified)
+            except (OSError, ValueError):
+                facts["tls"] = {"verified": verified, "verify_error": None}
+        sock.close()
+
+
+def _check_steps(target, matchers, seen):
+    """One HttpTarget's check, redirects followed as asked, as a generator; returns the result."""
     start = time.monotonic()
     url = target.url
     chain = []
@@ -689,7 +1000,7 @@ def check_url(target, matchers=None, seen=None):
             deadline = time.monotonic() + target.timeout
             timings, facts = {}, {"address": None, "tls": None}
             try:
-                body = request_once(url, target, deadline, timings, facts, headers, seen)
+                body = yield from _request_steps(url, target, deadline, timings, facts, headers, seen)
             except PhaseError as exc:
                 detail.update(facts)
                 detail["phase"] = exc.phase
@@ -738,20 +1049,107 @@ def check_url(target, matchers=None, seen=None):
     detail.update(facts)
     detail["final_url"] = url
     detail["body_bytes"] = len(body) if target.method == "GET" else None
-    owned = matchers is None
-    matchers = matchers or MatcherPool(1)
-    try:
-        regex_deadline = time.monotonic() + target.timeout
-        detail["failed_checks"] = evaluate(target, facts, body,
-                                           lambda regex, text: matchers.search(regex, text, regex_deadline))
-    finally:
-        if owned:
-            matchers.close()
+    regex_deadline = time.monotonic() + target.timeout
+    detail["failed_checks"] = evaluate(target, facts, body,
+                                       lambda regex, text: matchers.search(regex, text, regex_deadline))
     timings["total_ms"] = ms_since(start)
     detail["outcome"] = outcome("http_answer", None, verdict_ms=timings["total_ms"])
     ok = not detail["failed_checks"]
     return probe_result(target.url, KIND, "answered", ok, timings,
                         None if ok else "; ".join(detail["failed_checks"]), detail)
+
+
+class _Engine(object):
+    """Runs the checks' generators over one selector, at most ``max_open`` at a time."""
+
+    def __init__(self, targets, max_open, matchers, seen, deadline_s):
+        self.targets = targets
+        self.max_open = max(1, max_open)
+        self.matchers = matchers
+        self.seen = seen
+        self.deadline_s = deadline_s
+        self.results = [None] * len(targets)
+        self.selector = selectors.DefaultSelector()
+        self.waits = []  # heap of (deadline, sequence, index)
+        self.waiting = {}  # index -> (generator, sock, deadline)
+        self.sequence = 0
+
+    def run(self):
+        pending = list(range(len(self.targets)))
+        pending.reverse()
+        generators = {}
+        give_up = time.monotonic() + self.deadline_s
+        try:
+            while pending or generators:
+                while pending and len(generators) < self.max_open:
+                    index = pending.pop()
+                    generators[index] = _check_steps(self.targets[index], self.matchers, self.seen)
+                    self._step(index, generators, None)
+                if not self.waiting:
+                    continue
+                now = time.monotonic()
+                if now >= give_up:
+                    break
+                wake = min(self.waits[0][0], give_up) if self.waits else give_up
+                for key, _ in self.selector.select(max(0.0, wake - now)):
+                    self._resume(key.data, generators, True)
+                now = time.monotonic()
+                while self.waits and self.waits[0][0] <= now:
+                    _, _, index = heapq.heappop(self.waits)
+                    if index in self.waiting and self.waiting[index][2] <= now:
+                        self._resume(index, generators, False)
+        finally:
+            for index, (generator, sock, _) in list(self.waiting.items()):
+                self.selector.unregister(sock)
+                generator.close()  # closes its socket (the finally of _request_steps)
+            self.selector.close()
+        reason = "no verdict within the global deadline of %g s" % self.deadline_s
+        return [result if result is not None else _unfinished(self.targets[index], reason)
+                for index, result in enumerate(self.results)]
+
+    def _resume(self, index, generators, ready):
+        entry = self.waiting.pop(index, None)
+        if entry is None:
+            return
+        self.selector.unregister(entry[1])
+        self._step(index, generators, ready)
+
+    def _step(self, index, generators, value):
+        generator = generators[index]
+        try:
+            event, sock, deadline = generator.send(value)
+        except StopIteration as done:
+            self.results[index] = done.value
+            del generators[index]
+            return
+        except Exception as exc:  # a probe bug must not hide the other results
+            self.results[index] = _unfinished(self.targets[index], "probe crashed: %s: %s" % (type(exc).__name__, exc))
+            del generators[index]
+            return
+        self.selector.register(sock, selectors.EVENT_READ if event == "r" else selectors.EVENT_WRITE, index)
+        self.waiting[index] = (generator, sock, deadline)
+        self.sequence += 1
+        heapq.heappush(self.waits, (deadline, self.sequence, index))
+
+
+def check_url(target, matchers=None, seen=None):
+    """Check one HttpTarget, following redirects as asked; the shared result shape.
+
+    ``matchers`` (a MatcherPool) searches the user's regexes in a killable process; ``seen``
+    (an IcmpSeen) collects the hosts that answered a connect with an ICMP error.
+    """
+    owned = matchers is None
+    matchers = matchers or MatcherPool(1)
+    try:
+        return _Engine([target], 1, matchers, seen, _global_deadline([target])).run()[0]
+    finally:
+        if owned:
+            matchers.close()
+
+
+def _global_deadline(targets):
+    # one bound per URL: every hop's request, then the regex searches (each at most a timeout)
+    return max(t.timeout for t in targets) * (MAX_REDIRECTS + 3) + 5.0
 
 
 def _unfinished(target, reason):
@@ -761,20 +1159,22 @@ def _unfinished(target, reason):
 
 
 def check_urls(targets, max_workers=DEFAULT_MAX_WORKERS, confirm_budget=DEFAULT_CONFIRM_BUDGET, shared=None):
-    """Check every HttpTarget concurrently; results come back in the targets' order.
+    """Check every HttpTarget at once in one non-blocking engine; results come back in the targets' order.
 
-    A URL whose connect got no answer, on a host that answered another URL's connect with an
-    ICMP error in this run, is re-probed as port_check does (tcp.Confirmer): its outcome says
+    At most ``max_workers`` URLs are in progress at the same moment (each holds one socket). A URL
+    whose connect got no answer, on a host that answered another URL's connect with an ICMP error
+    in this run, is re-probed as port_check does (tcp.Confirmer): its outcome says
     ``icmp_unreach`` only when an ICMP error for that address and port came back. ``shared``: a
     tcp.SharedConfirmation when TCP ports of the same run spend the same targets' ICMP rate limits.
     """
-    # one bound per URL: every hop's request, then the regex searches (each at most a timeout)
-    deadline = max(t.timeout for t in targets) * (MAX_REDIRECTS + 3) + 5.0
+    targets = list(targets)
+    if not targets:
+        return []
+    rounds = int(math.ceil(len(targets) / float(max(1, max_workers))))
     matchers = MatcherPool(4)
     seen = shared.seen if shared is not None else IcmpSeen()
     try:
-        results = run_concurrently(lambda target: check_url(target, matchers, seen), targets, _unfinished,
-                                   deadline, max_workers)
+        results = _Engine(targets, max_workers, matchers, seen, _global_deadline(targets) * rounds).run()
     finally:
         matchers.close()
     _confirm_silent(targets, results, seen, confirm_budget, shared.turn if shared is not None else None)
