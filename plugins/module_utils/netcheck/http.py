@@ -351,53 +351,6 @@ def _remaining(deadline, phase, timeout):
     return left
 
 
-def _connect(host, port, timeout, deadline, timings, facts, seen):
-    """Connect to the first address of host that accepts (as curl and create_connection do).
-
-    The connect's outcome comes from port_check's classifier (errno and the ICMP error queue);
-    an ICMP error is noted in ``seen`` (an IcmpSeen) for the confirmation of silent URLs."""
-    start = time.monotonic()
-    try:
-        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        record = outcome("dns", "resolve", probes=0)
-        record["errno"] = exc.errno
-        raise PhaseError("resolve", "name resolution failed: %s" % exc.strerror, "dns", record=record)
-    timings["resolve_ms"] = ms_since(start)
-    start = time.monotonic()
-    error = None
-    for family, socktype, proto, _, sockaddr in infos:
-        facts["address"] = sockaddr[0]
-        sock = socket.socket(family, socktype, proto)
-        enable_recverr(sock, family)
-        try:
-            _connect_within(sock, sockaddr, _remaining(deadline, "connect", timeout))
-        except socket.timeout:
-            icmp = read_icmp_error(sock)  # an error that did not abort the handshake
-            local = _local_address(sock)
-            sock.close()
-            timings["connect_ms"] = ms_since(start)
-            if is_icmp(icmp):
-                error = _refused(sockaddr[0], family, icmp["errno"], icmp, local, timeout, timings, seen)
-            else:
-                error = _timed_out(sockaddr[0], family, timeout)
-            break  # the deadline is spent
-        except PhaseError as exc:
-            sock.close()
-            error = exc
-            break
-        except OSError as exc:
-            local = _local_address(sock)
-            icmp = read_icmp_error(sock)
-            sock.close()
-            timings["connect_ms"] = ms_since(start)
-            error = _refused(sockaddr[0], family, exc.errno, icmp, local, timeout, timings, seen)
-            continue
-        timings["connect_ms"] = ms_since(start)
-        return sock
-    raise error
-
-
 def _local_address(sock):
     try:
         return sock.getsockname()[0]
@@ -420,27 +373,6 @@ def exc_text(code):
     return errno.errorcode.get(code, os.strerror(code) if code else "unknown error")
 
 
-def _connect_within(sock, sockaddr, seconds):
-    """connect() bounded by ``seconds`` in all. Python's own connect timeout restarted its wait
-    when an ICMP error woke it without ending the handshake (seen here: 3 s for a 2 s timeout)."""
-    deadline = time.monotonic() + seconds
-    sock.setblocking(False)
-    code = sock.connect_ex(sockaddr)
-    if code in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
-        poller = select.poll()
-        poller.register(sock, select.POLLOUT)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("timed out")
-            if poller.poll(left * 1000.0):
-                break
-        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if code:
-        raise OSError(code, os.strerror(code))
-    sock.setblocking(True)
-
-
 def _timed_out(address, family, timeout, neighbours=None):
     """A handshake timeout: ``unreachable`` when ARP/NDP for the address got no answer, else filtered."""
     table = (neighbours or (lambda: neighbour_table(default_run)))()
@@ -454,83 +386,9 @@ def _timed_out(address, family, timeout, neighbours=None):
                                  "or by the target)" % timeout, "no_answer", record=record)
 
 
-class _DeadlineReader(io.RawIOBase):
-    """The socket as http.client reads it, with the request's deadline over every read: a server
-    trickling one byte at a time cannot stretch the check past its timeout. ``first`` is the
-    answer's first byte, already read to time it."""
-
-    def __init__(self, sock, deadline, timeout, progress, first=b""):
-        io.RawIOBase.__init__(self)
-        self._sock = sock
-        self._deadline = deadline
-        self._timeout = timeout
-        self._progress = progress  # bytes read so far, shared with the caller
-        self._first = first
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        if self._first:
-            count = len(self._first)
-            buffer[:count] = self._first
-            self._first = b""
-            self._progress[0] += count
-            return count
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise _DeadlinePassed()
-        self._sock.settimeout(left)
-        try:
-            count = self._sock.recv_into(buffer)
-        except socket.timeout:
-            raise _DeadlinePassed()
-        self._progress[0] += count
-        return count
-
-
-class _DeadlinePassed(Exception):
-    pass
-
-
-class _DeadlineSocket(object):
-    """What http.client.HTTPResponse needs of a socket: makefile(), bounded by the deadline."""
-
-    def __init__(self, sock, deadline, timeout, progress, first=b""):
-        self._reader = _DeadlineReader(sock, deadline, timeout, progress, first)
-
-    def makefile(self, mode, *args, **kwargs):
-        return io.BufferedReader(self._reader)
-
-
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: the certificate is
 # valid but names another host
 _NAME_MISMATCH_CODES = (62, 64)
-
-
-def _handshake(sock, target, host, port, deadline, timings, facts):
-    timeout = target.timeout
-    sock.settimeout(_remaining(deadline, "tls", timeout))
-    context = tls_context(target.validate_certs, target.ca_path)
-    start = time.monotonic()
-    try:
-        ssock = context.wrap_socket(sock, server_hostname=host)
-    except ssl.SSLCertVerificationError as exc:
-        sock.close()
-        tls = _unverified_facts(host, facts["address"], port, deadline, exc.verify_message)
-        reason = "tls_name" if exc.verify_code in _NAME_MISMATCH_CODES else "tls_verify"
-        raise PhaseError("tls", "certificate verification failed: %s" % (exc.verify_message or exc.reason), reason,
-                         tls)
-    except socket.timeout:
-        sock.close()
-        raise PhaseError("tls", "no TLS handshake within %g s" % timeout, "tls_handshake")
-    except (ssl.SSLError, OSError) as exc:
-        sock.close()
-        raise PhaseError("tls", "handshake failed: %s" % (getattr(exc, "reason", None) or exc), "tls_handshake",
-                         code=getattr(exc, "errno", None) if not isinstance(exc, ssl.SSLError) else None)
-    timings["tls_ms"] = ms_since(start)
-    facts["tls_verified"] = context.verify_mode == ssl.CERT_REQUIRED  # the facts are read after the answer
-    return ssock
 
 
 def _unverified_facts(host, address, port, deadline, verify_error):
@@ -548,98 +406,25 @@ def _unverified_facts(host, address, port, deadline, verify_error):
 
 
 def request_once(url, target, deadline, timings, facts, headers, seen=None):
-    """One HTTP exchange; fills ``timings`` and ``facts`` as it goes (so that a PhaseError
-    leaves what was measured before it), and returns the body read."""
-    scheme, host, port, path = parse_url(url, "url")
-    hop_start = time.monotonic()
-    sock = _connect(host, port, target.timeout, deadline, timings, facts, seen)
-    try:
-        if scheme == "https":
-            sock = _handshake(sock, target, host, port, deadline, timings, facts)
-        return _exchange(sock, target, host, port, scheme, path, deadline, timings, headers, hop_start, facts)
-    finally:
-        if "tls_verified" in facts:
-            # decoding the certificate costs about a millisecond: after the answer, not inside its timings
-            verified = facts.pop("tls_verified")
-            try:
-                facts["tls"] = _tls_facts(sock, verified=verified)
-            except (OSError, ValueError):
-                facts["tls"] = {"verified": verified, "verify_error": None}
-        sock.close()
+    """One HTTP exchange, blocking (public_ip's probe); fills ``timings`` and ``facts`` as it goes (so
+    that a PhaseError leaves what was measured before it), and returns the body read. The same steps
+    as the engine's (:func:`_request_steps`), each wait a select() on its one socket."""
+    return _drive(_request_steps(url, target, deadline, timings, facts, headers, seen))
 
 
-def _exchange(sock, target, host, port, scheme, path, deadline, timings, headers, hop_start, facts):
-    """Send the request on a connected (TLS) socket, read the answer; returns the body."""
-    conn = http_client.HTTPConnection(host, port, timeout=target.timeout)
-    conn.sock = sock
-    start = time.monotonic()
+def _drive(steps):
+    """Run one step generator to its end, blocking on each ``(event, sock, deadline)`` it yields."""
     try:
-        conn.putrequest(target.method, path, skip_host=True, skip_accept_encoding=True)
-        defaults = {"Host": _host_header(host, port, scheme), "User-Agent": USER_AGENT, "Accept": "*/*"}
-        for name, value in merge_headers(defaults, headers).items():
-            conn.putheader(name, value)
-        conn.endheaders()
-    except OSError as exc:
-        raise PhaseError("request", "sending the request failed: %s" % exc, "conversation_failed",
-                         code=exc.errno)
-    # processing: until the first byte of the answer is read. Read, not polled: after a TLS 1.3
-    # handshake the socket is readable at once with the server's session tickets, which are
-    # not the answer (curl's time_starttransfer is the first byte of the answer too).
-    first = _first_byte(sock, deadline, target.timeout)
-    timings["processing_ms"] = ms_since(start)
-    timings["ttfb_ms"] = ms_since(hop_start)
-    first_byte = time.monotonic()
-    progress = [0]
-    part = "headers"
-    try:
-        response = http_client.HTTPResponse(_DeadlineSocket(sock, deadline, target.timeout, progress, first),
-                                            method=target.method)
-        response.begin()
-        part = "body"
-        body = b""
-        while target.method == "GET" and len(body) < MAX_BODY_BYTES:
-            # read(n) returns what one read gave: loop until the end (or the cap) so that
-            # an answer cut short or trickling is seen as such
-            chunk = response.read(MAX_BODY_BYTES - len(body))
-            if not chunk:
-                break
-            body += chunk
-        if target.method == "GET" and len(body) < MAX_BODY_BYTES and response.length:
-            # http.client's read(n) does not raise on a short body: the Content-Length says it
-            raise http_client.IncompleteRead(body, response.length)
-    except _DeadlinePassed:
-        raise PhaseError("transfer", "the answer was still arriving when the %g s timeout passed (%s "
-                                     "incomplete after %d bytes in %.1f s)"
-                         % (target.timeout, part, progress[0], time.monotonic() - first_byte), "http_timeout")
-    except http_client.HTTPException as exc:
-        raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc),
-                         "not_http")
-    except OSError as exc:
-        raise PhaseError("transfer", "bad HTTP answer: %s" % (exc.__class__.__name__ if not str(exc) else exc),
-                         "conversation_failed", code=exc.errno)
-    timings["transfer_ms"] = ms_since(first_byte)
-    facts.update({
-        "status": response.status,
-        "reason": response.reason,
-        "http_version": "HTTP/%s" % {9: "0.9", 10: "1.0", 11: "1.1"}.get(response.version, response.version),
-        "headers": _lower_headers(response.getheaders()),
-    })
-    return body
-
-
-def _first_byte(sock, deadline, timeout):
-    """The first byte of the answer (b"" when the server closed first), read within the deadline."""
-    sock.settimeout(_remaining(deadline, "processing", timeout))
-    try:
-        return sock.recv(1)
-    except socket.timeout:
-        raise PhaseError("processing", "no response within %g s after the request was sent" % timeout, "http_timeout")
-    except ssl.SSLError as exc:
-        raise PhaseError("processing", "TLS error while waiting for the answer: %s"
-                         % (getattr(exc, "reason", None) or exc), "conversation_failed")
-    except OSError as exc:
-        raise PhaseError("processing", "the connection failed while waiting for the answer: %s" % exc,
-                         "conversation_failed", code=exc.errno)
+        event, sock, deadline = next(steps)
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            if event == "r":
+                ready = bool(select.select([sock], [], [], left)[0])
+            else:
+                ready = bool(select.select([], [sock], [], left)[1])
+            event, sock, deadline = steps.send(ready)
+    except StopIteration as done:
+        return done.value
 
 
 def _host_header(host, port, scheme):
@@ -705,7 +490,9 @@ _WOULD_BLOCK_READ = (BlockingIOError, InterruptedError)
 
 
 def _connect_steps(host, port, timeout, deadline, timings, facts, seen):
-    """_connect as a generator: the first address of host that accepts; returns the socket."""
+    """Connect to the first address of host that accepts (as curl and create_connection do), as a generator;
+    returns the socket. The outcome comes from port_check's classifier (errno and the ICMP error queue);
+    an ICMP error is noted in ``seen`` (an IcmpSeen) for the confirmation of silent URLs."""
     start = time.monotonic()
     try:
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
@@ -765,7 +552,7 @@ def _handshake_wants(ssock):
 
 
 def _handshake_steps(sock, target, host, port, deadline, timings, facts):
-    """_handshake as a generator: a non-blocking TLS handshake; returns the TLS socket."""
+    """A non-blocking TLS handshake, as a generator; returns the TLS socket."""
     timeout = target.timeout
     try:
         _remaining(deadline, "tls", timeout)
@@ -879,7 +666,7 @@ def _receive(sock):
 
 
 def _exchange_steps(sock, target, host, port, scheme, path, deadline, timings, headers, hop_start, facts):
-    """_exchange as a generator: send the request, read the answer without blocking; returns the body."""
+    """Send the request and read the answer without blocking, as a generator; returns the body."""
     conn = http_client.HTTPConnection(host, port, timeout=target.timeout)
     conn.sock = _RequestBytes()
     start = time.monotonic()
