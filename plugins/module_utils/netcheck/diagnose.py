@@ -282,35 +282,39 @@ def parse_arp_reply(frame, target_ip):
     return ":".join("%02x" % b for b in bytearray(frame[22:28]))
 
 
-def arp_probe(dev, target_ip, source_ip, timeout=DEFAULT_ARP_TIMEOUT):
-    """Ask the wire who has ``target_ip`` (raw AF_PACKET, root): (macs that answered, error).
+def _collect_answers(sock, parse, timeout):
+    """The MACs ``parse`` finds in what ``sock`` receives: waits for the first answer and a short grace
+    after it (so that two hosts holding the same address both show); bounded by ``timeout``."""
+    macs = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        readable, _, _ = select.select([sock], [], [], left)
+        if not readable:
+            break
+        mac = parse(sock.recv(2048))
+        if mac and mac not in macs:
+            macs.append(mac)
+            deadline = min(deadline, time.monotonic() + 0.05)
+    return macs
 
-    Waits for the first answer and a short grace after it, so that two hosts holding the same
-    address both show; bounded by ``timeout`` in every case.
-    """
+
+def arp_probe(dev, target_ip, source_ip, timeout=DEFAULT_ARP_TIMEOUT):
+    """Ask the wire who has ``target_ip`` (raw AF_PACKET, root): (macs that answered, error), bounded by
+    ``timeout`` (:func:`_collect_answers`)."""
     if not hasattr(socket, "AF_PACKET"):
         return None, "no AF_PACKET on this platform"
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
     except OSError as exc:
         return None, "raw ARP socket refused: %s" % (exc.strerror or exc)
-    macs = []
     try:
         sock.bind((dev, 0x0806))
         source_mac = sock.getsockname()[4][:6]
         sock.send(arp_request_frame(source_mac, source_ip or "0.0.0.0", target_ip))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            readable, _, _ = select.select([sock], [], [], left)
-            if not readable:
-                break
-            mac = parse_arp_reply(sock.recv(2048), target_ip)
-            if mac and mac not in macs:
-                macs.append(mac)
-                deadline = min(deadline, time.monotonic() + 0.05)
+        macs = _collect_answers(sock, lambda frame: parse_arp_reply(frame, target_ip), timeout)
     except OSError as exc:
         return None, "ARP probe on %s failed: %s" % (dev, exc.strerror or exc)
     finally:
@@ -372,7 +376,6 @@ def ndp_probe(dev, target_ip, timeout=DEFAULT_ARP_TIMEOUT):
         sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     except OSError as exc:
         return None, "raw ICMPv6 socket refused: %s" % (exc.strerror or exc)
-    macs = []
     try:
         # NDP messages must carry hop limit 255 (RFC 4861), or the target ignores them
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
@@ -381,18 +384,7 @@ def ndp_probe(dev, target_ip, timeout=DEFAULT_ARP_TIMEOUT):
         if len(mac) != 6:
             return None, "no MAC for %s" % dev
         sock.sendto(neighbour_solicitation(target_ip, mac), (solicited_node(target_ip), 0, 0, index))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            readable, _, _ = select.select([sock], [], [], left)
-            if not readable:
-                break
-            found = parse_neighbour_advert(sock.recv(2048), target_ip)
-            if found and found not in macs:
-                macs.append(found)
-                deadline = min(deadline, time.monotonic() + 0.05)
+        macs = _collect_answers(sock, lambda packet: parse_neighbour_advert(packet, target_ip), timeout)
     except OSError as exc:
         return None, "NDP probe on %s failed: %s" % (dev, exc.strerror or exc)
     finally:
