@@ -12,7 +12,8 @@ Two recordings:
   h2 DROPs TCP 8080 (h1 and h3 -> h2: PORT_FILTERED); h3 REJECTs TCP 8080 from h1 with
   icmp-port-unreachable (h1 -> h3: PORT_REJECTED); h1 DROPs ICMP echo requests from h3 (h3 -> h1:
   ICMP_FILTERED) and the 1st of every 3 from h2 (h2 -> h1: 1 of 3 lost, 33 %, past netcheck_icmp_warn's
-  20 %, not crit's 50 %: an ICMP_LOSS warning on a pair that passes); h2 -> h3 is clean. Source h1 also
+  20 %, not crit's 50 %: an ICMP_LOSS warning on a pair that passes); h2 DROPs ICMP echo requests from
+  h3 (h3 -> h2 fails two ways: icmp ICMP_FILTERED and tcp/8080 PORT_FILTERED); h2 -> h3 is clean. Source h1 also
   checks h2:9 expected open (nothing listens there: PORT_CLOSED) and h3:22 expected filtered (sshd
   answers: PORT_OPEN).
 - lab_run_partial_mesh.json: h2 DROPs TCP 8080, h1 DROPs ICMP echo requests, and h3 cannot run modules
@@ -104,6 +105,7 @@ def main():
         drop_port(h3, config.web_port, "REJECT", source=h1)
         drop_icmp(h1, source=h3)
         drop_icmp(h1, source=h2, every=3)
+        drop_icmp(h2, source=h3)
         run_check(workdir / "faults.yml", workdir, "lab_run_faults.json")
         flush(hosts)
 

@@ -163,10 +163,10 @@ def test_junit_failures_are_each_checks_own_code_hint_and_evidence(tmp_path, fau
     failing = {(pair["source"], check["check"], pair["target"]): check
                for pair in faults["pairs"] for check in pair["verdict"]["checks"] if not check["ok"]}
     failures = [(c, r) for c in cases for r in c.result if isinstance(r, Failure)]
-    assert len(failures) == len(failing) == xml.failures == 9
+    assert len(failures) == len(failing) == xml.failures == 10
     types = sorted(r.type for _, r in failures)
-    assert types == sorted(["PORT_FILTERED"] * 4 + ["PORT_REJECTED"] * 2 + ["PORT_CLOSED", "PORT_OPEN",
-                                                                            "ICMP_FILTERED"])
+    assert types == sorted(["PORT_FILTERED"] * 4 + ["PORT_REJECTED"] * 2 + ["PORT_CLOSED", "PORT_OPEN"]
+                           + ["ICMP_FILTERED"] * 2)
     for case, result in failures:
         # a case is named "<target> (<address>) <check> [<layer>]", an HTTP check by its URL alone
         check = next(c for (source, name, target), c in failing.items()
@@ -179,6 +179,10 @@ def test_junit_failures_are_each_checks_own_code_hint_and_evidence(tmp_path, fau
     rejected = by_name[("netcheck.ncrec1", "ncrec3 (10.77.211.13) tcp/8080 [transport]")]
     assert rejected.type == "PORT_REJECTED" and "ICMP port unreachable (type 3 code 3) from 10.77.211.13" in rejected.text
     assert "pair: PORT_REJECTED [transport], 2 of its checks failed" in rejected.text.splitlines()
+    # ncrec3 -> ncrec2 is ICMP_FILTERED as a pair; its tcp/8080 case fails with its own PORT_FILTERED
+    assert pair_of(faults, "ncrec3", "ncrec2")["verdict"]["code"] == "ICMP_FILTERED"
+    assert by_name[("netcheck.ncrec3", "ncrec2 (10.77.211.12) tcp/8080 [transport]")].type == "PORT_FILTERED"
+    assert by_name[("netcheck.ncrec3", "ncrec2 (10.77.211.12) icmp [network]")].type == "ICMP_FILTERED"
     # the ICMP_LOSS warning on ncrec2 -> ncrec1 is no failure: that pair passes
     assert not any(c.classname == "netcheck.ncrec2" for c, _ in failures)
 
@@ -248,7 +252,9 @@ def test_summary_holds_the_matrix_and_the_failing_pairs_with_hints(faults, parti
     assert "8 pairs: 2 ok, 6 failed (0 known from the baseline), 0 of 3 sources could not run." in text
     assert "| **ncrec1** | \u00b7 | \U0001F7E7 | \U0001F7E7 | \U0001F7E7 | \U0001F7E7 |" in text
     assert "| **ncrec2** | \u26A0 | \u00b7 | \U0001F7E9 | \u00b7 | \u00b7 |" in text  # ICMP_LOSS: a warning
-    assert "| **ncrec3** | \U0001F7E5 | \U0001F7E7 | \u00b7 | \u00b7 | \u00b7 |" in text
+    assert "| **ncrec3** | \U0001F7E5 | \U0001F7E5 | \u00b7 | \u00b7 | \u00b7 |" in text  # lowest failing layer
+    assert ("| ncrec3 | ncrec2 | icmp ICMP_FILTERED, tcp/8080 PORT_FILTERED, http http://10.77.211.12:8080/ "
+            "PORT_FILTERED | network |") in text
     assert ("| ncrec1 | ncrec3 | tcp/8080 PORT_REJECTED, http http://10.77.211.13:8080/ PORT_REJECTED | transport | "
             "the SYN was answered with an ICMP unreachable: a firewall REJECT rule") in text
     assert "| ncrec1 | h2-closed | tcp/9 PORT_CLOSED | transport | the host answered the SYN with RST" in text
