@@ -18,6 +18,13 @@ from ansible_collections.netcheck.netcheck.plugins.plugin_utils import reports  
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import model, sample  # noqa: E402
 
 SCHEMA = REPO / "docs" / "report.schema.json"
+DATA = REPO / "tests" / "data"
+
+
+def recorded(name):
+    """A run model check.yml wrote on a real 3-host lab (tests/data/record_lab_runs.py made it)."""
+    import json
+    return json.loads((DATA / name).read_text())
 
 
 def pair_of(run, source, target):

@@ -236,29 +236,33 @@ def test_fuzz_report_options_unknown_keys_are_refused(options):
 def test_a_recorded_partial_mesh_fails_for_its_source_that_could_not_run():
     run = recorded("lab_run_partial_mesh.json")
     by_name = {s["name"]: s for s in run["sources"]}
-    assert by_name["nct1333"]["status"] == "failed"
-    assert "module interpreter '/nonexistent/python3' was not found" in by_name["nct1333"]["error"]
+    assert by_name["ncrec3"]["status"] == "failed"
+    assert "module interpreter '/nonexistent/python3' was not found" in by_name["ncrec3"]["error"]
     assert run["status"] == "failed" and runmodel.gate_failed(run)
     lines = runmodel.render(run)
     assert lines[0].startswith("netcheck: FAILED (the network or the hosts, not the configuration)")
-    assert any(line.startswith("NOT RUN nct1333") and "/nonexistent/python3" in line for line in lines)
+    assert any(line.startswith("NOT RUN ncrec3") and "/nonexistent/python3" in line for line in lines)
     text = render_markdown(run)
-    assert "nct1333" in text and "/nonexistent/python3" in text
+    assert "ncrec3" in text and "/nonexistent/python3" in text
 
 
 def test_asymmetric_pairs_never_count_against_a_source_that_could_not_run():
     run = recorded("lab_run_partial_mesh.json")
-    # nct1331 and nct1332 reach nct1333; nct1333 checked nothing: it could not run, it is not asymmetric
-    assert all(p["ok"] for p in run["pairs"] if p["target"] == "nct1333")
-    assert runmodel.asymmetric_pairs(run["pairs"]) == []
+    # ncrec1 and ncrec2 reach ncrec3; ncrec3 checked nothing: it could not run, it is not asymmetric
+    assert all(p["ok"] for p in run["pairs"] if p["target"] == "ncrec3")
+    # the two sources that ran are asymmetric, per check: tcp/8080 fails only ncrec1 -> ncrec2 (DROP on
+    # ncrec2), icmp only ncrec2 -> ncrec1 (ICMP dropped by ncrec1)
+    assert runmodel.asymmetric_pairs(run["pairs"]) == [["ncrec1", "ncrec2"], ["ncrec2", "ncrec1"]]
     for pair in run["pairs"]:
-        if pair["source"] == "nct1331" and pair["target"] == "nct1332":
-            pair["ok"] = True  # now nct1331 -> nct1332 works and nct1332 -> nct1331 does not
-    assert runmodel.asymmetric_pairs(run["pairs"]) == [["nct1331", "nct1332"]]
+        if pair["source"] == "ncrec1" and pair["target"] == "ncrec3":
+            pair["ok"] = False  # ncrec1 -> ncrec3 fails now: ncrec3 never ran, so still no asymmetry with it
+            for check in pair["verdict"]["checks"]:
+                check["ok"] = False
+    assert not any("ncrec3" in entry for entry in runmodel.asymmetric_pairs(run["pairs"]))
 
 
 def test_nothing_checked_is_not_run_and_fails_unless_allowed():
-    run = recorded("lab_run_two_faults.json")
+    run = recorded("lab_run_faults.json")
     empty = dict(copy.deepcopy(run), pairs=[])
     for source in empty["sources"]:
         source["limits"] = None
@@ -297,38 +301,39 @@ def test_a_configuration_error_run_says_so_first_everywhere():
 
 
 def test_notes_the_limits_and_the_known_new_split_are_printed():
-    run = recorded("lab_run_two_faults.json")
+    run = recorded("lab_run_faults.json")
     run["pairs"][0]["verdict"]["notes"].append({"code": "ICMP_FILTERED", "hint": "echo requests go unanswered"})
-    marked = reports.apply_baseline(run, {"known_failures": [{"source": "nct1331", "target": "nct1332"}]})
+    marked = reports.apply_baseline(run, {"known_failures": [{"source": "ncrec1", "target": "ncrec2"}]})
     marked["totals"] = runmodel.totals(marked)
     lines = runmodel.render(marked)
     assert any(line.startswith("NOTE ICMP_FILTERED on 1 pair (") for line in lines), lines
-    assert any("3 failed (2 new, 1 known)" in line for line in lines), lines
-    assert any(line.startswith("KNOWN nct1331 -> nct1332") for line in lines)
+    assert any("6 failed (5 new, 1 known)" in line for line in lines), lines
+    assert any(line.startswith("KNOWN ncrec1 -> ncrec2") for line in lines)
     limits_only = dict(copy.deepcopy(run), pairs=[])
     limits_only["totals"] = runmodel.totals(limits_only)
     lines = runmodel.render(limits_only)
     assert not any(line.startswith("matrix") for line in lines)
-    assert sum(1 for line in lines if line.startswith("limits nct133")) >= 3
+    assert sum(1 for line in lines if line.startswith("limits ncrec")) >= 3
 
 
 # --- baseline written from a run, fed back ------------------------------------------------------------
 
 def test_the_written_baseline_turns_the_same_faults_known_and_a_new_fault_fails(tmp_path):
-    run = recorded("lab_run_two_faults.json")
+    run = recorded("lab_run_faults.json")
     path = tmp_path / "known.yml"
     document = reports.write_baseline(run, str(path))
     assert [(e["source"], e["target"], e["code"]) for e in document["known_failures"]] == [
-        ("nct1331", "nct1332", "PORT_FILTERED"), ("nct1331", "nct1333", "PORT_CLOSED"),
-        ("nct1333", "nct1332", "PORT_FILTERED")]
+        ("ncrec1", "ncrec2", "PORT_FILTERED"), ("ncrec1", "ncrec3", "PORT_REJECTED"),
+        ("ncrec1", "h2-closed", "PORT_CLOSED"), ("ncrec1", "h3-open", "PORT_OPEN"),
+        ("ncrec3", "ncrec1", "ICMP_FILTERED"), ("ncrec3", "ncrec2", "ICMP_FILTERED")]
     assert all(e["reason"].startswith("TODO") for e in document["known_failures"])
     assert yaml.safe_load(path.read_text()) == document
     again = reports.apply_baseline(run, str(path))
-    assert again["totals"]["known"] == 3 and again["totals"]["new_failures"] == 0
+    assert again["totals"]["known"] == 6 and again["totals"]["new_failures"] == 0
     assert not runmodel.gate_failed(again)
-    # a new fault: nct1332 -> nct1331 now fails
+    # a new fault: ncrec2 -> ncrec1 now fails
     worse = copy.deepcopy(run)
-    pair = next(p for p in worse["pairs"] if (p["source"], p["target"]) == ("nct1332", "nct1331"))
+    pair = next(p for p in worse["pairs"] if (p["source"], p["target"]) == ("ncrec2", "ncrec1"))
     pair["ok"], pair["verdict"]["code"] = False, "PORT_FILTERED"
     marked = reports.apply_baseline(worse, str(path))
     assert marked["totals"]["new_failures"] == 1 and runmodel.gate_failed(marked)
@@ -337,42 +342,46 @@ def test_the_written_baseline_turns_the_same_faults_known_and_a_new_fault_fails(
     edited["known_failures"][0]["reason"] = "NET-42 firewall change pending"
     path.write_text(yaml.safe_dump(edited))
     better = copy.deepcopy(run)
-    fixed = next(p for p in better["pairs"] if (p["source"], p["target"]) == ("nct1331", "nct1333"))
+    fixed = next(p for p in better["pairs"] if (p["source"], p["target"]) == ("ncrec1", "ncrec3"))
     fixed["ok"] = True
     updated = reports.write_baseline(better, str(path))
     assert [(e["source"], e["target"], e["reason"]) for e in updated["known_failures"]] == [
-        ("nct1331", "nct1332", "NET-42 firewall change pending"),
-        ("nct1333", "nct1332", document["known_failures"][2]["reason"])]
+        ("ncrec1", "ncrec2", "NET-42 firewall change pending"),
+        ("ncrec1", "h2-closed", document["known_failures"][2]["reason"]),
+        ("ncrec1", "h3-open", document["known_failures"][3]["reason"]),
+        ("ncrec3", "ncrec1", document["known_failures"][4]["reason"]),
+        ("ncrec3", "ncrec2", document["known_failures"][5]["reason"])]
 
 
 def test_fixed_baseline_entries_are_listed():
-    run = recorded("lab_run_two_faults.json")
-    marked = reports.apply_baseline(run, {"known_failures": [{"source": "nct1332", "target": "nct1331",
+    run = recorded("lab_run_faults.json")
+    marked = reports.apply_baseline(run, {"known_failures": [{"source": "ncrec2", "target": "ncrec1",
                                                               "reason": "NET-1"}]})
     assert runmodel.render_fixed(marked) == [
-        "FIXED nct1332 -> nct1331: in the baseline (NET-1), passes now (remove its entry)"]
+        "FIXED ncrec2 -> ncrec1: in the baseline (NET-1), passes now (remove its entry)"]
 
 
 # --- what changed since an earlier run -------------------------------------------------------------
 
 def test_comparing_two_recorded_runs_names_new_fixed_and_changed_pairs():
-    old, new = recorded("lab_run_two_faults.json"), recorded("lab_run_partial_mesh.json")
+    old, new = recorded("lab_run_faults.json"), recorded("lab_run_partial_mesh.json")
     comparison = reports.compare_runs(old, new, file="old/report.json")
     as_pairs = {kind: sorted((e["source"], e["target"]) for e in comparison[kind])
                 for kind in ("new_failures", "fixed", "changed")}
-    assert as_pairs["new_failures"] == [("nct1332", "nct1331")]   # ICMP dropped in the second run
-    assert as_pairs["fixed"] == [("nct1331", "nct1333")]          # the REJECT was gone
+    assert as_pairs["new_failures"] == [("ncrec2", "ncrec1")]   # ICMP dropped in the second run
+    assert as_pairs["fixed"] == [("ncrec1", "ncrec3")]          # the REJECT was gone
     assert as_pairs["changed"] == []
-    assert sorted((e["source"], e["target"]) for e in comparison["gone"]) == [("nct1333", "nct1331"),
-                                                                             ("nct1333", "nct1332")]
+    # the second run had no extra targets and its ncrec3 could not run
+    assert sorted((e["source"], e["target"]) for e in comparison["gone"]) == [
+        ("ncrec1", "h2-closed"), ("ncrec1", "h3-open"), ("ncrec3", "ncrec1"), ("ncrec3", "ncrec2")]
     new["comparison"] = comparison
     lines = runmodel.render_comparison(new)
-    assert lines[0].startswith("compared with old/report.json") and "  NEW   nct1332 -> nct1331: ICMP_FILTERED (was OK)" in lines
+    assert lines[0].startswith("compared with old/report.json") and "  NEW   ncrec2 -> ncrec1: ICMP_FILTERED (was OK)" in lines
     assert "Changes since" in render_markdown(new)
 
 
 def test_a_latency_shift_is_reported_when_it_doubles_by_more_than_a_millisecond():
-    old = recorded("lab_run_two_faults.json")
+    old = recorded("lab_run_faults.json")
     new = copy.deepcopy(old)
     pair = next(p for p in new["pairs"] if p["ok"])
     pair["layers"]["icmp"]["detail"]["rtt_avg_ms"] = 50.0
@@ -387,14 +396,14 @@ PAYLOADS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "a|b|c"
 
 
 def _poisoned_run():
-    run = recorded("lab_run_two_faults.json")
+    run = recorded("lab_run_faults.json")
     failing = [p for p in run["pairs"] if not p["ok"]]
     for pair, payload in zip(failing, PAYLOADS):
         pair["verdict"]["evidence"].insert(0, "banner " + payload)  # a banner, a header value
         pair["verdict"]["hint"] = payload
     run["sources"][0]["name"] = "web|<img src=x onerror=alert(1)>"  # an inventory name
     for pair in run["pairs"]:
-        if pair["source"] == "nct1331":
+        if pair["source"] == "ncrec1":
             pair["source"] = run["sources"][0]["name"]
     run["sources"][2].update(status="failed", error="<script>alert(2)</script>|x")
     return run
@@ -445,30 +454,30 @@ def test_the_task_result_is_compact_and_the_report_reads_the_whole_answer_back(t
     from ansible_collections.netcheck.netcheck.plugins.action.net_diagnose import compact, write_answer
     from ansible_collections.netcheck.netcheck.plugins.action.netcheck_report import _registered
     from ansible_collections.netcheck.netcheck.plugins.filter.netcheck import checks_failed
-    run = recorded("lab_run_two_faults.json")
+    run = recorded("lab_run_faults.json")
     results = [dict({k: v for k, v in p.items() if k not in ("source", "explain", "capture", "baseline")})
-               for p in run["pairs"] if p["source"] == "nct1331"]
+               for p in run["pairs"] if p["source"] == "ncrec1"]
     answer = {"results": results, "summary": {"total": 2, "ok": 0, "failed": 2}, "limits": run["sources"][0]["limits"],
               "arp_cache": {"entries": 3}, "elapsed_ms": 12.0, "changed": False, "invocation": {"module_args": {}},
               "pairs_failed": 2}
-    path = write_answer(str(tmp_path), "nct1331", answer)
-    assert path == str(tmp_path / "sources" / "nct1331.json")
+    path = write_answer(str(tmp_path), "ncrec1", answer)
+    assert path == str(tmp_path / "sources" / "ncrec1.json")
     small = compact(dict(answer), path)
     assert small["results"] == [{"target": p["target"], "address": p["address"], "ok": p["ok"],
                                  "code": p["verdict"]["code"], "layer": p["verdict"]["first_failing_layer"]}
                                 for p in results]
     assert "limits" not in small and "invocation" not in small
     assert len(json.dumps(small)) * 5 < len(json.dumps(answer))
-    assert checks_failed(["nct1331"], {"nct1331": {"netcheck_diagnose": small}})  # capture's on_failure
-    whole = _registered({"nct1331": {"netcheck_diagnose": small}}, "nct1331", "netcheck_diagnose")
+    assert checks_failed(["ncrec1"], {"ncrec1": {"netcheck_diagnose": small}})  # capture's on_failure
+    whole = _registered({"ncrec1": {"netcheck_diagnose": small}}, "ncrec1", "netcheck_diagnose")
     assert whole["results"] == results and whole["limits"] == answer["limits"]
-    built = runmodel.build_run([{"name": "nct1331", "address": "a", "outcome": whole}])
+    built = runmodel.build_run([{"name": "ncrec1", "address": "a", "outcome": whole}])
     assert [p["verdict"]["evidence"] for p in built["pairs"]] == [p["verdict"]["evidence"] for p in results]
 
 
 def test_hosts_no_source_checked_are_named_on_the_terminal_and_in_the_summary():
-    run = recorded("lab_run_two_faults.json")
-    run["coverage"] = runmodel.coverage(run, ["nct1331", "nct1332", "nct1333", "db|<b>1</b>"], "lab")
+    run = recorded("lab_run_faults.json")
+    run["coverage"] = runmodel.coverage(run, ["ncrec1", "ncrec2", "ncrec3", "db|<b>1</b>"], "lab")
     assert runmodel.render_coverage(run) == [
         "targets: 3 of the inventory's 4 hosts checked as targets (netcheck_mesh_group=lab); not checked: db|<b>1</b>"]
     text = render_markdown(run)

@@ -1,5 +1,7 @@
-"""Unit tests of the report writers (plugins/plugin_utils/reports): each file is written from a
-synthetic run model and read back with an independent reader (jsonschema, junitparser,
+"""Unit tests of the report writers (plugins/plugin_utils/reports): each file is written from a run
+model recorded on a real lab (tests/data/lab_run_*.json, see tests/data/record_lab_runs.py) or, for
+shapes a 3-host lab cannot make (40+ targets, dotted names, unreachable sources, HTTP 500, DNS
+failures, route hops), from the synthetic reports.sample runs, and read back with an independent reader (jsonschema, junitparser,
 prometheus_client's text parser). Nothing is sent."""
 
 from __future__ import annotations
@@ -14,11 +16,25 @@ import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 from prometheus_client.parser import text_string_to_metric_families
 
-from report_helpers import SCHEMA, dotted_run, model, pair_of, reports, sample, with_skipped_check
+from report_helpers import SCHEMA, dotted_run, model, pair_of, recorded, reports, sample, with_skipped_check
+
+
+@pytest.fixture(scope="module")
+def faults():
+    """Recorded on a real 3-host lab by tests/data/record_lab_runs.py (its docstring lists the faults)."""
+    return recorded("lab_run_faults.json")
+
+
+@pytest.fixture(scope="module")
+def partial():
+    """The same lab with ncrec3's python missing: a source that could not run."""
+    return recorded("lab_run_partial_mesh.json")
 
 
 @pytest.fixture(scope="module")
 def four():
+    """An invented run, kept for what the lab cannot make: an unreachable source, NEIGHBOUR_FAILED, an
+    HTTP 500, fixed timestamps (tests of codes, hints, totals and each format run on the recordings)."""
     return sample.four_host_run()
 
 
@@ -31,14 +47,16 @@ def validator():
 
 # --- write_all -------------------------------------------------------------------------------
 
-def test_write_all_writes_the_five_files_into_the_run_directory(tmp_path, four, monkeypatch):
+def test_write_all_writes_the_five_files_into_the_run_directory(tmp_path, faults, monkeypatch):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    paths = reports.write_all(four, str(tmp_path / "run"), {})
+    paths = reports.write_all(faults, str(tmp_path / "run"), {})
     assert sorted(paths) == ["html", "json", "junit", "markdown", "prom"]
     assert {os.path.basename(p) for p in paths.values()} == {
         "report.json", "junit.xml", "summary.md", "report.html", "netcheck.prom"}
     for path in paths.values():
         assert os.path.getsize(path) > 0
+    # the recording, written again, is the same report (check.yml wrote it with these writers)
+    assert json.loads(open(paths["json"]).read()) == faults
     assert sorted(os.listdir(tmp_path / "run")) == sorted(os.path.basename(p) for p in paths.values())
 
 
@@ -85,8 +103,9 @@ def test_write_all_has_no_second_baseline_entry_point(tmp_path, four):
 
 # --- report.json -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make", [sample.four_host_run, dotted_run, lambda: sample.large_run(12)],
-                         ids=["four-hosts", "dotted-names", "twelve-hosts"])
+@pytest.mark.parametrize("make", [lambda: recorded("lab_run_faults.json"), lambda: recorded("lab_run_partial_mesh.json"),
+                                  sample.four_host_run, dotted_run, lambda: sample.large_run(12)],
+                         ids=["recorded-faults", "recorded-partial-mesh", "four-hosts", "dotted-names", "twelve-hosts"])
 def test_report_json_validates_against_the_schema(tmp_path, validator, make):
     run = make()
     path = reports.write_json(run, str(tmp_path / "report.json"))
@@ -125,36 +144,47 @@ def _expected_checks(run):
     return sum(len(model.checks(pair)) for pair in run["pairs"])
 
 
-def test_junit_has_one_case_per_check_and_one_error_per_source_not_run(tmp_path, four):
-    path = reports.write_junit(four, str(tmp_path / "junit.xml"))
+def test_junit_has_one_case_per_check_and_one_error_per_source_not_run(tmp_path, partial):
+    path = reports.write_junit(partial, str(tmp_path / "junit.xml"))
     xml, suites, cases = _cases(path)
-    assert len(cases) == _expected_checks(four) + 1  # + nclab4, which could not run
-    assert [s.name for s in suites] == ["netcheck.nclab1", "netcheck.nclab2", "netcheck.nclab3", "netcheck.nclab4"]
+    assert len(cases) == _expected_checks(partial) + 1  # + ncrec3, whose python is missing
+    assert [s.name for s in suites] == ["netcheck.ncrec1", "netcheck.ncrec2", "netcheck.ncrec3"]
     errors = [c for c in cases if any(isinstance(r, Error) for r in c.result)]
-    assert [c.classname for c in errors] == ["netcheck.nclab4"]
-    assert errors[0].result[0].type == "SOURCE_UNREACHABLE"
-    assert "Connection timed out" in errors[0].result[0].message
+    assert [c.classname for c in errors] == ["netcheck.ncrec3"]
+    assert errors[0].result[0].type == "SOURCE_FAILED"
+    assert "module interpreter '/nonexistent/python3' was not found" in errors[0].result[0].message
     assert xml.errors == 1
 
 
-def test_junit_failures_carry_code_hint_and_evidence(tmp_path, four):
-    path = reports.write_junit(four, str(tmp_path / "junit.xml"))
+def test_junit_failures_are_each_checks_own_code_hint_and_evidence(tmp_path, faults):
+    path = reports.write_junit(faults, str(tmp_path / "junit.xml"))
     xml, _, cases = _cases(path)
-    failing_checks = sum(len(model.failed_checks(pair)) for pair in four["pairs"])
+    assert len(cases) == _expected_checks(faults)
+    failing = {(pair["source"], check["check"], pair["target"]): check
+               for pair in faults["pairs"] for check in pair["verdict"]["checks"] if not check["ok"]}
     failures = [(c, r) for c in cases for r in c.result if isinstance(r, Failure)]
-    assert len(failures) == failing_checks == xml.failures
+    assert len(failures) == len(failing) == xml.failures == 10
+    types = sorted(r.type for _, r in failures)
+    assert types == sorted(["PORT_FILTERED"] * 4 + ["PORT_REJECTED"] * 2 + ["PORT_CLOSED", "PORT_OPEN"]
+                           + ["ICMP_FILTERED"] * 2)
+    for case, result in failures:
+        # a case is named "<target> (<address>) <check> [<layer>]", an HTTP check by its URL alone
+        check = next(c for (source, name, target), c in failing.items()
+                     if case.classname == "netcheck." + source and case.name.startswith(target + " ")
+                     and (" %s [" % name.replace("http ", "", 1)) in case.name)
+        assert result.type == check["code"] and result.message == check["hint"]
+        assert result.text.splitlines()[0] == check["hint"]
+        assert "evidence: " + check["evidence"][0] in result.text.splitlines()
     by_name = {(c.classname, c.name): r for c, r in failures}
-    filtered = by_name[("netcheck.nclab1", "nclab3 (192.0.2.12) tcp/8080 [transport]")]
-    hint = pair_of(four, "nclab1", "nclab3")["verdict"]["hint"]
-    assert filtered.type == "PORT_FILTERED"
-    assert filtered.message == hint
-    body = filtered.text.splitlines()
-    assert body[0] == hint
-    assert body[1].startswith("tcp/8080: filtered")
-    # the check's own evidence, then the pair as context
-    assert "evidence: tcp 192.0.2.12:8080: filtered, expected open (no answer within 3 s)" in body
-    assert "pair: PORT_FILTERED [transport], 2 of its checks failed" in body
-    assert {r.type for c, r in failures if c.classname == "netcheck.nclab2"} == {"NEIGHBOUR_FAILED"}
+    rejected = by_name[("netcheck.ncrec1", "ncrec3 (10.77.211.13) tcp/8080 [transport]")]
+    assert rejected.type == "PORT_REJECTED" and "ICMP port unreachable (type 3 code 3) from 10.77.211.13" in rejected.text
+    assert "pair: PORT_REJECTED [transport], 2 of its checks failed" in rejected.text.splitlines()
+    # ncrec3 -> ncrec2 is ICMP_FILTERED as a pair; its tcp/8080 case fails with its own PORT_FILTERED
+    assert pair_of(faults, "ncrec3", "ncrec2")["verdict"]["code"] == "ICMP_FILTERED"
+    assert by_name[("netcheck.ncrec3", "ncrec2 (10.77.211.12) tcp/8080 [transport]")].type == "PORT_FILTERED"
+    assert by_name[("netcheck.ncrec3", "ncrec2 (10.77.211.12) icmp [network]")].type == "ICMP_FILTERED"
+    # the ICMP_LOSS warning on ncrec2 -> ncrec1 is no failure: that pair passes
+    assert not any(c.classname == "netcheck.ncrec2" for c, _ in failures)
 
 
 def test_junit_case_names_hold_target_check_and_layer_and_time_is_the_probes(tmp_path, four):
@@ -216,15 +246,23 @@ def test_junit_failing_pair_without_failing_check_gets_a_verdict_case(tmp_path, 
 
 # --- summary.md ------------------------------------------------------------------------------
 
-def test_summary_holds_the_matrix_and_the_failing_pairs_with_hints(four):
-    text = reports.render_markdown(four)
+def test_summary_holds_the_matrix_and_the_failing_pairs_with_hints(faults, partial):
+    text = reports.render_markdown(faults)
     assert text.startswith("## netcheck report: FAILED")
-    assert "| **nclab1** | \u00b7 | \U0001F7E9 | \U0001F7E7 | \U0001F7E9 |" in text
-    assert "| **nclab2** | \U0001F7E9 | \u00b7 | \U0001F7EA | \U0001F7E9 |" in text
-    assert "| **nclab4** | \u2B1B | \u2B1B | \u2B1B | \u2B1B |" in text
-    assert ("| nclab1 | nclab3 | tcp/8080 PORT_FILTERED, http http://192.0.2.12:8080/ PORT_FILTERED | transport | "
-            "the SYN went unanswered") in text
-    assert "**nclab4** (unreachable): Failed to connect" in text
+    assert "8 pairs: 2 ok, 6 failed (0 known from the baseline), 0 of 3 sources could not run." in text
+    assert "| **ncrec1** | \u00b7 | \U0001F7E7 | \U0001F7E7 | \U0001F7E7 | \U0001F7E7 |" in text
+    assert "| **ncrec2** | \u26A0 | \u00b7 | \U0001F7E9 | \u00b7 | \u00b7 |" in text  # ICMP_LOSS: a warning
+    assert "| **ncrec3** | \U0001F7E5 | \U0001F7E5 | \u00b7 | \u00b7 | \u00b7 |" in text  # lowest failing layer
+    assert ("| ncrec3 | ncrec2 | icmp ICMP_FILTERED, tcp/8080 PORT_FILTERED, http http://10.77.211.12:8080/ "
+            "PORT_FILTERED | network |") in text
+    assert ("| ncrec1 | ncrec3 | tcp/8080 PORT_REJECTED, http http://10.77.211.13:8080/ PORT_REJECTED | transport | "
+            "the SYN was answered with an ICMP unreachable: a firewall REJECT rule") in text
+    assert "| ncrec1 | h2-closed | tcp/9 PORT_CLOSED | transport | the host answered the SYN with RST" in text
+    assert "| ncrec1 | h3-open | tcp/22 PORT_OPEN | transport |" in text
+    assert "| ncrec3 | ncrec1 | icmp ICMP_FILTERED | network | echo requests go unanswered" in text
+    text = reports.render_markdown(partial)
+    assert "| **ncrec3** | \u2B1B | \u2B1B |" in text
+    assert "**ncrec3** (failed): The module interpreter" in text
 
 
 def test_summary_passes_when_every_pair_is_ok():
@@ -259,35 +297,41 @@ def _series(text):
     return found
 
 
-def test_prom_probe_success_matches_the_verdicts(four):
-    series = _series(reports.render_prom(four))
+def test_prom_probe_success_matches_the_verdicts(faults):
+    series = _series(reports.render_prom(faults))
     pairs = {(l["source"], l["target"]): v for l, v in series["probe_success"] if l["layer"] == "all"}
-    assert pairs == {(p["source"], p["target"]): float(p["ok"]) for p in four["pairs"]}
+    assert pairs == {(p["source"], p["target"]): float(p["ok"]) for p in faults["pairs"]}
     checks = {(l["source"], l["target"], l["layer"], l.get("port") or l.get("url")): v
               for l, v in series["probe_success"] if l["layer"] != "all"}
-    assert checks[("nclab1", "nclab3", "tcp", "8080")] == 0.0
-    assert checks[("nclab1", "nclab3", "tcp", "22")] == 1.0
-    assert checks[("nclab2", "nclab3", "neighbour", None)] == 0.0
-    assert checks[("nclab3", "nclab1", "http", "http://192.0.2.10:8080/")] == 0.0
-    assert len(checks) == _expected_checks(four)
+    assert checks[("ncrec1", "ncrec2", "tcp", "8080")] == 0.0
+    assert checks[("ncrec1", "ncrec2", "tcp", "22")] == 1.0
+    assert checks[("ncrec1", "ncrec3", "http", "http://10.77.211.13:8080/")] == 0.0
+    assert checks[("ncrec3", "ncrec1", "icmp", None)] == 0.0
+    assert checks[("ncrec1", "h3-open", "tcp", "22")] == 0.0
+    assert len(checks) == _expected_checks(faults)
+    codes = {(l["source"], l["target"], l["layer"], l.get("port")): l["code"] for l, _ in series["netcheck_check_verdict"]}
+    assert codes[("ncrec2", "ncrec1", "icmp", None)] == "ICMP_LOSS"
+    assert codes[("ncrec1", "h2-closed", "tcp", "9")] == "PORT_CLOSED"
+    assert codes[("ncrec1", "ncrec3", "tcp", "8080")] == "PORT_REJECTED"
 
 
-def test_prom_carries_rtt_loss_status_and_run_outcome(four):
-    series = _series(reports.render_prom(four))
-    pair = pair_of(four, "nclab1", "nclab2")
-    rtt = {l["stat"]: v for l, v in series["probe_icmp_rtt_seconds"] if (l["source"], l["target"]) == ("nclab1", "nclab2")}
+def test_prom_carries_rtt_loss_status_and_run_outcome(faults, partial):
+    series = _series(reports.render_prom(faults))
+    pair = pair_of(faults, "ncrec2", "ncrec3")
+    rtt = {l["stat"]: v for l, v in series["probe_icmp_rtt_seconds"] if (l["source"], l["target"]) == ("ncrec2", "ncrec3")}
     assert rtt["avg"] == pytest.approx(pair["layers"]["icmp"]["detail"]["rtt_avg_ms"] / 1000.0)
     loss = {(l["source"], l["target"]): v for l, v in series["probe_icmp_packet_loss_ratio"]}
-    assert loss[("nclab2", "nclab3")] == 1.0 and loss[("nclab1", "nclab2")] == 0.0
+    # 1 of 3 echoes dropped by iptables' statistic nth; all of them dropped for ncrec3
+    assert loss[("ncrec2", "ncrec1")] == pytest.approx(1 / 3, abs=0.001)
+    assert loss[("ncrec3", "ncrec1")] == 1.0 and loss[("ncrec2", "ncrec3")] == 0.0
     status = {(l["source"], l["target"]): v for l, v in series["probe_http_status_code"]}
-    assert status[("nclab3", "nclab1")] == 500 and status[("nclab1", "nclab2")] == 200
-    assert status[("nclab1", "nclab3")] == 0  # no response
-    up = {l["source"]: v for l, v in series["netcheck_source_up"]}
-    assert up == {"nclab1": 1.0, "nclab2": 1.0, "nclab3": 1.0, "nclab4": 0.0}
+    assert status[("ncrec2", "ncrec1")] == 200
+    assert status[("ncrec1", "ncrec2")] == 0 and status[("ncrec1", "ncrec3")] == 0  # no response
     assert series["netcheck_run_success"] == [({}, 0.0)]
-    assert series["netcheck_run_timestamp_seconds"][0][1] == 1795687241.0  # 2026-11-26T10:00:41Z
     verdicts = {(l["source"], l["target"]): l["code"] for l, _ in series["netcheck_pair_verdict"]}
-    assert verdicts[("nclab2", "nclab3")] == "NEIGHBOUR_FAILED"
+    assert verdicts[("ncrec1", "ncrec3")] == "PORT_REJECTED" and verdicts[("ncrec2", "ncrec1")] == "OK"
+    up = {l["source"]: v for l, v in _series(reports.render_prom(partial))["netcheck_source_up"]}
+    assert up == {"ncrec1": 1.0, "ncrec2": 1.0, "ncrec3": 0.0}
 
 
 def test_prom_escapes_label_values(four):
