@@ -284,7 +284,6 @@ class ActionModule(ActionBase):
                 if limits.get("failed"):
                     result.update(limits)
                     return result
-                limits["warnings"] = limits.pop("limit_warnings", [])
                 limits.pop("changed", None)
                 limits.pop("invocation", None)
                 limits.pop("_ansible_parsed", None)
