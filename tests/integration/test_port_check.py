@@ -184,3 +184,16 @@ def test_bad_input_fails_naming_the_field_and_connects_nowhere(ansible, lab, src
     assert entries == []
     with pytest.raises(BlockingIOError):  # nobody connected to the valid first target
         controller_listener.accept()
+
+
+def test_expected_state_is_still_taken_as_expected_and_the_result_says_expected(ansible, src, dst):
+    """expected_state, the option's first name, is a deprecated alias: same verdict, one key back."""
+    result, (old, new) = check(ansible, src, [{"host": dst.ip, "port": 9, "expected_state": "closed"},
+                                              {"host": dst.ip, "port": 9, "expected": "closed"}])
+    assert not result.get("failed"), result.get("msg")
+    for entry in (old, new):
+        assert entry["state"] == "closed" and entry["ok"] is True
+        assert entry["detail"]["expected"] == "closed" and "expected_state" not in entry["detail"]
+    # both given: Ansible's alias rule hands the module the alias's value (docs/results.md says so)
+    both, (entry,) = check(ansible, src, [{"host": dst.ip, "port": 9, "expected_state": "closed", "expected": "open"}])
+    assert not both.get("failed") and entry["detail"]["expected"] == "closed"
