@@ -85,7 +85,8 @@ def test_port_check_takes_expected_state_as_a_deprecated_alias_and_returns_expec
                                                     {"host": "127.0.0.1", "port": port, "expected": "closed"}]})
     assert not failed and [r["state"] for r in result["results"]] == ["closed", "closed"]
     for entry in result["results"]:  # one key in the result, whichever spelling was given
-        assert entry["ok"] is True and entry["detail"]["expected"] == "closed" and "expected_state" not in entry["detail"]
+        assert entry["ok"] is True and entry["detail"]["expected"] == "closed"
+        assert "expected_state" not in entry["detail"]
     assert deprecations == [("Alias 'targets[0].expected_state' is deprecated. See the module docs for more "
                              "information", "1.0.0")]
 
