@@ -92,7 +92,7 @@ def build_targets(total):
     open_ports = [s.getsockname()[1] for s in servers]
     half = total // 2
     raw = [{"host": "127.0.0.1", "port": open_ports[i % LISTENERS]} for i in range(half)]
-    raw += [{"host": "127.0.0.1", "port": p, "expected_state": "closed"} for p in closed_ports(total - half)]
+    raw += [{"host": "127.0.0.1", "port": p, "expected": "closed"} for p in closed_ports(total - half)]
     return servers, raw
 
 

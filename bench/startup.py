@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 RUNS = {
     "ping": ("ansible.builtin.ping", ""),
     "port_check": ("netcheck.netcheck.port_check", json.dumps({"targets": [{"host": "127.0.0.1", "port": 9,
-                                                                            "expected_state": "closed"}]})),
+                                                                            "expected": "closed"}]})),
     "net_diagnose": ("netcheck.netcheck.net_diagnose", json.dumps({
         "targets": [{"host": "127.0.0.1", "ports": [9], "icmp": "skip"}]})),
 }

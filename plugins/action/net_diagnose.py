@@ -11,7 +11,7 @@ reach the host) become module ``targets``:
                    addresses the role looked up once for every source (filter
                    ``netcheck_mesh_addresses``); a host not in it is looked up here
 ``group_targets``  the role's per-layer group specs, as before: ``{icmp: [...], tcp: [...],
-                   http: [...]}`` (``{group, port, address_var, include_self, expected|expected_state...}``)
+                   http: [...]}`` (``{group, port, address_var, include_self, expected...}``)
 ``extra_targets``  explicit per-layer targets: ``{icmp: [{host, reachable, name}], tcp: [{host,
                    port, ...}], http: [{url, ...}]}``
 ``layers``         the layers to check (``icmp``, ``tcp``, ``http``, ``limits``; default all)
@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe import InputError
 from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec import check_keys
@@ -45,6 +46,8 @@ from ansible_collections.netcheck.netcheck.plugins.plugin_utils.inventory import
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import (
     EXTRA_TARGET_SPECS, GROUP_SPECS, MESH_SPEC, PORT_SPEC, PORT_URL_SPEC,
 )
+
+display = Display()
 
 ALL_LAYERS = ("icmp", "tcp", "http", "limits")
 CONTROLLER_OPTIONS = ("mesh", "group_targets", "extra_targets", "layers", "run_dir", "fail_on_mismatch")
@@ -99,8 +102,14 @@ class TargetSet(object):
             spec = {"port": spec}
         _check_keys(spec, PORT_SPEC, field)
         spec = dict(spec)
-        if "expected_state" in spec:  # the port_check spelling
-            spec.setdefault("expected", spec.pop("expected_state"))
+        if "expected_state" in spec:  # expected's old name (deprecated): the same value, or only one of them
+            old = spec.pop("expected_state")
+            display.deprecated("%s.expected_state is the old name of expected: write expected" % field,
+                               version="1.0.0", collection_name="netcheck.netcheck")
+            if spec.get("expected") is not None and old is not None and spec["expected"] != old:
+                raise ExpansionError("%s.expected_state: %r differs from expected %r (expected_state is "
+                                     "expected's old name: give expected only)" % (field, old, spec["expected"]))
+            spec["expected"] = spec.get("expected") if spec.get("expected") is not None else old
         merged = target["ports"].setdefault(int(spec["port"]), {})
         merged.update({k: v for k, v in spec.items() if v is not None})
 
@@ -284,7 +293,6 @@ class ActionModule(ActionBase):
                 if limits.get("failed"):
                     result.update(limits)
                     return result
-                limits["warnings"] = limits.pop("limit_warnings", [])
                 limits.pop("changed", None)
                 limits.pop("invocation", None)
                 limits.pop("_ansible_parsed", None)

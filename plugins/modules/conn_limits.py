@@ -153,8 +153,6 @@ def main():
         if not 1 <= port <= 65535:
             module.fail_json(msg="ports[%d]: %s is not a port (1-65535)" % (index, port))
     facts = gather(module.params["ports"], run=module.run)
-    # "warnings" is a reserved key of module results (Ansible prints and removes it)
-    facts["limit_warnings"] = facts.pop("warnings")
     module.exit_json(changed=False, **facts)
 
 

@@ -22,7 +22,7 @@ description:
     probes went out and came back); the C(error) text is made from it (docs/results.md).
   - Reports the time to the verdict, the errno, the address actually used, and optionally sends a
     string and waits for a regular expression in the answer (the banner).
-  - Each target has an I(expected_state) (default C(open)). The task fails when any target misses
+  - Each target has an I(expected) state (default C(open)). The task fails when any target misses
     its expectation; the result still lists every target.
   - Input is validated before anything is sent; a bad target fails the task with a message that
     names the field (for example C(targets[2].port)), and no connection is attempted.
@@ -62,14 +62,18 @@ options:
             the connection closes, 4096 bytes were read or I(timeout) passes). The target is not
             C(ok) when it does not match.
         type: str
-      expected_state:
+      expected:
         description:
           - The state this target must have for the task to pass. C(filtered) also accepts
             C(rejected) (nmap calls both filtered); every other state accepts only itself
             (docs/results.md, the one definition net_diagnose uses too).
+          - The alias I(expected_state) (this option's first name) still works but is deprecated
+            and will be removed in 1.0.0; Ansible prints a deprecation warning when it is used.
+            The result's C(detail.expected) is the same either way.
         type: str
         choices: [open, closed, filtered, rejected, unreachable, dns_error]
         default: open
+        aliases: [expected_state]
       family:
         description: Address family used when a name resolves to both.
         type: str
@@ -136,8 +140,8 @@ EXAMPLES = r"""
   netcheck.netcheck.port_check:
     timeout: 2
     targets:
-      - {host: db1.example.internal, port: 5432, expected_state: closed}
-      - {host: db1.example.internal, port: 3306, expected_state: filtered}
+      - {host: db1.example.internal, port: 5432, expected: closed}
+      - {host: db1.example.internal, port: 3306, expected: filtered}
 
 - name: Send and expect, like typing into telnet (the SSH banner)
   netcheck.netcheck.port_check:
@@ -197,7 +201,7 @@ results:
         host: {description: The host as given., type: str}
         port: {description: The port., type: int}
         name: {description: "The label given, or null.", type: str}
-        expected_state: {description: The expected state., type: str}
+        expected: {description: "The expected state (I(expected), also when given as I(expected_state)).", type: str}
         address: {description: The address connected to (null when the name did not resolve)., type: str}
         family: {description: C(ipv4) or C(ipv6)., type: str}
         local_address: {description: The source address used (when connected)., type: str}
@@ -233,7 +237,7 @@ results:
         host: 10.77.0.12
         port: 22
         name: lab-h2
-        expected_state: open
+        expected: open
         address: 10.77.0.12
         family: ipv4
         local_address: 10.77.0.11

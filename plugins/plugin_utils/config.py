@@ -31,7 +31,9 @@ from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.probe i
     InputError, validate_host, validate_regex)
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports import check_options
 from ansible_collections.netcheck.netcheck.plugins.plugin_utils.reports.baseline import BaselineError, load_baseline
-from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import NETCHECK_ROLE_SPEC, PORT_SPEC
+from ansible_collections.netcheck.netcheck.plugins.plugin_utils.specs import (
+    DEPRECATED_KEYS, NETCHECK_ROLE_SPEC, PORT_SPEC,
+)
 
 # Variables the role or the play sets itself (facts, registered results): not user input.
 INTERNAL = frozenset((
@@ -208,7 +210,7 @@ def check_mapping(value, spec, path, problems):
     for key, item in value.items():
         where = "%s.%s" % (path, key)
         if key not in spec:
-            close = difflib.get_close_matches(str(key), list(spec), n=1)
+            close = difflib.get_close_matches(str(key), [k for k in spec if k not in DEPRECATED_KEYS], n=1)
             suggested.update(close)
             problems.add(where, "unknown key%s" % (" (did you mean %s?)" % close[0] if close else
                                                    "; known: %s" % ", ".join(spec)))

@@ -549,7 +549,7 @@ def render_limits(run):
         if not limits:
             continue
         if not every_source:
-            lines.extend("limits %s: WARNING %s" % (source["name"], w) for w in limits.get("warnings") or [])
+            lines.extend("limits %s: WARNING %s" % (source["name"], w) for w in limits.get("limit_warnings") or [])
             continue
         listeners = ", ".join(dict.fromkeys("%s %s queue %s/%s" % (
             entry.get("port"), "/".join(sorted({str(p.get("comm")) for p in entry.get("processes") or []})) or "?",
@@ -559,7 +559,7 @@ def render_limits(run):
         lines.append("limits %s: listeners %s; somaxconn %s; file handles %s of %s; ListenOverflows %s" % (
             source["name"], listeners or "none on the ports asked", kernel.get("somaxconn"),
             file_nr.get("allocated"), file_nr.get("max"), (limits.get("netstat") or {}).get("ListenOverflows")))
-        lines.extend("limits %s: WARNING %s" % (source["name"], w) for w in limits.get("warnings") or [])
+        lines.extend("limits %s: WARNING %s" % (source["name"], w) for w in limits.get("limit_warnings") or [])
     return lines
 
 

@@ -35,10 +35,13 @@ HTTP_GROUP_KEYS = {
     "scheme": {"type": "str", "choices": ["http", "https"], "default": "http", "description": "http or https."},
     "path": {"type": "str", "default": "/", "description": "The path (and query) of the URL."},
 }
-# A TCP port as the netcheck role takes it (net_diagnose's port), also in port_check's spelling.
+# A TCP port as the netcheck role takes it (net_diagnose's port). expected_state, port_check's old
+# name for expected, is still accepted (inventories written with it keep working) until 1.0.0.
 PORT_SPEC = dict(DIAGNOSE_PORT_SPEC, expected_state=dict(
     {key: value for key, value in DIAGNOSE_PORT_SPEC["expected"].items() if key != "default"},
-    description="port_check's name for expected (either may be given)."))
+    description="Deprecated: the old name of expected (removed in 1.0.0); give expected."))
+# Old names still accepted, and the name to write instead: never suggested for a typo.
+DEPRECATED_KEYS = {"expected_state": "expected"}
 # A URL made from a port on a host (mesh and group specs): scheme://host:port/path plus the URL options.
 PORT_URL_SPEC = dict(HTTP_GROUP_KEYS, **select(HTTP_URL_SPEC, exclude=("url",)))
 

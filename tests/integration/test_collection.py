@@ -187,7 +187,7 @@ def test_a_typo_in_a_role_variable_fails_before_any_task_naming_it(installed, la
     (validation,) = [t for t in tasks if t["hosts"].get(src.name, {}).get("failed")]
     message = validation["hosts"][src.name]["msg"]
     assert message.startswith("netcheck: CONFIGURATION ERROR, nothing was checked (1 problem):"), message
-    assert "netcheck_tcp_group_targets[0].expected_sate: unknown key (did you mean expected_state?)" in message
+    assert "netcheck_tcp_group_targets[0].expected_sate: unknown key (did you mean expected?)" in message
     assert len(message.splitlines()) == 2  # one line per problem, no argument spec dump
     assert not any("Diagnose every target" in t["task"] for t in tasks)
 

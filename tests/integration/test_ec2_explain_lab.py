@@ -71,7 +71,7 @@ def second_address(dst):
 def probe_filtered(ansible, src, address, port):
     """Run the real port_check on ``src`` over SSH; return its result (asserted filtered)."""
     run = ansible.module(src.name, "port_check", {"targets": [{"host": address, "port": port, "timeout": TIMEOUT,
-                                                               "expected_state": "filtered"}]})
+                                                               "expected": "filtered"}]})
     result = run.result(src.name)
     assert not result.get("failed"), result.get("msg")
     (entry,) = result["results"]

@@ -219,7 +219,7 @@ def test_drop_unassigned_addresses_silence_and_a_regex_bomb(src, lab, rules, dst
 
 def test_1024_filtered_targets_at_the_defaults_get_their_verdict_in_about_one_timeout(ansible, src, rules, dst):
     rules("iptables", "INPUT", "-p", "tcp", "--dport", "10000:11023", "-j", "DROP")
-    targets = [{"host": dst.ip, "port": port, "expected_state": "filtered"} for port in range(10000, 11024)]
+    targets = [{"host": dst.ip, "port": port, "expected": "filtered"} for port in range(10000, 11024)]
     run = ansible.module(src.name, "port_check", {"targets": targets, "timeout": TIMEOUT})
     result = run.result(src.name)
     assert not result.get("failed"), result.get("msg")

@@ -279,6 +279,14 @@ def test_conn_limits_reports_an_accept_queue_overflow(full_accept_queue, ansible
         extra.append(sock)
     try:
         result = ansible.module(target.name, "conn_limits", {"ports": [QUEUE_PORT]}).result(target.name)
+        # net_diagnose returns the same facts under limits, by the same names: with targets (the
+        # module) and limits only (its action plugin runs conn_limits)
+        with_targets = ansible.module(target.name, "net_diagnose", {
+            "targets": [{"host": target.ip, "icmp": "skip", "neighbour": False, "ports": [{"port": 22}]}],
+            "limits": True, "limit_ports": [QUEUE_PORT]}).result(target.name)
+        limits_only = ansible.module(target.name, "net_diagnose", {
+            "targets": [], "layers": ["limits"],
+            "limit_ports": [QUEUE_PORT]}).result(target.name)
     finally:
         for sock in extra:
             sock.close()
@@ -286,3 +294,8 @@ def test_conn_limits_reports_an_accept_queue_overflow(full_accept_queue, ansible
     assert listener["backlog"] == 1 and listener["accept_queue"] == 2 and listener["queue_full"] is True
     assert result["netstat"]["ListenOverflows"] > 0
     assert any("accept queue full" in w for w in result["limit_warnings"])
+    for answer in (with_targets, limits_only):
+        assert not answer.get("failed"), answer.get("msg")
+        assert set(answer["limits"]) == set(result) - {"changed", "invocation", "_ansible_parsed", "_ansible_no_log"}
+        assert any("accept queue full" in w for w in answer["limits"]["limit_warnings"])
+    assert limits_only["results"] == [] and limits_only["msg"] == "no targets in the layers asked; limits only"

@@ -43,7 +43,7 @@ def test_closed_port_is_reported_closed_well_under_the_timeout(ansible, src, dst
 def test_dropped_port_is_filtered_after_about_the_timeout(ansible, iptables_rules, src, dst):
     iptables_rules(dst.namespace, "INPUT", "-p", "tcp", "--dport", "9999", "-j", "DROP")
     result, (entry,) = check(ansible, src, [{"host": dst.ip, "port": 9999, "timeout": TIMEOUT,
-                                             "expected_state": "filtered"}])
+                                             "expected": "filtered"}])
     assert not result.get("failed"), result["msg"]
     assert entry["state"] == "filtered" and entry["ok"] is True
     assert TIMEOUT * 1000 * 0.95 <= entry["timings"]["total_ms"] <= TIMEOUT * 1000 * 1.5
@@ -51,7 +51,7 @@ def test_dropped_port_is_filtered_after_about_the_timeout(ansible, iptables_rule
 
 def test_unassigned_lab_address_is_unreachable(ansible, lab, src):
     result, (entry,) = check(ansible, src, [{"host": lab.config.unassigned_ip, "port": 22, "timeout": 6,
-                                             "expected_state": "unreachable"}])
+                                             "expected": "unreachable"}])
     assert not result.get("failed"), result["msg"]
     assert entry["state"] == "unreachable"
     assert entry["detail"]["errno"] == errno.EHOSTUNREACH
@@ -111,7 +111,7 @@ def test_ipv6_and_host_names_work(ansible, src, dst):
 def test_name_that_does_not_resolve_is_a_dns_error(ansible, src):
     # the lab host's resolver is its own loopback: the lookup never leaves the namespace
     result, (entry,) = check(ansible, src, [{"host": "no-such-host.invalid", "port": 80,
-                                             "expected_state": "dns_error"}])
+                                             "expected": "dns_error"}])
     assert not result.get("failed"), result["msg"]
     assert entry["state"] == "dns_error"
     assert entry["detail"]["address"] is None
@@ -120,8 +120,8 @@ def test_name_that_does_not_resolve_is_a_dns_error(ansible, src):
 def test_task_fails_when_any_target_misses_and_still_lists_every_target(ansible, src, dst):
     result, entries = check(ansible, src, [
         {"host": dst.ip, "port": 22},
-        {"host": dst.ip, "port": 9, "expected_state": "closed"},
-        {"host": dst.ip, "port": 8080, "expected_state": "closed"},
+        {"host": dst.ip, "port": 9, "expected": "closed"},
+        {"host": dst.ip, "port": 8080, "expected": "closed"},
     ])
     assert result["failed"] is True
     assert [e["state"] for e in entries] == ["open", "closed", "open"]
@@ -140,7 +140,7 @@ def test_check_mode_probes_too_and_changes_nothing(ansible, src, dst):
 
 def test_200_filtered_targets_take_about_one_timeout_not_200(ansible, iptables_rules, src, dst):
     iptables_rules(dst.namespace, "INPUT", "-p", "tcp", "--dport", "20000:20199", "-j", "DROP")
-    targets = [{"host": dst.ip, "port": port, "expected_state": "filtered"} for port in range(20000, 20200)]
+    targets = [{"host": dst.ip, "port": port, "expected": "filtered"} for port in range(20000, 20200)]
     result, entries = check(ansible, src, targets, timeout=TIMEOUT)
     assert not result.get("failed"), result["msg"]
     assert len(entries) == 200 and {e["state"] for e in entries} == {"filtered"}
@@ -170,7 +170,7 @@ BAD_INPUT = [
     ({"host": "{ip}", "port": 22, "timeout": -1}, "targets[1].timeout"),
     ({"host": "{ip}", "port": 22, "expect": "(unclosed"}, "targets[1].expect"),
     ({"host": "{ip}", "port": "ssh"}, "port"),
-    ({"host": "{ip}", "port": 22, "expected_state": "half-open"}, "expected_state"),
+    ({"host": "{ip}", "port": 22, "expected": "half-open"}, "expected"),
 ]
 
 
@@ -184,3 +184,16 @@ def test_bad_input_fails_naming_the_field_and_connects_nowhere(ansible, lab, src
     assert entries == []
     with pytest.raises(BlockingIOError):  # nobody connected to the valid first target
         controller_listener.accept()
+
+
+def test_expected_state_is_still_taken_as_expected_and_the_result_says_expected(ansible, src, dst):
+    """expected_state, the option's first name, is a deprecated alias: same verdict, one key back."""
+    result, (old, new) = check(ansible, src, [{"host": dst.ip, "port": 9, "expected_state": "closed"},
+                                              {"host": dst.ip, "port": 9, "expected": "closed"}])
+    assert not result.get("failed"), result.get("msg")
+    for entry in (old, new):
+        assert entry["state"] == "closed" and entry["ok"] is True
+        assert entry["detail"]["expected"] == "closed" and "expected_state" not in entry["detail"]
+    # both given: Ansible's alias rule hands the module the alias's value (docs/results.md says so)
+    both, (entry,) = check(ansible, src, [{"host": dst.ip, "port": 9, "expected_state": "closed", "expected": "open"}])
+    assert not both.get("failed") and entry["detail"]["expected"] == "closed"

@@ -42,7 +42,7 @@ def test_port_check_icmp_ping_and_http_check_run_on_python_3_8(ansible, tmp_path
         timeout: 2
         targets:
           - {host: %(ip)s, port: 22, expect: '^SSH-2\\.0-'}
-          - {host: %(ip)s, port: 9, expected_state: closed}
+          - {host: %(ip)s, port: 9, expected: closed}
     - name: icmp_ping with the neighbour view
       netcheck.netcheck.icmp_ping:
         count: 2

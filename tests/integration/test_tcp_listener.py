@@ -126,7 +126,7 @@ def test_check_mode_reports_a_start_and_starts_nothing(ansible, listener, src, d
     assert result["changed"] is True
     assert result["running"] is False and result["pid"] is None and result["expires_at"] is None
     assert "would be started" in result["msg"]
-    assert probe(ansible, src, dst.ip, expected_state="closed")["ok"] is True
+    assert probe(ansible, src, dst.ip, expected="closed")["ok"] is True
     assert not os.path.exists(state_dir)
 
 
@@ -144,7 +144,7 @@ def test_stop_closes_the_port_and_a_second_stop_is_not_a_change(ansible, listene
     assert stopped["pid"] is None and stopped["expires_at"] is None and stopped["mode"] == "reply"
     assert wait_for(lambda: process_exited(pid), timeout=5)
     assert not os.path.exists(pid_file(state_dir, PORT))
-    entry = probe(ansible, src, dst.ip, expected_state="closed")
+    entry = probe(ansible, src, dst.ip, expected="closed")
     assert entry["state"] == "closed" and entry["ok"] is True
     again = listener(state="stopped")
     assert again["changed"] is False and again["running"] is False and again["mode"] is None

@@ -58,7 +58,7 @@ def _port_check(ansible, source, targets, **options):
 def matrix(ansible, src, faults):
     dst = faults
     rows = _expected_rows(dst)
-    targets = [{"host": address, "port": port, "expected_state": state} for address, port, state, *_ in rows]
+    targets = [{"host": address, "port": port, "expected": state} for address, port, state, *_ in rows]
     result = _port_check(ansible, src, targets)
     return rows, result
 
@@ -100,7 +100,7 @@ def test_drop_ports_next_to_reject_ports_of_the_same_host_are_filtered_and_rejec
 
 def test_expected_filtered_accepts_every_reject_and_a_drop_as_nmap_does(ansible, src, faults):
     dst = faults
-    targets = [{"host": dst.ip, "port": port, "expected_state": "filtered"}
+    targets = [{"host": dst.ip, "port": port, "expected": "filtered"}
                for port, _, _, state, *_ in V4_FAULTS if state in ("filtered", "rejected")]
     result = _port_check(ansible, src, targets)
     assert not result.get("failed"), result.get("msg")
@@ -145,7 +145,7 @@ def test_fifty_rejects_and_five_drops_of_one_ipv6_host_rate_limited_agree_with_n
     # answer at first; each is probed again, paced, until its own ICMP error comes
     dst = faults
     ports = RATE_REJECT + RATE_DROP
-    targets = [{"host": dst.ip6, "port": port, "expected_state": "rejected" if port in RATE_REJECT else "filtered"}
+    targets = [{"host": dst.ip6, "port": port, "expected": "rejected" if port in RATE_REJECT else "filtered"}
                for port in ports]
     start = time.monotonic()
     result = _port_check(ansible, src, targets, confirm_budget=30)
@@ -171,8 +171,8 @@ def test_fifty_rejects_and_five_drops_of_one_ipv6_host_rate_limited_agree_with_n
 def test_each_dropped_target_reports_its_own_time_not_the_wait_for_the_engine(ansible, src, faults):
     # ten DROP ports, one socket at a time: each verdict took its own second, not the run's ten
     dst = faults
-    targets = [{"host": dst.ip, "port": port, "expected_state": "filtered"} for port in (RATE_DROP + MIXED_DROP)[:8]]
-    targets += [{"host": dst.ip6, "port": port, "expected_state": "filtered"} for port in MIXED_DROP[:2]]
+    targets = [{"host": dst.ip, "port": port, "expected": "filtered"} for port in (RATE_DROP + MIXED_DROP)[:8]]
+    targets += [{"host": dst.ip6, "port": port, "expected": "filtered"} for port in MIXED_DROP[:2]]
     result = _port_check(ansible, src, targets, max_workers=1, timeout=1)
     assert not result.get("failed"), result.get("msg")
     totals = [entry["timings"]["total_ms"] for entry in result["results"]]

@@ -317,11 +317,11 @@ def test_table_counters_come_from_ip_ntable_in_any_namespace():
 
 # --- one verdict per check -----------------------------------------------------------------
 
-def tcp_outcome(port, state, reason, expected_state="open", **fields):
+def tcp_outcome(port, state, reason, expected="open", **fields):
     """A tcp result as the probe makes it: state, ok by tcp.state_meets, detail.outcome."""
     from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.tcp import state_meets
     result = tcp(port=port, state=state, outcome=outcome(reason, phase="connect", **fields))
-    result["ok"] = state_meets(state, expected_state)
+    result["ok"] = state_meets(state, expected)
     return result
 
 

@@ -121,7 +121,7 @@ def test_a_live_listener_with_backlog_1_shows_its_full_queue_and_this_process():
 def test_gather_returns_every_section():
     facts = limits.gather([])
     assert set(facts) == {"kernel", "process", "neighbour", "sockstat", "netstat", "listeners", "conntrack",
-                          "warnings"}
+                          "limit_warnings"}
     assert facts["process"]["rlimits"]["nofile"]["soft"] > 0
     assert facts["kernel"]["ip_local_port_range"][0] < facts["kernel"]["ip_local_port_range"][1]
 

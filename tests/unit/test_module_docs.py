@@ -71,7 +71,7 @@ def run_main(port_check, monkeypatch, params):
 def target_params(**given):
     """A target as Ansible hands it to the module after the argument spec: every sub-option present."""
     params = {"host": None, "port": None, "timeout": None, "send": None, "expect": None,
-              "expected_state": "open", "family": "any", "name": None}
+              "expected": "open", "family": "any", "name": None}
     params.update(given)
     return params
 
@@ -217,9 +217,9 @@ def test_argument_spec_types_defaults_and_choices_match_the_documentation(argume
         assert _option_facts(argument_spec["targets"]["options"][name]) == _option_facts(doc), name
 
 
-def test_expected_state_choices_are_the_probe_states(argument_spec, documentation):
-    assert argument_spec["targets"]["options"]["expected_state"]["choices"] == list(STATES)
-    assert documentation["options"]["targets"]["suboptions"]["expected_state"]["choices"] == list(STATES)
+def test_expected_choices_are_the_probe_states(argument_spec, documentation):
+    assert argument_spec["targets"]["options"]["expected"]["choices"] == list(STATES)
+    assert documentation["options"]["targets"]["suboptions"]["expected"]["choices"] == list(STATES)
 
 
 def test_module_supports_check_mode_as_documented(port_check, monkeypatch, documentation):
@@ -305,7 +305,7 @@ def test_return_documents_the_detail_of_a_conversation_that_failed(returns):
 def test_main_returns_the_documented_top_level_keys(port_check, monkeypatch, returns, real_results):
     closed_port = int(real_results[0]["detail"]["port"])
     failed, kwargs, _ = run_main(port_check, monkeypatch, {
-        "targets": [target_params(host="127.0.0.1", port=closed_port, expected_state="closed")],
+        "targets": [target_params(host="127.0.0.1", port=closed_port, expected="closed")],
         "timeout": 2.0, "max_workers": 256, "confirm_budget": 10.0})
     assert failed is False
     assert set(kwargs) - {"msg", "changed"} == set(returns)
@@ -370,7 +370,7 @@ def test_ansible_doc_renders_the_module():
     done = _run_ansible_doc()
     assert done.returncode == 0, done.stderr
     assert "port_check" in done.stdout
-    assert "expected_state" in done.stdout
+    assert "expected" in done.stdout
 
 
 ALL_MODULES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "library").glob("*.py"))

@@ -106,7 +106,7 @@ labels = maybe(st.text(max_size=6))
     {"host": hosts, "port": maybe(st.sampled_from([9, 1, 65535]))},
     optional={"timeout": seconds, "send": maybe(st.text(max_size=8)),
               "expect": maybe(st.sampled_from(["^SSH", "^(a+)+$", "."]), st.sampled_from(["(", "x{99999999999}"])),
-              "expected_state": maybe(st.sampled_from(["open", "closed", "rejected", "filtered", "dns_error"])),
+              "expected": maybe(st.sampled_from(["open", "closed", "rejected", "filtered", "dns_error"])),
               "family": maybe(st.sampled_from(["any", "ipv4", "ipv6"])),
               "name": labels}), min_size=1, max_size=3),
     st.lists(st.fixed_dictionaries({"host": hosts, "port": junk, "colour": junk}), max_size=2)),

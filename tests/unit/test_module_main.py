@@ -11,6 +11,7 @@ import threading
 
 import pytest
 from ansible.module_utils import basic
+from ansible.module_utils.common import arg_spec
 from ansible.module_utils.testing import patch_module_args
 
 from collection_loader import load_module
@@ -64,10 +65,36 @@ def test_port_check_names_a_bad_field_and_probes_nothing():
 
 def test_port_check_runs_in_check_mode_and_changes_nothing():
     port = free_port()
-    failed, result = run("port_check", {"targets": [{"host": "127.0.0.1", "port": port, "expected_state": "closed"}]},
+    failed, result = run("port_check", {"targets": [{"host": "127.0.0.1", "port": port, "expected": "closed"}]},
                          check_mode=True)
     assert not failed and result["changed"] is False
     assert [r["state"] for r in result["results"]] == ["closed"]
+
+
+@pytest.fixture
+def deprecations(monkeypatch):
+    """The deprecations AnsibleModule's argument validation emits during the test, as (msg, version)."""
+    seen = []
+    monkeypatch.setattr(arg_spec, "deprecate", lambda msg, version=None, **more: seen.append((msg, version)))
+    return seen
+
+
+def test_port_check_takes_expected_state_as_a_deprecated_alias_and_returns_expected(deprecations):
+    port = free_port()
+    failed, result = run("port_check", {"targets": [{"host": "127.0.0.1", "port": port, "expected_state": "closed"},
+                                                    {"host": "127.0.0.1", "port": port, "expected": "closed"}]})
+    assert not failed and [r["state"] for r in result["results"]] == ["closed", "closed"]
+    for entry in result["results"]:  # one key in the result, whichever spelling was given
+        assert entry["ok"] is True and entry["detail"]["expected"] == "closed"
+        assert "expected_state" not in entry["detail"]
+    assert deprecations == [("Alias 'targets[0].expected_state' is deprecated. See the module docs for more "
+                             "information", "1.0.0")]
+
+
+def test_port_check_without_the_alias_prints_no_deprecation(deprecations):
+    failed, result = run("port_check", {"targets": [{"host": "127.0.0.1", "port": free_port(), "expected": "closed"}]})
+    assert not failed and result["results"][0]["detail"]["expected"] == "closed"
+    assert deprecations == []
 
 
 # --- http_check -------------------------------------------------------------------------

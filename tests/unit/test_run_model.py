@@ -367,3 +367,20 @@ def test_every_verdict_code_has_a_cell_and_a_row_in_docs_verdict_md():
     assert len(set(runmodel.CELLS.values())) == len(CODES), "two codes share a cell"
     doc = (COLLECTIONS.parent / "docs" / "verdict.md").read_text()
     assert [code for code in CODES if "| `%s` |" % code not in doc] == []
+
+
+def test_a_group_spec_takes_expected_state_as_expected_and_refuses_them_disagreeing():
+    same = {"group": "db", "port": 5432, "expected": "filtered", "expected_state": "filtered"}
+    found, explicit, _ = build_targets("h1", GROUPS, HOSTVARS, group_targets={"tcp": [same]})
+    ports = [port for target in module_targets(found, explicit, ["tcp"]) for port in target["ports"]]
+    assert ports and all(port == {"port": 5432, "expected": "filtered"} for port in ports)
+    with pytest.raises(ExpansionError, match=r"^netcheck_tcp_group_targets\[0\]\.expected_state: 'closed' differs "
+                                             r"from expected 'filtered'"):
+        build_targets("h1", GROUPS, HOSTVARS, group_targets={"tcp": [dict(same, expected_state="closed")]})
+
+
+@pytest.mark.parametrize("pairs", [[], [{"target": "h2"}]], ids=["limits only", "with pairs"])
+def test_the_limits_plain_words_warnings_are_read_from_limit_warnings(pairs):
+    run = {"pairs": pairs, "sources": [{"name": "h1", "status": "ran", "limits": {
+        "limit_warnings": ["port 8080: accept queue full (2 waiting, backlog 1)"]}}]}
+    assert "limits h1: WARNING port 8080: accept queue full (2 waiting, backlog 1)" in runmodel.render_limits(run)

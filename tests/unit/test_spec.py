@@ -12,7 +12,7 @@ from ansible_collections.netcheck.netcheck.plugins.module_utils.netcheck.spec im
 TARGET = {
     "host": {"type": "str", "required": True, "description": "Host name or address."},
     "port": {"type": "int", "required": True, "description": "TCP port."},
-    "expected_state": {"type": "str", "choices": ["open", "closed"], "default": "open",
+    "expected": {"type": "str", "choices": ["open", "closed"], "default": "open",
                        "description": "The state it must have."},
     "token": {"type": "str", "no_log": True, "description": "A secret."},
 }
@@ -35,8 +35,8 @@ def test_argument_spec_is_the_spec_without_descriptions_at_every_level():
 
 def test_argument_spec_is_a_copy_that_a_module_cannot_change_the_spec_through():
     made = argument_spec(MODULE)
-    made["targets"]["options"]["expected_state"]["choices"].append("filtered")
-    assert TARGET["expected_state"]["choices"] == ["open", "closed"]
+    made["targets"]["options"]["expected"]["choices"].append("filtered")
+    assert TARGET["expected"]["choices"] == ["open", "closed"]
 
 
 def test_argument_spec_rejects_an_unknown_target_key_in_ansible_naming_its_path():
@@ -49,7 +49,7 @@ def test_check_keys_names_the_unknown_key_with_its_path_and_lists_the_known_keys
     with pytest.raises(InputError) as caught:
         check_keys({"host": "h", "port": 1, "expected_sate": "closed"}, TARGET, "netcheck_tcp_group_targets[0]")
     assert str(caught.value) == ("netcheck_tcp_group_targets[0].expected_sate: unknown key; "
-                                 "known: host, port, expected_state, token")
+                                 "known: host, port, expected, token")
 
 
 def test_check_keys_names_a_missing_required_key():
@@ -65,7 +65,7 @@ def test_check_keys_recurses_into_lists_of_dicts_and_dicts():
 
 
 def test_check_keys_accepts_every_option_of_the_spec_and_returns_the_value():
-    value = {"host": "h", "port": 1, "expected_state": "open", "token": "t"}
+    value = {"host": "h", "port": 1, "expected": "open", "token": "t"}
     assert check_keys(value, TARGET, "t") is value
 
 
@@ -85,7 +85,7 @@ def test_doc_options_are_documentation_shaped():
 
 
 def test_select_keeps_the_order_of_the_spec_and_refuses_unknown_names():
-    assert list(select(TARGET, exclude=("host",))) == ["port", "expected_state", "token"]
+    assert list(select(TARGET, exclude=("host",))) == ["port", "expected", "token"]
     assert list(select(TARGET, ["token", "port"])) == ["port", "token"]
     with pytest.raises(KeyError):
         select(TARGET, exclude=("hots",))
@@ -105,3 +105,26 @@ def test_validate_spec_catches_a_malformed_spec(broken, message):
 
 def test_validate_spec_accepts_a_good_spec():
     assert validate_spec(MODULE) is MODULE
+
+
+OLD_NAME = {"expected": {"type": "str", "description": "The state.", "aliases": ["expected_state"],
+                         "deprecated_aliases": [{"name": "expected_state", "version": "1.0.0",
+                                                 "collection_name": "netcheck.netcheck"}]}}
+
+
+def test_an_alias_is_documented_passed_to_ansible_and_accepted_by_check_keys():
+    assert validate_spec(OLD_NAME) is OLD_NAME
+    assert doc_options(OLD_NAME)["expected"]["aliases"] == ["expected_state"]
+    assert "deprecated_aliases" not in doc_options(OLD_NAME)["expected"]  # a runtime key, not documentation
+    made = argument_spec(OLD_NAME)["expected"]
+    assert made["aliases"] == ["expected_state"] and made["deprecated_aliases"][0]["version"] == "1.0.0"
+    assert check_keys({"expected_state": "open"}, OLD_NAME, "t") == {"expected_state": "open"}
+
+
+@pytest.mark.parametrize("option, message", [
+    (dict(OLD_NAME["expected"], aliases="expected_state"), "aliases must be a list"),
+    (dict(OLD_NAME["expected"], aliases=["other"]), "a deprecated alias must be one of its aliases"),
+])
+def test_validate_spec_catches_a_bad_alias(option, message):
+    with pytest.raises(ValueError, match=message):
+        validate_spec({"expected": option})

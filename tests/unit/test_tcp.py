@@ -102,10 +102,10 @@ def reset_after_first_message(conn):
     conn.close()
 
 
-def target(host="127.0.0.1", port=1, timeout=2.0, send=None, expect=None, expected_state="open",
+def target(host="127.0.0.1", port=1, timeout=2.0, send=None, expect=None, expected="open",
            family="any", name=None):
     return TcpTarget(host, port, timeout, send, re.compile(expect) if expect is not None else None,
-                     expected_state, family, name)
+                     expected, family, name)
 
 
 # --- parse_targets: good input ---------------------------------------------------------
@@ -114,16 +114,16 @@ def test_parse_targets_builds_tcp_targets_from_good_input():
     raw = [
         {"host": "127.0.0.1", "port": 22},
         {"host": "[::1]", "port": 443, "timeout": 1, "send": "QUIT\r\n", "expect": r"^220 ",
-         "expected_state": "closed", "family": "ipv6", "name": "lab-h1"},
+         "expected": "closed", "family": "ipv6", "name": "lab-h1"},
     ]
     first, second = parse_targets(raw)
     assert isinstance(first, TcpTarget) and isinstance(second, TcpTarget)
-    assert (first.host, first.port, first.send, first.expect, first.expected_state, first.family, first.name) == (
+    assert (first.host, first.port, first.send, first.expect, first.expected, first.family, first.name) == (
         "127.0.0.1", 22, None, None, "open", "any", None)
     assert first.label == "127.0.0.1:22"
     assert (second.host, second.port, second.timeout, second.send) == ("::1", 443, 1.0, "QUIT\r\n")
     assert second.expect.pattern == r"^220 " and second.expect.search("220 ready")
-    assert (second.expected_state, second.family, second.name) == ("closed", "ipv6", "lab-h1")
+    assert (second.expected, second.family, second.name) == ("closed", "ipv6", "lab-h1")
     assert second.label == "[::1]:443"
 
 
@@ -147,8 +147,25 @@ def test_parse_targets_accepts_a_tuple_and_keeps_the_order():
 
 
 @pytest.mark.parametrize("state", tcp.STATES)
-def test_parse_targets_accepts_every_state_as_expected_state(state):
-    assert parse_targets([{"host": "a", "port": 1, "expected_state": state}])[0].expected_state == state
+def test_parse_targets_accepts_every_state_as_expected(state):
+    assert parse_targets([{"host": "a", "port": 1, "expected": state}])[0].expected == state
+
+
+def test_parse_targets_takes_expected_state_as_the_old_name_of_expected():
+    old, both = parse_targets([{"host": "a", "port": 1, "expected_state": "closed"},
+                               {"host": "a", "port": 2, "expected": "filtered", "expected_state": "filtered"}])
+    assert (old.expected, both.expected) == ("closed", "filtered")
+    assert "expected_state" not in tcp.TcpTarget.__slots__  # one name inside: the alias is read, never kept
+
+
+def test_parse_targets_refuses_expected_and_its_old_name_disagreeing():
+    with pytest.raises(InputError, match=r"^targets\[0\]\.expected_state: 'closed' differs from expected 'open'"):
+        parse_targets([{"host": "a", "port": 1, "expected": "open", "expected_state": "closed"}])
+
+
+def test_a_bad_old_name_is_named_as_written():
+    with pytest.raises(InputError, match=r"^targets\[0\]\.expected_state: 'up' is not one of"):
+        parse_targets([{"host": "a", "port": 1, "expected_state": "up"}])
 
 
 @pytest.mark.parametrize("family", ["any", "ipv4", "ipv6"])
@@ -182,8 +199,8 @@ GOOD = {"host": "127.0.0.1", "port": 22}
     ([{"host": "a", "port": 22, "timeout": True}], "targets[0].timeout: "),
     ([{"host": "a", "port": 22, "expect": "("}], "targets[0].expect: "),
     ([{"host": "a", "port": 22, "expect": 5}], "targets[0].expect: "),
-    ([{"host": "a", "port": 22, "expected_state": "up"}], "targets[0].expected_state: "),
-    ([{"host": "a", "port": 22, "expected_state": "error"}], "targets[0].expected_state: "),
+    ([{"host": "a", "port": 22, "expected": "up"}], "targets[0].expected: "),
+    ([{"host": "a", "port": 22, "expected": "error"}], "targets[0].expected: "),
     ([{"host": "a", "port": 22, "family": "inet"}], "targets[0].family: "),
     ([{"host": "a", "port": 22, "send": 5}], "targets[0].send: "),
     ([{"host": "a", "port": 22, "name": ["x"]}], "targets[0].name: "),
@@ -248,7 +265,7 @@ OPTION_VALUES = {
     "timeout": st.one_of(st.none(), st.floats(min_value=0.001, max_value=3600), VALUES),
     "send": st.one_of(st.none(), st.text(max_size=12), VALUES),
     "expect": st.one_of(st.none(), st.text(max_size=12), VALUES),
-    "expected_state": st.one_of(st.sampled_from(tcp.STATES), VALUES),
+    "expected": st.one_of(st.sampled_from(tcp.STATES), VALUES),
     "family": st.one_of(st.sampled_from(sorted(tcp.FAMILIES)), VALUES),
     "name": st.one_of(st.none(), st.text(max_size=12), VALUES),
 }
@@ -303,7 +320,7 @@ def test_parse_targets_only_ever_returns_targets_or_raises_input_error_and_opens
         else:
             assert len(targets) == len(raw_targets)
             assert all(isinstance(t, TcpTarget) for t in targets)
-            assert all(t.expected_state in tcp.STATES and t.family in tcp.FAMILIES for t in targets)
+            assert all(t.expected in tcp.STATES and t.family in tcp.FAMILIES for t in targets)
     assert attempts == []
 
 
@@ -381,13 +398,13 @@ def test_closed_port_is_reported_closed_fast(closed_port):
 
 
 def test_expected_closed_on_a_closed_port_is_ok_without_error(closed_port):
-    result = check_target(target(port=closed_port, expected_state="closed"))
+    result = check_target(target(port=closed_port, expected="closed"))
     assert (result["state"], result["ok"], result["error"]) == ("closed", True, None)
-    assert result["detail"]["expected_state"] == "closed"
+    assert result["detail"]["expected"] == "closed"
 
 
 def test_expected_closed_on_an_open_port_fails_saying_what_was_found(listening_port):
-    result = check_target(target(port=listening_port, expected_state="closed"))
+    result = check_target(target(port=listening_port, expected="closed"))
     assert (result["state"], result["ok"]) == ("open", False)
     assert result["error"] == "open, expected closed"
 
@@ -554,7 +571,7 @@ def test_expected_dns_error_is_ok(monkeypatch):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", fail)
-    result = check_target(target(host="gone.invalid", port=22, expected_state="dns_error"))
+    result = check_target(target(host="gone.invalid", port=22, expected="dns_error"))
     assert (result["state"], result["ok"], result["error"]) == ("dns_error", True, None)
 
 
@@ -695,7 +712,7 @@ def test_check_targets_returns_results_in_target_order(listening_port, closed_po
         {"host": "127.0.0.1", "port": closed_port, "name": "a"},
         {"host": "127.0.0.1", "port": listening_port, "name": "b"},
         {"host": "localhost", "port": listening_port, "family": "ipv4", "name": "c"},
-        {"host": "127.0.0.1", "port": closed_port, "expected_state": "closed", "name": "d"},
+        {"host": "127.0.0.1", "port": closed_port, "expected": "closed", "name": "d"},
     ], default_timeout=2)
     results = check_targets(targets)
     assert [r["detail"]["name"] for r in results] == ["a", "b", "c", "d"]

@@ -856,26 +856,26 @@ _LOCAL_FIREWALL_HINT = "the source host's own firewall refused the SYN (an OUTPU
 _LOCAL_REJECT_HINT = "the source host's own firewall rejected the SYN with an ICMP error (an OUTPUT REJECT rule)"
 
 
-def _judge_port(check, expected_state, layers, down):
+def _judge_port(check, expected, layers, down):
     result = check.result
     detail = result["detail"]
     state = result["state"]
     label = "tcp %s" % result["target"]
-    if tcp_probe.state_meets(state, expected_state):
+    if tcp_probe.state_meets(state, expected):
         if state == "open" and detail.get("expect_matched") is False:
             check.fail("WRONG_SERVICE", ["%s: open, but %r not seen (banner %r)"
                                          % (label, detail.get("expect"), (detail.get("banner") or "")[:60])])
         elif state == "open" and detail.get("conversation_error"):
             check.fail("WRONG_SERVICE", ["%s: open, conversation failed: %s" % (label, detail["conversation_error"])])
         else:
-            facts = ["%s: %s as expected (%s) in %.1f ms" % (label, state, expected_state,
+            facts = ["%s: %s as expected (%s) in %.1f ms" % (label, state, expected,
                                                             result["timings"].get("total_ms", 0.0))]
             if state == "rejected":
                 facts[0] += "; " + _icmp_fact(result)
             check.passed(facts)
         return
     reason = _reason(result)
-    fact = "%s: %s, expected %s (%s)%s" % (label, state, expected_state, result.get("error") or state,
+    fact = "%s: %s, expected %s (%s)%s" % (label, state, expected, result.get("error") or state,
                                            _probes_fact(result))
     if down is not None and state in ("unreachable", "filtered"):
         _explained_by(check, down, fact)
@@ -886,7 +886,7 @@ def _judge_port(check, expected_state, layers, down):
     elif state == "rejected":
         icmp = _icmp_fact(result)
         if icmp:  # the ICMP error is the whole story: its name, type, code and sender
-            fact = "%s: rejected, expected %s; %s%s" % (label, expected_state, icmp, _probes_fact(result))
+            fact = "%s: rejected, expected %s; %s%s" % (label, expected, icmp, _probes_fact(result))
         check.fail("PORT_REJECTED", [fact],
                    hint=_LOCAL_REJECT_HINT if reason == "local_firewall" else None)
     elif state == "filtered":
@@ -1067,7 +1067,7 @@ def diagnose_targets(targets, icmp_options=None, run=default_run, arp_probe_enab
             expected = port["expected"] if port["expected"] in tcp_probe.STATES else "open"
             (tcp_target,) = tcp_probe.parse_targets([{
                 "host": address, "port": port["port"], "timeout": port["timeout"], "send": port["send"],
-                "expect": port["expect"], "expected_state": expected, "name": port["name"] or target.name}],
+                "expect": port["expect"], "expected": expected, "name": port["name"] or target.name}],
                 port["timeout"])
             tcp_items.append((index, tcp_target))
         for http_target in target.http_targets:

@@ -499,7 +499,8 @@ def gather(ports=(), proc=PROC, run=None):
         "listeners": listeners(set(ports), proc),
         "conntrack": conntrack_limits(proc),
     }
-    facts["warnings"] = warnings_for(facts)
+    # "limit_warnings", not "warnings": that is a reserved key of module results (Ansible prints and removes it)
+    facts["limit_warnings"] = warnings_for(facts)
     return facts
 
 

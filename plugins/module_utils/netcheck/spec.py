@@ -11,6 +11,9 @@ A spec is a plain dict, ``option name -> option``; an option is a dict with
     elements     the type of a list's items
     options      a nested spec, for a dict or a list of dicts
     no_log       True for secrets (never logged)
+    aliases      other names a user may write for the option (an old spelling kept working)
+    deprecated_aliases
+                 those of the aliases Ansible warns about ({name, version, collection_name})
 
 That is AnsibleModule's own argument_spec language plus ``description``, so a probe
 file declares its spec once (``TCP_TARGET_SPEC``, ``TCP_MODULE_SPEC`` in tcp.py) and
@@ -36,10 +39,11 @@ import copy
 from .probe import InputError, reject_unknown_keys
 
 # the keys an option may have; anything else is a typo in a spec, caught by validate_spec
-OPTION_KEYS = ("type", "description", "required", "default", "choices", "elements", "options", "no_log")
+OPTION_KEYS = ("type", "description", "required", "default", "choices", "elements", "options", "no_log", "aliases",
+               "deprecated_aliases")
 TYPES = ("str", "int", "float", "bool", "list", "dict", "path", "raw")
 # what DOCUMENTATION and role argument_specs carry of an option, in this order
-_DOC_KEYS = ("description", "type", "required", "default", "choices", "elements", "no_log")
+_DOC_KEYS = ("description", "type", "required", "default", "choices", "elements", "aliases", "no_log")
 
 
 def validate_spec(spec, path="spec"):
@@ -56,6 +60,11 @@ def validate_spec(spec, path="spec"):
             raise ValueError("%s: needs a one-line description" % where)
         if option.get("required") and "default" in option:
             raise ValueError("%s: a required option has no default" % where)
+        aliases = option.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(alias, str) and alias not in spec for alias in aliases):
+            raise ValueError("%s: aliases must be a list of names no other option has" % where)
+        if any(entry.get("name") not in aliases for entry in option.get("deprecated_aliases", [])):
+            raise ValueError("%s: a deprecated alias must be one of its aliases" % where)
         if "options" in option:
             if option["type"] not in ("dict", "list") or (option["type"] == "list" and option.get("elements") != "dict"):
                 raise ValueError("%s: options belong to a dict or a list of dicts" % where)
@@ -83,7 +92,8 @@ def check_keys(value, spec, path):
     """
     if not isinstance(value, dict):
         raise InputError("%s: expected a mapping with keys %s, got %r" % (path, ", ".join(spec), value))
-    reject_unknown_keys(value, spec, path)
+    reject_unknown_keys(value, list(spec) + [alias for option in spec.values() for alias in option.get("aliases", [])],
+                        path)
     for key, option in spec.items():
         if option.get("required") and value.get(key) is None:
             raise InputError("%s.%s: required (%s)" % (path, key, option["description"]))

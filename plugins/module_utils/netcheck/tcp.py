@@ -62,8 +62,12 @@ TCP_TARGET_SPEC = {
     # raw, not str: the validator refuses a number instead of sending its str() (str would convert it)
     "send": {"type": "raw", "description": "Text sent once connected (UTF-8)."},
     "expect": {"type": "str", "description": "Python regular expression searched in what the server sends."},
-    "expected_state": {"type": "str", "choices": list(STATES), "default": "open",
-                       "description": "The state this target must have."},
+    # "expected" as net_diagnose and the netcheck role spell it; "expected_state", port_check's first
+    # spelling, still works until 1.0.0 (Ansible prints a deprecation when it is used)
+    "expected": {"type": "str", "choices": list(STATES), "default": "open", "aliases": ["expected_state"],
+                 "deprecated_aliases": [{"name": "expected_state", "version": "1.0.0",
+                                         "collection_name": "netcheck.netcheck"}],
+                 "description": "The state this target must have (alias expected_state, deprecated)."},
     "family": {"type": "str", "choices": list(FAMILIES), "default": "any",
                "description": "Address family used when a name resolves to both."},
     "name": {"type": "raw", "description": "A label returned as detail.name (e.g. the inventory name)."},
@@ -85,16 +89,16 @@ TCP_MODULE_SPEC = {
 class TcpTarget(object):
     """One validated target. Build it with :func:`parse_targets`."""
 
-    __slots__ = ("host", "port", "timeout", "send", "expect", "expected_state", "family", "name")
+    __slots__ = ("host", "port", "timeout", "send", "expect", "expected", "family", "name")
 
     def __init__(self, host, port, timeout=DEFAULT_TIMEOUT, send=None, expect=None,
-                 expected_state="open", family="any", name=None):
+                 expected="open", family="any", name=None):
         self.host = host
         self.port = port
         self.timeout = timeout
         self.send = send
         self.expect = expect
-        self.expected_state = expected_state
+        self.expected = expected
         self.family = family
         self.name = name
 
@@ -110,15 +114,20 @@ def parse_targets(raw_targets, default_timeout=DEFAULT_TIMEOUT, field="targets")
     """
     validate_timeout(default_timeout, "timeout")
     targets = []
-    for where, raw in target_mappings(raw_targets, field, TcpTarget.__slots__,
+    for where, raw in target_mappings(raw_targets, field, TcpTarget.__slots__ + ("expected_state",),
                                       expected="a mapping with host and port"):
         host = validate_host(raw.get("host"), where + ".host")
         port = validate_port(raw.get("port"), where + ".port")
         timeout = raw.get("timeout")
         timeout = default_timeout if timeout is None else validate_timeout(timeout, where + ".timeout")
-        expected = raw.get("expected_state") or "open"
+        expected, old = raw.get("expected"), raw.get("expected_state")  # the old spelling (an alias)
+        if expected is not None and old is not None and expected != old:
+            raise InputError("%s.expected_state: %r differs from expected %r (expected_state is expected's old "
+                             "name: give expected only)" % (where, old, expected))
+        key = "expected" if expected is not None or old is None else "expected_state"
+        expected = (expected if expected is not None else old) or "open"
         if not isinstance(expected, str) or expected not in STATES:
-            raise InputError("%s.expected_state: %r is not one of %s" % (where, expected, ", ".join(STATES)))
+            raise InputError("%s.%s: %r is not one of %s" % (where, key, expected, ", ".join(STATES)))
         family = raw.get("family") or "any"
         if not isinstance(family, str) or family not in FAMILIES:
             raise InputError("%s.family: %r is not one of %s" % (where, family, ", ".join(FAMILIES)))
@@ -140,7 +149,7 @@ def _result(target, state, timings, error=None, **detail):
         "host": target.host,
         "port": target.port,
         "name": target.name,
-        "expected_state": target.expected_state,
+        "expected": target.expected,
         "address": None,
         "family": None,
         "errno": None,
@@ -160,11 +169,11 @@ def _result(target, state, timings, error=None, **detail):
     if record is not None:  # the flat keys repeat the outcome: one set of facts, two spellings
         facts.update(errno=record["errno"], errno_name=record["errno_name"], icmp_type=record["icmp_type"],
                      icmp_code=record["icmp_code"], icmp_from=record["icmp_from"])
-    ok = state_meets(state, target.expected_state) and facts["expect_matched"] is not False
+    ok = state_meets(state, target.expected) and facts["expect_matched"] is not False
     if ok:
         error = None
     elif error is None:
-        error = "%s, expected %s" % (state, target.expected_state)
+        error = "%s, expected %s" % (state, target.expected)
     return probe_result(target.label, KIND, state, ok, timings, error, facts)
 
 

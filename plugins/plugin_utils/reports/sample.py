@@ -56,7 +56,7 @@ def _healthy_layers(name, address, rng, base_ms):
         connect = round(base_ms * rng.uniform(1.0, 1.6), 3)
         tcp.append(_probe("%s:%d" % (address, port), "tcp", "open", True,
                           {"resolve_ms": 0.01, "connect_ms": connect, "total_ms": connect + 0.02}, None,
-                          {"host": address, "port": port, "name": name, "expected_state": "open",
+                          {"host": address, "port": port, "name": name, "expected": "open",
                            "address": address, "family": "ipv4", "errno": None, "errno_name": None,
                            "banner": "SSH-2.0-OpenSSH_9.2p1" if port == 22 else None, "expect": None,
                            "expect_matched": None, "conversation_error": None,
