@@ -155,7 +155,7 @@ def test_host_patterns_select_what_ansible_would(pattern, hosts):
 
 # --- hypothesis: every bad variable kind through the role's own validation ---------------------------
 
-NUMBERS = {name: bounds for name, bounds in config.RANGES.items()}
+NUMBERS = dict(config.RANGES)
 not_a_number = st.one_of(st.text(alphabet="abcxyz$();| ", min_size=1, max_size=8), st.lists(st.integers(), max_size=2),
                          st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.just(True))
 
@@ -364,7 +364,7 @@ def test_comparing_two_recorded_runs_names_new_fixed_and_changed_pairs():
     assert as_pairs["fixed"] == [("nct1331", "nct1333")]          # the REJECT was gone
     assert as_pairs["changed"] == []
     assert sorted((e["source"], e["target"]) for e in comparison["gone"]) == [("nct1333", "nct1331"),
-                                                                             ("nct1333", "nct1332")]
+                                                                              ("nct1333", "nct1332")]
     new["comparison"] = comparison
     lines = runmodel.render_comparison(new)
     assert lines[0].startswith("compared with old/report.json") and "  NEW   nct1332 -> nct1331: ICMP_FILTERED (was OK)" in lines
