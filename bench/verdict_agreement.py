@@ -17,7 +17,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,10 +119,13 @@ def main():
     print()
     print("| case | runs | agreement with nmap | run (median) | confirmation cost (median extra s, max) | re-probes per run (median) |")
     print("|---|---|---|---|---|---|")
+
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
     for name in cases(dst):
         mine = [row for row in rows if row["case"] == name]
         agree, total = sum(r["agree"] for r in mine), sum(r["total"] for r in mine)
-        median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
         print("| %s | %d | %d/%d = %.1f %% | %.2f s | +%.2f s, max +%.2f s | %d |" % (
             name, len(mine), agree, total, 100.0 * agree / total, median([r["elapsed_s"] for r in mine]),
             median([r["extra_s"] for r in mine]), max(r["extra_s"] for r in mine),

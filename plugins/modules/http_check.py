@@ -129,7 +129,7 @@ options:
     description:
       - Seconds that confirming silent connects may add to the run, at most (0 turns it off).
       - A URL whose connect got no answer, on a host that answered another URL's connect of this
-        run with an ICMP error, is probed again as M(port_check) does (paced by the host's ICMP
+        run with an ICMP error, is probed again as M(netcheck.netcheck.port_check) does (paced by the host's ICMP
         rate limit, up to 2 more connects); its C(detail.outcome.reason) is C(icmp_unreach) only
         when an ICMP error for that address and port came back, else C(no_answer).
       - A run without such URLs pays nothing. See docs/http_check.md.
@@ -259,7 +259,7 @@ results:
         outcome:
           description: >-
             Why the check ended as it did, as data (docs/results.md): C(reason) (C(http_answer);
-            C(dns); for the connect the words of M(port_check), C(rst), C(icmp_unreach), C(icmp_error),
+            C(dns); for the connect the words of M(netcheck.netcheck.port_check), C(rst), C(icmp_unreach), C(icmp_error),
             C(no_answer), C(local_firewall), C(no_route), C(no_neighbour); C(tls_handshake),
             C(tls_verify), C(tls_name); C(http_timeout), C(not_http), C(conversation_failed);
             C(probe_error)), C(phase), C(errno), C(errno_name), C(icmp_type), C(icmp_code),

@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: netcheck contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation of the netcheck_config action (the work is done on the controller by
 plugins/action/netcheck_config.py; this file only lets ansible-doc show it)."""
 
@@ -19,7 +21,7 @@ description:
     C(netcheck: CONFIGURATION ERROR, nothing was checked)."
 version_added: "0.6.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   sources:
     description:
@@ -31,12 +33,9 @@ options:
     elements: str
 attributes:
   check_mode:
-    support: full
-    description: Reads variables and files only.
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
+    details: Reads variables and files only.
+extends_documentation_fragment:
+  - netcheck.netcheck.attributes.controller
 seealso:
   - module: netcheck.netcheck.net_diagnose
   - module: netcheck.netcheck.netcheck_report
@@ -66,7 +65,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(sources=dict(type='list', elements='str')), supports_check_mode=True)
     module.fail_json(msg="netcheck_config runs on the controller as an action plugin; it is not run on hosts")
 
 

@@ -30,7 +30,7 @@ description:
   - The module changes nothing on the host, so it runs in check mode too.
 version_added: "0.6.0"
 author:
-  - netcheck maintainers
+  - netcheck maintainers (@netcheck)
 options:
   targets:
     description: The flows to trace, one after the other (each is bounded).

@@ -465,7 +465,7 @@ def render_failures(run):
             warned = warned_checks(pair)
             if warned:
                 lines.append("WARN %s -> %s (%s): %s [%s] %s" % (pair["source"], pair["target"], pair.get("address") or "-",
-                                                               warned[0]["code"], warned[0]["layer"], warned[0]["hint"]))
+                                                                 warned[0]["code"], warned[0]["layer"], warned[0]["hint"]))
                 lines.extend(_check_lines(warned))
             continue
         known = pair.get("baseline") == "known"
@@ -530,7 +530,7 @@ def render_notes(run, shown=6):
         pairs = entry["pairs"]
         more = " and %d more" % (len(pairs) - shown) if len(pairs) > shown else ""
         lines.append("NOTE %s on %d pair%s (%s%s): %s" % (code, len(pairs), "" if len(pairs) == 1 else "s",
-                                                         ", ".join(pairs[:shown]), more, entry["hint"]))
+                                                          ", ".join(pairs[:shown]), more, entry["hint"]))
     return lines
 
 
@@ -624,7 +624,7 @@ def render_comparison(run):
         lines.append("  CODE  %s -> %s: %s -> %s" % (entry["source"], entry["target"], entry["was"], entry["code"]))
     for entry in comparison["latency"]:
         lines.append("  RTT   %s -> %s: %.3g ms -> %.3g ms" % (entry["source"], entry["target"], entry["was_ms"],
-                                                             entry["now_ms"]))
+                                                               entry["now_ms"]))
     return lines
 
 

@@ -105,8 +105,8 @@ def test_check_yml_with_two_faults_prints_the_16_cell_matrix_and_the_asymmetric_
     assert sorted(map(tuple, run["asymmetric"])) == sorted([(h2.name, h1.name), (h2.name, h3.name),
                                                             (h2.name, h4.name), (h4.name, h1.name)])
     assert {k: run["totals"][k] for k in ("pairs", "ok", "failed", "sources_not_run", "by_code")} == {
-                             "pairs": 12, "ok": 8, "failed": 4, "sources_not_run": 0,
-                             "by_code": {"OK": 8, "PORT_FILTERED": 3, "PORT_CLOSED": 1}}
+        "pairs": 12, "ok": 8, "failed": 4, "sources_not_run": 0,
+        "by_code": {"OK": 8, "PORT_FILTERED": 3, "PORT_CLOSED": 1}}
     # one failing pair is enough to fail the run; fail_on_mismatch=false only reports it
     netns(h2.namespace, "iptables", "-w", "-D", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
     one = _check(lab, "--tags", "tcp")

@@ -31,7 +31,7 @@ def check(lab, report_dir, *extra, inventory=None):
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     argv = [str(BIN / "ansible-playbook"), "-i", str(inventory or lab.config.inventory_path), "check.yml",
             "-e", "netcheck_tcp_timeout=1", "-e", "netcheck_report_dir=%s" % report_dir, *extra]
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     proc.output = proc.stdout + proc.stderr
     return proc
 

@@ -110,7 +110,7 @@ def diagnosis(hosts, port_faults, ansible):
                 targets.append({"name": "lost-" + family, "host": address, "icmp": "skip",
                                 "ports": [{"port": ICMP_LOST}], "urls": [{"url": _url(address, ICMP_LOST)}]})
         run = ansible.module(src.name, "net_diagnose", {"targets": targets, "tcp_timeout": 1, "http": {"timeout": 2},
-                                                         "confirm_budget": 40 if layer == "ports and urls" else 10})
+                                                        "confirm_budget": 40 if layer == "ports and urls" else 10})
         result = run.result(src.name)
         assert result.get("results"), result
         found.update({pair["target"]: pair for pair in result["results"]})

@@ -140,7 +140,7 @@ def test_http_connects_get_the_same_outcome_as_port_check(ansible, src, faults):
 
 
 def test_fifty_rejects_and_five_drops_of_one_ipv6_host_rate_limited_agree_with_nmap(ansible, src, faults,
-                                                                                  oracle_host):
+                                                                                    oracle_host):
     # The one slow case: the target rate-limits its ICMPv6 errors, so most REJECT ports get no
     # answer at first; each is probed again, paced, until its own ICMP error comes
     dst = faults

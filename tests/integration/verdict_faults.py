@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 # (port, rule target, --reject-with, expected state, expected reason, ICMP type, ICMP code)
 V4_FAULTS = [

@@ -460,7 +460,7 @@ def test_a_warning_fails_the_pair_when_the_run_says_so():
 
 def test_thresholds_merge_per_key_run_then_target():
     assert diagnose.thresholds({"loss_pct": 30}, {"rtt_ms": 5}, diagnose.DEFAULT_ICMP_WARN) == {"loss_pct": 30,
-                                                                                                  "rtt_ms": 5}
+                                                                                                "rtt_ms": 5}
     (target,) = diagnose.parse_targets([{"host": "10.0.0.12", "icmp_crit": {"loss_pct": 10}}],
                                        {"icmp_crit": {"rtt_ms": 50}})
     assert target.expected()["icmp_crit"] == {"loss_pct": 10, "rtt_ms": 50}

@@ -485,7 +485,7 @@ def test_explainer_is_on_for_an_ec2_inventory_in_its_main_region_and_off_otherwi
                  "db1": {"instance_id": "i-3", "vpc_id": None}}
     assert ex.inventory_options(ec2_hosts) == {"region": "eu-west-1", "instances": instances}
     assert ex.inventory_options(ec2_hosts, region="us-east-1", endpoint_url=None) == {"region": "us-east-1",
-                                                                                     "instances": instances}
+                                                                                      "instances": instances}
     assert ex.inventory_options(ec2_hosts, enabled=False) is None
     lab_hosts = {"nclab1": {"ansible_host": "10.77.0.11"}}
     assert ex.inventory_options(lab_hosts) is None
@@ -542,7 +542,9 @@ def _twin_vpc(data):
 def test_address_held_in_two_unpeered_vpcs_is_ambiguous_whatever_the_api_order():
     data = _twin_vpc(world())
     for order in (list(data["network_interfaces"]), list(reversed(data["network_interfaces"]))):
-        result = ex.explain_flow(ex.Ec2State(**dict(data, network_interfaces=order)), WEB_IP, DB_IP, "tcp", 5432,
+        reordered = dict(data)
+        reordered["network_interfaces"] = order
+        result = ex.explain_flow(ex.Ec2State(**reordered), WEB_IP, DB_IP, "tcp", 5432,
                                  data_plane="PORT_FILTERED")
         assert result["status"] == "unknown" and result["code"] == "NOT_EVALUATED"
         assert "held by 2 network interfaces" in result["message"]

@@ -53,14 +53,14 @@ def test_each_silent_check_is_one_flow_and_rejects_resets_and_the_source_firewal
 def test_icmp_dropped_while_the_ports_answer_is_a_note_and_still_explained():
     pair = _pair("web1", "db1", DB_IP, "OK")
     pair["verdict"]["checks"] = [check("icmp", True, "ICMP_FILTERED", "no_answer", "echo"),
-                      check("tcp/5432", True, "OK", "syn_ack")]
+                                 check("tcp/5432", True, "OK", "syn_ack")]
     assert ex.flows_of_pair(pair) == [("icmp", None, "ICMP_FILTERED")]
 
 
 def test_checks_without_an_outcome_fall_back_to_their_code():
     pair = _pair("web1", "db1", DB_IP, "PORT_FILTERED")
     pair["verdict"]["checks"] = [check("tcp/5432", False, "PORT_FILTERED"), check("tcp/8080", False, "PORT_CLOSED"),
-                      check("icmp", False, "ICMP_FILTERED")]
+                                 check("icmp", False, "ICMP_FILTERED")]
     assert ex.flows_of_pair(pair) == [("tcp", 5432, "PORT_FILTERED"), ("icmp", None, "ICMP_FILTERED")]
     assert ex.flows_of_pair(pair, codes=("PORT_FILTERED",)) == [("tcp", 5432, "PORT_FILTERED")]
 
@@ -86,7 +86,7 @@ def test_layers_fallback_skips_the_source_hosts_own_firewall():
 def test_path_mtu_verdict_of_a_check_is_explained_by_name():
     pair = _pair("web1", "db1", DB_IP, "MTU_BLACKHOLE")
     pair["verdict"]["checks"] = [check("tcp/443", False, "MTU_BLACKHOLE", "no_answer", "transfer"),
-                      check("icmp", True, "OK", "echo_reply")]
+                                 check("icmp", True, "OK", "echo_reply")]
     assert ex.flows_of_pair(pair) == [("tcp", 443, "MTU_BLACKHOLE")]
     old = _pair("web1", "db1", DB_IP, "MTU_BLACKHOLE", tcp=[(443, "open")])
     assert ex.flows_of_pair(old) == [("tcp", 443, "MTU_BLACKHOLE")]

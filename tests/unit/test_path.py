@@ -89,7 +89,7 @@ def test_a_router_reporting_1500_is_pmtu_reduced_in_few_probes():
     search = path.search_mtu(simulated(1500, True, calls), 9001, 576)
     facts = path.classify_mtu(search, 9001)
     assert (facts["code"], facts["path_mtu"], facts["reported_mtu"], facts["exact"]) == ("PMTU_REDUCED", 1500, 1500,
-                                                                                        True)
+                                                                                         True)
     assert calls == [576, 9001, 1500, 1501]
 
 

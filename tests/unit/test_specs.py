@@ -219,7 +219,7 @@ def test_role_variables_handed_to_a_module_option_have_its_type_and_choices():
 def test_role_validation_rejects_a_typo_in_a_group_target_naming_its_path():
     from ansible_collections.netcheck.netcheck.plugins.plugin_utils.config import check_variables
     _, problems = check_variables({"netcheck_tcp_group_targets": [{"group": "db", "port": 22,
-                                                                    "expected_sate": "filtered"}]})
+                                                                   "expected_sate": "filtered"}]})
     assert problems == ["netcheck_tcp_group_targets[0].expected_sate: unknown key (did you mean expected?)"]
 
 

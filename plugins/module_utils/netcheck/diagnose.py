@@ -684,8 +684,8 @@ def _neighbour_fact(detail, state):
     elif detail.get("wire_error"):
         wire = ", wire: not probed (%s)" % detail["wire_error"]
     return "neighbour %s: %s dev %s %s %s%s" % (detail.get("next_hop"), hop, route.get("dev") or detail.get("dev"),
-                                                 detail.get("mac") or "no MAC", detail.get("kernel_state") or state,
-                                                 wire)
+                                                detail.get("mac") or "no MAC", detail.get("kernel_state") or state,
+                                                wire)
 
 
 def _protocol(detail):
@@ -869,7 +869,7 @@ def _judge_port(check, expected, layers, down):
             check.fail("WRONG_SERVICE", ["%s: open, conversation failed: %s" % (label, detail["conversation_error"])])
         else:
             facts = ["%s: %s as expected (%s) in %.1f ms" % (label, state, expected,
-                                                            result["timings"].get("total_ms", 0.0))]
+                                                             result["timings"].get("total_ms", 0.0))]
             if state == "rejected":
                 facts[0] += "; " + _icmp_fact(result)
             check.passed(facts)

@@ -504,7 +504,8 @@ def gather(ports=(), proc=PROC, run=None):
     return facts
 
 
-__all__ = ["CONNTRACK_DROPS", "conntrack_limits", "conntrack_verdict", "gather", "parse_conntrack_stat", "kernel_limits", "listen_backlog_request", "listen_backlogs", "listener_facts", "listeners",
+__all__ = ["CONNTRACK_DROPS", "conntrack_limits", "conntrack_verdict", "gather", "parse_conntrack_stat", "kernel_limits",
+           "listen_backlog_request", "listen_backlogs", "listener_facts", "listeners",
            "neighbour_limits", "parse_arp_cache_stat", "parse_file_nr", "parse_listen_backlogs", "parse_netstat",
            "parse_ntable_json", "parse_port_range", "parse_proc_limits", "parse_proc_net_tcp", "parse_sockstat",
            "process_limits", "read_ntables", "socket_owners", "warnings_for"]

@@ -208,6 +208,7 @@ def is_timeout(exc):
     return isinstance(exc, OSError) and exc.errno in TIMEOUT_ERRNOS
 
 
-__all__ = ["ERROR_TYPES", "ICMP_CODES", "ICMP_CODE_WORDS", "ICMP_TYPES", "ICMP_TYPE_WORDS", "QUOTING_TYPES", "REASONS", "TIME_EXCEEDED_TYPE", "UNREACH_TYPE", "family_word",
+__all__ = ["ERROR_TYPES", "ICMP_CODES", "ICMP_CODE_WORDS", "ICMP_TYPES", "ICMP_TYPE_WORDS", "QUOTING_TYPES", "REASONS",
+           "TIME_EXCEEDED_TYPE", "UNREACH_TYPE", "family_word",
            "icmp_name", "icmp_word", "is_fragmentation_needed", "is_timeout", "is_unreachable", "normal_address", "outcome",
            "same_address"]

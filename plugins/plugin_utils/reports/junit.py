@@ -50,7 +50,7 @@ def _failure_body(pair, lines, check=None):
     if own:
         body += ["evidence: %s" % line for line in own.get("evidence") or []]
         body.append("pair: %s [%s], %s of its checks failed" % (verdict.get("code"), verdict.get("first_failing_layer"),
-                                                               verdict.get("failed_checks", "?")))
+                                                                verdict.get("failed_checks", "?")))
     else:
         body += ["evidence: %s" % line for line in verdict.get("evidence") or []]
     body += ["note %s: %s" % (n.get("code"), n.get("hint")) for n in verdict.get("notes") or []]

@@ -169,7 +169,7 @@ def render_markdown(run, max_bytes=MAX_BYTES, title="netcheck report"):
                                                      _cell(e.get("was") or "-"), _cell(e.get("code") or "-"))
                      for e in comparison[kind]]
         rows += ["| latency | %s | %s | %.3g ms | %.3g ms |" % (_cell(e["source"]), _cell(e["target"]), e["was_ms"],
-                                                               e["now_ms"]) for e in comparison["latency"]]
+                                                                e["now_ms"]) for e in comparison["latency"]]
     return _within(head + rows, max_bytes)
 
 
