@@ -477,7 +477,8 @@ def test_two_point_drop_on_the_sender_output(ansible, src, dst, iptables_rules):
     outcome, evidence = two_point_capture(ansible, src, dst, 9992, fault)
     assert outcome in ("timeout", "1")     # a local OUTPUT DROP may fail connect() with EPERM
     assert evidence["where"] == "source"
-    assert evidence["sentence"].startswith("No SYN to %s:9992 left %s" % (dst.ip, src.name))
+    assert evidence["sentence"].startswith("The SYN never left %s: its capture has no SYN to %s:9992"
+                                           % (src.name, dst.ip))
 
 
 def test_two_point_loss_between_the_hosts(ansible, src, dst, bridge_port):

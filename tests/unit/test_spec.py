@@ -13,7 +13,7 @@ TARGET = {
     "host": {"type": "str", "required": True, "description": "Host name or address."},
     "port": {"type": "int", "required": True, "description": "TCP port."},
     "expected": {"type": "str", "choices": ["open", "closed"], "default": "open",
-                       "description": "The state it must have."},
+                 "description": "The state it must have."},
     "token": {"type": "str", "no_log": True, "description": "A secret."},
 }
 MODULE = {
