@@ -647,7 +647,7 @@ def verdict(layers, expected, resolve_error=None, fail_on_warn=False):
         for other in failing[1:]:
             if other["code"] != first["code"] and not any(n["code"] == other["code"] for n in notes):
                 notes.append({"code": other["code"], "hint": "%s: %s" % (other["check"], other["hint"])})
-        result = _verdict(first["layer"], first["code"], first["hint"], _unique(lines + evidence), notes)
+        result = _verdict(first["layer"], first["code"], first["hint"], path_probe.unique_lines(lines + evidence), notes)
         ok = False
     elif not checked:
         result, ok = _verdict("none", "NOT_CHECKED", CODES["NOT_CHECKED"][1], evidence, notes), False
@@ -655,7 +655,7 @@ def verdict(layers, expected, resolve_error=None, fail_on_warn=False):
         result, ok = _verdict("none", "OK", CODES["OK"][1], evidence, notes), True
         if warned:
             # the run passes; the pair still says what is degraded
-            result["evidence"] = _unique([line for c in warned for line in c["evidence"]] + evidence)
+            result["evidence"] = path_probe.unique_lines([line for c in warned for line in c["evidence"]] + evidence)
     result.update(failed_checks=len(failing), warned_checks=len(warned), checks=checks)
     return ok, checked, result
 
@@ -664,15 +664,6 @@ def _verdict(layer, code, hint, evidence, notes):
     # hop: where on the path the flow died, set by the path probes (path.resummarize), else None
     return {"first_failing_layer": layer, "code": code, "hint": hint, "evidence": evidence, "notes": notes,
             "hop": None}
-
-
-def _unique(lines):
-    seen, out = set(), []
-    for line in lines:
-        if line not in seen:
-            seen.add(line)
-            out.append(line)
-    return out
 
 
 def _neighbour_fact(detail, state):

@@ -861,11 +861,12 @@ def resummarize(pair, layer_rank=None):
         verdict.update(first_failing_layer=first["layer"], code=first["code"], hint=first["hint"],
                        hop=first.get("hop") if first["code"] in PATH_CODES else None)
         lines = [line for c in failing for line in c.get("evidence") or []]
-        verdict["evidence"] = _unique(lines + [line for line in verdict.get("evidence") or [] if line not in lines])
+        verdict["evidence"] = unique_lines(lines + [line for line in verdict.get("evidence") or [] if line not in lines])
         pair["ok"] = False
 
 
-def _unique(lines):
+def unique_lines(lines):
+    """The lines in their order, each once (evidence lists repeat facts)."""
     seen, out = set(), []
     for line in lines:
         if line not in seen:
